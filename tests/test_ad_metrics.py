@@ -1,0 +1,307 @@
+"""Normalizing one account-day of raw TikTok responses into AdDayMetrics rows."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from tiktok_amp_assets.core.ad_metrics import (
+    AdDayMetrics,
+    ReportRowError,
+    account_timezone,
+    normalize_account_day,
+)
+from tiktok_amp_assets.core.metric_values import MetricTotals
+
+ADVERTISER = "7000000000000000001"
+DAY = "2026-11-23"
+AD_LIVE = "1790000000000000002"
+AD_DELETED = "1790000000000000001"
+
+
+def report_row(ad_id: str, day: str = DAY, **metrics: str) -> dict[str, Any]:
+    base = {
+        "spend": "12.30",
+        "impressions": "1000",
+        "clicks": "12",
+        "conversion": "3",
+        "ad_name": f"Ad {ad_id[-1]}",
+        "adgroup_id": "1810000000000000001",
+        "adgroup_name": "US 18-34",
+        "campaign_id": "1800000000000000001",
+        "campaign_name": "Black Friday",
+        "currency": "USD",
+    }
+    return {"dimensions": {"ad_id": ad_id, "stat_time_day": f"{day} 00:00:00"}, "metrics": base | metrics}
+
+
+def ad_item(ad_id: str, **fields: str) -> dict[str, Any]:
+    base = {
+        "ad_id": ad_id,
+        "ad_name": f"Ad {ad_id[-1]} (ad/get)",
+        "adgroup_id": "1810000000000000001",
+        "adgroup_name": "US 18-34 (ad/get)",
+        "campaign_id": "1800000000000000001",
+        "campaign_name": "Black Friday (ad/get)",
+        "advertiser_id": ADVERTISER,
+        "landing_page_url": "https://shop.example/p?utm_source=tiktok&utm_campaign=__CAMPAIGN_NAME__",
+        "operation_status": "ENABLE",
+        "secondary_status": "AD_STATUS_DELIVERY_OK",
+    }
+    return base | fields
+
+
+def account_day(
+    report_rows: list[dict[str, Any]], ads: list[dict[str, Any]] | None = None, **info: str
+) -> dict:
+    advertiser_info = {
+        "advertiser_id": ADVERTISER,
+        "name": "Acme Shop",
+        "currency": "USD",
+        "timezone": "Etc/GMT+8",
+        "display_timezone": "America/Los_Angeles",
+        "status": "STATUS_ENABLE",
+    } | info
+    return {
+        "advertiser_id": ADVERTISER,
+        "stat_date": DAY,
+        "advertiser_info": advertiser_info,
+        "report_rows": report_rows,
+        "ads": ads if ads is not None else [],
+    }
+
+
+def test_one_row_per_report_row_sorted_by_ad_id() -> None:
+    rows = normalize_account_day(
+        account_day([report_row(AD_LIVE), report_row(AD_DELETED)], [ad_item(AD_LIVE), ad_item(AD_DELETED)])
+    )
+    assert [row.ad_id for row in rows] == [AD_DELETED, AD_LIVE]
+    row = rows[1]
+    assert row.advertiser_id == ADVERTISER
+    assert row.advertiser_name == "Acme Shop"
+    assert row.stat_date == date(2026, 11, 23)
+    assert row.cost == Decimal("12.30") and str(row.cost) == "12.30"
+    assert (row.impressions, row.clicks, row.conversions) == (1000, 12, 3)
+    # Report attributes win over ad/get when present.
+    assert (row.ad_name, row.adgroup_name, row.campaign_name) == ("Ad 2", "US 18-34", "Black Friday")
+    assert row.currency == "USD"
+    assert row.timezone == "America/Los_Angeles"
+    assert row.landing_page_url == ad_item(AD_LIVE)["landing_page_url"]
+    assert (row.utm_source, row.utm_medium, row.utm_campaign, row.utm_content) == (
+        "tiktok",
+        "paid_social",
+        "Black Friday",
+        "Ad 2",
+    )
+    assert row.utm_inferred == ["utm_content", "utm_medium"]
+
+
+def test_ids_stay_strings() -> None:
+    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)]))
+    assert (
+        isinstance(row.ad_id, str) and isinstance(row.campaign_id, str) and isinstance(row.advertiser_id, str)
+    )
+    with pytest.raises(ValidationError):
+        AdDayMetrics.model_validate(row.model_dump() | {"ad_id": 1790000000000000002})
+
+
+@pytest.mark.parametrize("marker", ["-", "", "  "])
+def test_deleted_ad_attributes_fall_back_to_ad_get(marker: str) -> None:
+    raw = account_day(
+        [
+            report_row(
+                AD_DELETED,
+                ad_name=marker,
+                adgroup_id=marker,
+                adgroup_name=marker,
+                campaign_id=marker,
+                campaign_name=marker,
+            )
+        ],
+        [
+            ad_item(
+                AD_DELETED,
+                adgroup_id="1810000000000000009",
+                operation_status="DISABLE",
+                secondary_status="AD_STATUS_DELETE",
+            )
+        ],
+    )
+    (row,) = normalize_account_day(raw)
+    assert row.ad_name == "Ad 1 (ad/get)"
+    assert row.adgroup_id == "1810000000000000009"
+    assert row.adgroup_name == "US 18-34 (ad/get)"
+    assert row.campaign_name == "Black Friday (ad/get)"
+    # The macro takes the name the row ends up with.
+    assert row.utm_campaign == "Black Friday (ad/get)"
+
+
+def test_attribute_missing_everywhere_names_the_field() -> None:
+    raw = account_day([report_row(AD_DELETED, campaign_name="-")], [ad_item(AD_DELETED, campaign_name="")])
+    with pytest.raises(ReportRowError) as caught:
+        normalize_account_day(raw)
+    error = caught.value
+    assert (error.advertiser_id, error.stat_date, error.ad_id) == (ADVERTISER, DAY, AD_DELETED)
+    assert error.field == "campaign_name"
+    for part in (ADVERTISER, DAY, AD_DELETED, "campaign_name", "missing"):
+        assert part in str(error)
+
+
+def test_attribute_missing_and_no_ad_get_item_hints_at_deleted_ads() -> None:
+    with pytest.raises(ReportRowError, match="STATUS_ALL"):
+        normalize_account_day(account_day([report_row(AD_DELETED, ad_name="-")]))
+
+
+def test_row_for_another_day_is_an_error() -> None:
+    raw = account_day([report_row(AD_LIVE), report_row(AD_DELETED, day="2026-11-22")])
+    with pytest.raises(ReportRowError) as caught:
+        normalize_account_day(raw)
+    message = str(caught.value)
+    assert caught.value.field == "stat_time_day"
+    for part in (ADVERTISER, DAY, AD_DELETED, "stat_time_day", "2026-11-22"):
+        assert part in message
+
+
+def test_row_with_a_time_of_day_is_an_error() -> None:
+    raw = account_day([report_row(AD_LIVE)])
+    raw["report_rows"][0]["dimensions"]["stat_time_day"] = f"{DAY} 13:00:00"
+    with pytest.raises(ReportRowError, match="stat_time_day"):
+        normalize_account_day(raw)
+
+
+def test_duplicate_ad_is_an_error() -> None:
+    raw = account_day([report_row(AD_LIVE), report_row(AD_DELETED), report_row(AD_LIVE, spend="1.00")])
+    with pytest.raises(ReportRowError) as caught:
+        normalize_account_day(raw)
+    assert (caught.value.ad_id, caught.value.field) == (AD_LIVE, "ad_id")
+    assert "more than once" in str(caught.value)
+    assert ADVERTISER in str(caught.value) and DAY in str(caught.value)
+
+
+@pytest.mark.parametrize("ad_id", [None, "", "-", "17 90", "../x", "1790\n"])
+def test_missing_or_bad_ad_id(ad_id: str | None) -> None:
+    raw = account_day([report_row(AD_LIVE)])
+    raw["report_rows"][0]["dimensions"]["ad_id"] = ad_id
+    with pytest.raises(ReportRowError) as caught:
+        normalize_account_day(raw)
+    assert caught.value.field == "ad_id"
+    assert ADVERTISER in str(caught.value) and DAY in str(caught.value)
+
+
+def test_missing_performance_metrics_are_none_not_zero() -> None:
+    raw = account_day([report_row(AD_LIVE, spend="-", conversion="", clicks="0")])
+    del raw["report_rows"][0]["metrics"]["impressions"]
+    (row,) = normalize_account_day(raw)
+    assert (row.cost, row.impressions, row.clicks, row.conversions) == (None, None, 0, None)
+    assert row.totals() == MetricTotals(cost=Decimal(0), impressions=0, clicks=0, conversions=0)
+
+
+def test_unparsable_metric_names_the_field() -> None:
+    with pytest.raises(ReportRowError) as caught:
+        normalize_account_day(account_day([report_row(AD_LIVE, clicks="12.5")]))
+    assert (caught.value.field, caught.value.ad_id) == ("clicks", AD_LIVE)
+    assert "12.5" in str(caught.value)
+
+
+def test_currency_falls_back_to_the_account() -> None:
+    raw = account_day([report_row(AD_LIVE, currency="-")], currency="EUR")
+    assert normalize_account_day(raw)[0].currency == "EUR"
+
+
+def test_currency_missing_everywhere_is_an_error() -> None:
+    raw = account_day([report_row(AD_LIVE, currency="")], currency="")
+    with pytest.raises(ReportRowError, match="currency"):
+        normalize_account_day(raw)
+
+
+def test_timezone_prefers_display_timezone_then_timezone() -> None:
+    raw = account_day([report_row(AD_LIVE)], display_timezone="Asia/Tokyo", timezone="Etc/GMT-9")
+    assert normalize_account_day(raw)[0].timezone == "Asia/Tokyo"
+    raw = account_day([report_row(AD_LIVE)], display_timezone="(UTC+09:00) Tokyo", timezone="Asia/Tokyo")
+    assert normalize_account_day(raw)[0].timezone == "Asia/Tokyo"
+    raw = account_day([report_row(AD_LIVE)], display_timezone="", timezone="Etc/GMT+8")
+    assert normalize_account_day(raw)[0].timezone == "Etc/GMT+8"
+
+
+def test_account_timezone() -> None:
+    assert account_timezone({"display_timezone": "Asia/Tokyo", "timezone": "Etc/GMT-9"}) == "Asia/Tokyo"
+    assert account_timezone({"display_timezone": "Tokyo", "timezone": "Etc/GMT-9"}) == "Etc/GMT-9"
+    assert account_timezone({"display_timezone": "America", "timezone": "localtime"}) is None
+    assert account_timezone({}) is None
+
+
+def test_no_iana_timezone_is_an_error() -> None:
+    raw = account_day([report_row(AD_LIVE)], display_timezone="Pacific Time", timezone="GMT-08:00")
+    with pytest.raises(ReportRowError) as caught:
+        normalize_account_day(raw)
+    assert caught.value.field == "timezone"
+    assert "Pacific Time" in str(caught.value)
+
+
+def test_landing_page_url_only_from_ad_get() -> None:
+    rows = normalize_account_day(
+        account_day([report_row(AD_LIVE), report_row(AD_DELETED)], [ad_item(AD_LIVE, landing_page_url="")])
+    )
+    assert [row.landing_page_url for row in rows] == [None, None]
+    assert rows[0].utm_inferred == ["utm_campaign", "utm_content", "utm_medium", "utm_source"]
+
+
+def test_advertiser_info_for_another_account_is_an_error() -> None:
+    raw = account_day([report_row(AD_LIVE)], advertiser_id="7000000000000000999")
+    with pytest.raises(ReportRowError, match="7000000000000000999"):
+        normalize_account_day(raw)
+
+
+def test_bad_stat_date_is_an_error() -> None:
+    raw = account_day([report_row(AD_LIVE)])
+    raw["stat_date"] = "23/11/2026"
+    with pytest.raises(ReportRowError) as caught:
+        normalize_account_day(raw)
+    assert caught.value.field == "stat_date"
+
+
+def test_empty_day_gives_no_rows() -> None:
+    assert normalize_account_day(account_day([])) == []
+
+
+def test_input_is_not_modified() -> None:
+    raw = account_day([report_row(AD_DELETED, ad_name="-")], [ad_item(AD_DELETED)])
+    before = copy.deepcopy(raw)
+    normalize_account_day(raw)
+    assert raw == before
+
+
+def test_record_round_trip_is_exact_through_json_lines() -> None:
+    rows = normalize_account_day(
+        account_day(
+            [report_row(AD_LIVE, spend="0.10", conversion="-"), report_row(AD_DELETED)], [ad_item(AD_LIVE)]
+        )
+    )
+    line = "\n".join(json.dumps(row.to_record()) for row in rows)
+    back = [AdDayMetrics.from_record(json.loads(text)) for text in line.splitlines()]
+    assert back == rows
+    assert str(back[1].cost) == "0.10"
+    assert back[1].conversions is None
+    record = rows[0].to_record()
+    assert record["cost"] == "12.30" and record["stat_date"] == DAY
+
+
+def test_from_record_rejects_bad_records() -> None:
+    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)]))
+    with pytest.raises(ValidationError):
+        AdDayMetrics.from_record(row.to_record() | {"timezone": "Mars/Olympus"})
+    with pytest.raises(ValidationError):
+        AdDayMetrics.from_record(row.to_record() | {"currency": "usd"})
+    with pytest.raises(ValidationError):
+        AdDayMetrics.from_record(row.to_record() | {"surprise": 1})
+
+
+def test_totals() -> None:
+    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)]))
+    assert row.totals() == MetricTotals(cost=Decimal("12.30"), impressions=1000, clicks=12, conversions=3)

@@ -1,0 +1,173 @@
+"""Exact parsing of TikTok metric strings and the arithmetic of MetricTotals."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from tiktok_amp_assets.core.metric_values import MetricParseError, MetricTotals, parse_count, parse_money
+from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12.30", Decimal("12.30")),
+        ("0.00", Decimal("0.00")),
+        ("0", Decimal("0")),
+        (" 7.05 ", Decimal("7.05")),
+        ("1234567890.12", Decimal("1234567890.12")),
+        (12, Decimal(12)),
+        (12.3, Decimal("12.3")),
+        (0.1, Decimal("0.1")),
+        (Decimal("5.50"), Decimal("5.50")),
+    ],
+)
+def test_parse_money_is_exact(value: object, expected: Decimal) -> None:
+    parsed = parse_money(value, field="spend")
+    assert parsed == expected
+    # Same digits, not merely equal: "12.30" keeps its two decimals.
+    assert str(parsed) == str(expected)
+
+
+def test_parse_money_never_goes_through_float() -> None:
+    assert parse_money("0.10", field="spend") + parse_money("0.20", field="spend") == Decimal("0.30")
+    assert parse_money(0.1, field="spend") != Decimal(0.1)  # noqa: RUF032 - not the binary expansion
+
+
+@pytest.mark.parametrize("marker", [*sorted(MISSING_METRIC_VALUES), None, "  -  ", " "])
+def test_missing_markers_are_none_not_zero(marker: object) -> None:
+    assert parse_money(marker, field="spend") is None
+    assert parse_count(marker, field="clicks") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "NaN",
+        "nan",
+        "Infinity",
+        "-inf",
+        "abc",
+        "12,30",
+        "1,000.00",
+        "1e3",
+        "12.3.4",
+        ".5",
+        "5.",
+        "$12",
+        True,
+        False,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        [1],
+        {},
+        b"12",
+        "-12.30",
+        -1,
+        "٣",
+    ],
+)
+def test_parse_money_rejects_garbage(value: object) -> None:
+    with pytest.raises(MetricParseError) as caught:
+        parse_money(value, field="spend")
+    assert caught.value.field == "spend"
+    assert caught.value.value is value
+    assert "spend" in str(caught.value)
+
+
+def test_error_message_names_field_and_value() -> None:
+    with pytest.raises(MetricParseError, match=r"'impressions'.*'lots'"):
+        parse_count("lots", field="impressions")
+
+
+def test_error_message_quotes_long_values_briefly() -> None:
+    with pytest.raises(MetricParseError) as caught:
+        parse_money("x" * 10_000, field="spend")
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1000", 1000),
+        ("0", 0),
+        ("12.0", 12),
+        ("12.00", 12),
+        (" 3 ", 3),
+        (7, 7),
+        (7.0, 7),
+        ("18446744073709551615", 18446744073709551615),
+    ],
+)
+def test_parse_count(value: object, expected: int) -> None:
+    parsed = parse_count(value, field="impressions")
+    assert parsed == expected
+    assert type(parsed) is int
+
+
+@pytest.mark.parametrize(
+    "value", ["12.5", "0.1", "-1", -3, "-0.0001", 2.5, True, "1e3", "ten", "9" * 5000 + ".5"]
+)
+def test_parse_count_rejects(value: object) -> None:
+    with pytest.raises(MetricParseError):
+        parse_count(value, field="clicks")
+
+
+def test_parse_count_handles_absurdly_long_digit_strings() -> None:
+    # Beyond Python's 4,300-digit int(str) limit: still exact, no ValueError leaking out.
+    assert parse_count("9" * 10_000, field="impressions") == 10**10_000 - 1
+
+
+@given(st.one_of(st.text(), st.none(), st.integers(), st.floats(), st.booleans(), st.decimals()))
+def test_parsers_raise_only_metric_parse_error(value: object) -> None:
+    for parse in (parse_money, parse_count):
+        try:
+            result = parse(value, field="x")
+        except MetricParseError:
+            continue
+        assert result is None or isinstance(result, (Decimal, int))
+
+
+@given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False, allow_infinity=False))
+def test_money_text_round_trips(amount: Decimal) -> None:
+    assert parse_money(str(amount), field="spend") == amount
+
+
+def totals(cost: str, impressions: int, clicks: int, conversions: int) -> MetricTotals:
+    return MetricTotals(cost=Decimal(cost), impressions=impressions, clicks=clicks, conversions=conversions)
+
+
+def test_totals_subtract_and_add() -> None:
+    current = totals("12.30", 1000, 12, 5)
+    counted = totals("12.00", 990, 12, 3)
+    correction = current - counted
+    assert correction == totals("0.30", 10, 0, 2)
+    assert counted + correction == current
+    assert not correction.is_zero()
+
+
+def test_totals_can_go_negative_for_downward_restatements() -> None:
+    assert totals("10.00", 100, 5, 1) - totals("12.50", 120, 5, 1) == totals("-2.50", -20, 0, 0)
+
+
+def test_zero() -> None:
+    assert MetricTotals.zero().is_zero()
+    assert (totals("12.30", 1, 2, 3) - totals("12.3", 1, 2, 3)).is_zero()
+    assert not totals("0.01", 0, 0, 0).is_zero()
+    assert totals("1.00", 1, 1, 1) + MetricTotals.zero() == totals("1.00", 1, 1, 1)
+
+
+def test_totals_are_frozen_and_strict() -> None:
+    value = MetricTotals.zero()
+    with pytest.raises(ValidationError):
+        value.cost = Decimal(1)  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        MetricTotals(cost=1.5, impressions=0, clicks=0, conversions=0)  # type: ignore[arg-type]

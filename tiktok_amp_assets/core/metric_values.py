@@ -1,0 +1,153 @@
+"""Exact parsing of TikTok's string metric values, and the four totals the importer sends.
+
+TikTok's report API writes every metric as a string: money with two decimals in the account
+currency (``"12.30"``), counts as integers (``"1000"``). Money is parsed into :class:`~decimal.Decimal`
+straight from the text, never through ``float``, so ``"12.30"`` stays ``Decimal("12.30")`` and sums
+of many rows stay exact.
+
+Rules:
+
+- ``None`` and the markers in :data:`MISSING_METRIC_VALUES` (``""``, ``"-"``, ``"--"``, ``"N/A"``,
+  ``"null"``, ``"None"``, surrounding whitespace ignored) mean *missing*, returned as ``None`` and
+  never as zero: a metric TikTok does not report is not a metric that was zero.
+- Text must be plain decimal notation (``"12"``, ``"12.30"``); exponents, thousands separators,
+  ``NaN``/``Infinity`` and anything else are a :class:`MetricParseError`.
+- Negative values are a :class:`MetricParseError`: spend and counts of a report row cannot be
+  negative (negative figures only arise as corrections, computed from :class:`MetricTotals`).
+- ``int`` and finite ``float`` (converted through ``str``, so ``12.3`` becomes ``Decimal("12.3")``)
+  are accepted too; ``bool`` is not a number here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict
+
+from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
+
+# ASCII digits only: ``\d`` would also take other scripts' digits, which TikTok never sends.
+_DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# Error messages quote the value; cap it so a garbage payload cannot flood the logs.
+_MAX_QUOTED_VALUE_LENGTH = 80
+
+
+class MetricParseError(ValueError):
+    """A metric value that is neither a number nor a missing-value marker."""
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        self.field = field
+        self.value = value
+        quoted = repr(value)
+        if len(quoted) > _MAX_QUOTED_VALUE_LENGTH:
+            quoted = quoted[:_MAX_QUOTED_VALUE_LENGTH] + "..."
+        super().__init__(f"metric {field!r} has value {quoted}: {problem}")
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in MISSING_METRIC_VALUES)
+
+
+def _exact_decimal(value: object, *, field: str) -> Decimal:
+    """``value`` as an exact, finite Decimal; raises MetricParseError for anything else."""
+    # bool is an int subclass; True as "1 click" would only hide a bug upstream.
+    if isinstance(value, bool):
+        raise MetricParseError(field, value, "expected a number, got a boolean")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MetricParseError(field, value, "expected a finite number")
+        # str() gives the shortest text that round-trips, so 12.3 becomes Decimal("12.3"),
+        # not Decimal(12.3) = 12.300000000000000710542735760100185871124267578125.
+        return Decimal(str(value))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise MetricParseError(field, value, "expected a finite number")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise MetricParseError(field, value, "expected a decimal number such as '12.30'")
+        return Decimal(text)
+    raise MetricParseError(field, value, f"expected a string or a number, got {type(value).__name__}")
+
+
+def parse_money(value: object, *, field: str) -> Decimal | None:
+    """An amount of money in the account currency, exactly; ``None`` when TikTok marks it missing."""
+    if _is_missing(value):
+        return None
+    amount = _exact_decimal(value, field=field)
+    if amount < 0:
+        raise MetricParseError(field, value, "an amount reported by TikTok cannot be negative")
+    return amount
+
+
+def parse_count(value: object, *, field: str) -> int | None:
+    """A whole, non-negative count (``"12"`` or ``"12.0"``); ``None`` when TikTok marks it missing."""
+    if _is_missing(value):
+        return None
+    number = _exact_decimal(value, field=field)
+    if number < 0:
+        raise MetricParseError(field, value, "a count cannot be negative")
+    if number != number.to_integral_value():
+        raise MetricParseError(field, value, "a count must be a whole number")
+    try:
+        return int(number)
+    except (ValueError, OverflowError) as exc:  # absurdly long digit strings
+        raise MetricParseError(field, value, "the number is too large") from exc
+
+
+class MetricTotals(BaseModel):
+    """Cost and counts of one ad-day, or of a correction to it (then figures may be negative).
+
+    A restatement correction is ``current - already_counted``; ``is_zero()`` tells whether there
+    is anything to send.
+    """
+
+    # strict: only a Decimal is a cost here, so no float can slip in and lose cents.
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+    cost: Decimal
+    impressions: int
+    clicks: int
+    conversions: int
+
+    @classmethod
+    def zero(cls) -> MetricTotals:
+        return cls(cost=Decimal(0), impressions=0, clicks=0, conversions=0)
+
+    def __add__(self, other: MetricTotals) -> MetricTotals:
+        if not isinstance(other, MetricTotals):
+            return NotImplemented
+        return MetricTotals(
+            cost=self.cost + other.cost,
+            impressions=self.impressions + other.impressions,
+            clicks=self.clicks + other.clicks,
+            conversions=self.conversions + other.conversions,
+        )
+
+    def __sub__(self, other: MetricTotals) -> MetricTotals:
+        if not isinstance(other, MetricTotals):
+            return NotImplemented
+        return MetricTotals(
+            cost=self.cost - other.cost,
+            impressions=self.impressions - other.impressions,
+            clicks=self.clicks - other.clicks,
+            conversions=self.conversions - other.conversions,
+        )
+
+    def as_record(self) -> dict[str, str | int]:
+        """JSON-safe: the cost as its exact decimal string."""
+        return {
+            "cost": str(self.cost),
+            "impressions": self.impressions,
+            "clicks": self.clicks,
+            "conversions": self.conversions,
+        }
+
+    def is_zero(self) -> bool:
+        # Decimal("0.00") == 0, so a cost that changed by nothing counts as zero.
+        return self.cost == 0 and self.impressions == 0 and self.clicks == 0 and self.conversions == 0
