@@ -1,0 +1,124 @@
+"""Fixtures that run the project against the emulators over real sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tiktok_amp_assets.core.tiktok_contract import CLICKS, CONVERSIONS, IMPRESSIONS, SPEND
+from tiktok_amp_assets.definitions import JOB_NAME, build_definitions
+from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_assets.emulators.catalogue import Catalogue, generate_catalogue
+from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
+from tiktok_amp_assets.settings import ProjectSettings
+
+TOKEN = "test-token-3f9a1c7e5b2d4a6c8e0f1a3b5c7d9e1f"
+API_KEY = "test-api-key-0a2b4c6d8e1f3a5b7c9d1e3f5a7b9c1d"
+START_DATE = date(2025, 1, 1)
+
+
+@dataclass
+class Project:
+    """The project wired to both emulators, with a temporary Dagster instance."""
+
+    catalogue: Catalogue
+    tiktok: TikTokEmulator
+    amplitude: AmplitudeEmulator
+    settings: ProjectSettings
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    env: dict[str, str]
+    data_dir: Path
+
+    @property
+    def advertiser_ids(self) -> list[str]:
+        return sorted(self.catalogue.advertisers)
+
+    def rebuild(self) -> None:
+        """Reload the definitions after the environment changed (as a code location reload does)."""
+        self.settings = ProjectSettings.from_env()
+        self.defs = build_definitions(self.settings)
+
+    def materialize(self, first: date, last: date | None = None, *, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        job = self.defs.resolve_job_def(JOB_NAME)
+        if last is None or last == first:
+            return job.execute_in_process(
+                partition_key=first.isoformat(), instance=self.instance, raise_on_error=raise_on_error
+            )
+        return job.execute_in_process(
+            tags={
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+            instance=self.instance,
+            raise_on_error=raise_on_error,
+        )
+
+    def tiktok_truth(self, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
+        """Every ad-day TikTok reports for ``day`` (deleted ads included): (account, ad) -> figures."""
+        truth: dict[tuple[str, str], dict[str, Decimal]] = {}
+        for advertiser_id in self.advertiser_ids:
+            for ad in self.catalogue.ads_of(advertiser_id):
+                metrics = self.catalogue.daily_metrics(ad.ad_id, day)
+                if metrics is not None:
+                    truth[(advertiser_id, ad.ad_id)] = {
+                        "cost": Decimal(metrics[SPEND]),
+                        "impressions": Decimal(metrics[IMPRESSIONS]),
+                        "clicks": Decimal(metrics[CLICKS]),
+                        "conversions": Decimal(metrics[CONVERSIONS]),
+                    }
+        return truth
+
+    def amplitude_sums(self, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
+        """What Amplitude counted for ``day``, summed per (account, ad) as its charts would."""
+        sums: dict[tuple[str, str], dict[str, Decimal]] = {}
+        for event in self.amplitude.counted_events(API_KEY):
+            properties = event["event_properties"]
+            if properties["stat_date"] != day.isoformat():
+                continue
+            key = (properties["ad_account_id"], properties["ad_id"])
+            totals = sums.setdefault(key, dict.fromkeys(("cost", "impressions", "clicks", "conversions"), Decimal(0)))
+            for name in totals:
+                # str() of the JSON float gives the decimal the sender meant (12.3 for "12.30").
+                totals[name] += Decimal(str(properties.get(f"ad_metrics.{name}", 0)))
+        return sums
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    catalogue = generate_catalogue(seed=11, ads_per_advertiser=30, start=START_DATE)
+    (tmp_path / "dagster_home").mkdir()
+    with (
+        TikTokEmulator(catalogue, access_tokens={TOKEN: None}) as tiktok,
+        AmplitudeEmulator(api_keys={API_KEY}) as amplitude,
+        dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance,
+    ):
+        env = {
+            "TIKTOK_ACCESS_TOKEN": TOKEN,
+            "TIKTOK_ADVERTISER_IDS": ",".join(sorted(catalogue.advertisers)),
+            "TIKTOK_API_URL": tiktok.url,
+            "AMPLITUDE_API_KEY": API_KEY,
+            "AMPLITUDE_API_URL": amplitude.url,
+            "TIKTOK_AMP_START_DATE": START_DATE.isoformat(),
+            "TIKTOK_AMP_TIMEZONE": "America/Los_Angeles",
+            "TIKTOK_AMP_DATA_DIR": str(tmp_path / "data"),
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = ProjectSettings.from_env()
+        yield Project(
+            catalogue=catalogue,
+            tiktok=tiktok,
+            amplitude=amplitude,
+            settings=settings,
+            defs=build_definitions(settings),
+            instance=instance,
+            env=env,
+            data_dir=tmp_path / "data",
+        )

@@ -1,0 +1,87 @@
+"""Missing or malformed configuration fails early, naming the variable and what it expects."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from tiktok_amp_assets.definitions import build_definitions
+from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG, SCHEDULE_NAME
+from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
+
+from .conftest import Project
+
+
+def test_missing_access_token_names_the_variable(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TIKTOK_ACCESS_TOKEN")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="TIKTOK_ACCESS_TOKEN"):
+        project.materialize(date(2025, 3, 1))
+
+
+@pytest.mark.parametrize("ids", ["", "acme, 123", "7000000000000000001;7000000000000000002"])
+def test_malformed_advertiser_ids_name_the_variable(project: Project, monkeypatch: pytest.MonkeyPatch, ids: str) -> None:
+    monkeypatch.setenv("TIKTOK_ADVERTISER_IDS", ids)
+    result = project.materialize(date(2025, 3, 1), raise_on_error=False)
+    assert not result.success
+    message = next(event for event in result.all_events if event.is_step_failure).step_failure_data.error.message
+    assert "TIKTOK_ADVERTISER_IDS" in message
+    assert project.tiktok.request_log == [], "no data should move with a bad configuration"
+
+
+def test_plain_http_to_a_remote_host_is_refused(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMPLITUDE_API_URL", "http://api2.amplitude.com")
+    project.rebuild()
+    result = project.materialize(date(2025, 3, 1), raise_on_error=False)
+    message = next(event for event in result.all_events if event.is_step_failure).step_failure_data.error.message
+    assert "AMPLITUDE_API_URL" in message and "https" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TIKTOK_AMP_START_DATE", "01/12/2025"),
+        ("TIKTOK_AMP_TIMEZONE", "Pacific Time"),
+        ("TIKTOK_AMP_SCHEDULE_HOUR", "25"),
+        ("TIKTOK_AMP_LOOKBACK_DAYS", "-1"),
+    ],
+)
+def test_malformed_load_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        ProjectSettings.from_env({name: value})
+
+
+def _tick(settings: ProjectSettings, when: datetime) -> dg.RunRequest | dg.SkipReason:
+    defs = build_definitions(settings)
+    schedule = defs.resolve_schedule_def(SCHEDULE_NAME)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    with dg.instance_for_test() as instance:
+        result = schedule.evaluate_tick(dg.build_schedule_context(
+                scheduled_execution_time=when, instance=instance, repository_def=defs.get_repository_def()
+            ))
+    return (result.run_requests or [None])[0] or result.skip_message
+
+
+def test_the_schedule_targets_yesterday(tmp_path) -> None:
+    settings = ProjectSettings(timezone="America/New_York", lookback_days=0, data_dir=tmp_path)
+    # The tick's day is read in the partitions' zone: 06:00 on the 24th in New York is 11:00 UTC.
+    request = _tick(settings, datetime(2026, 11, 24, 6, 0, tzinfo=ZoneInfo("America/New_York")))
+    assert request.partition_key == "2026-11-23"
+
+
+def test_the_schedule_reimports_the_lookback_window_in_one_run(tmp_path) -> None:
+    settings = ProjectSettings(timezone="UTC", lookback_days=7, data_dir=tmp_path)
+    request = _tick(settings, datetime(2026, 11, 24, 6, 0, tzinfo=ZoneInfo("UTC")))
+    assert request.tags[RANGE_START_TAG] == "2026-11-16"
+    assert request.tags[RANGE_END_TAG] == "2026-11-23"
+
+
+def test_the_schedule_never_asks_for_days_before_the_start(tmp_path) -> None:
+    start = date(2026, 11, 20)
+    settings = ProjectSettings(start_date=start, lookback_days=7, data_dir=tmp_path)
+    request = _tick(settings, datetime(2026, 11, 22, 6, 0, tzinfo=ZoneInfo("UTC")))
+    assert request.tags[RANGE_START_TAG] == start.isoformat()
+    skipped = _tick(settings, datetime(2026, 11, 20, 6, 0, tzinfo=ZoneInfo("UTC")))
+    assert isinstance(skipped, str) and "before the first partition" in skipped

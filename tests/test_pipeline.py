@@ -1,0 +1,173 @@
+"""The whole path, TikTok emulator → Dagster assets → Amplitude emulator, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE
+from tiktok_amp_assets.emulators.catalogue import DELETE
+from tiktok_amp_assets.storage.import_store import ImportStore
+
+from .conftest import API_KEY, TOKEN, Project
+
+EVENT_PROPERTIES = {
+    "ad_account_id", "ad_group_id", "ad_group_name", "ad_id", "ad_name", "ad_platform", "campaign_id",
+    "campaign_name", "ad_metrics.cost", "ad_metrics.impressions", "ad_metrics.clicks", "ad_metrics.conversions",
+}  # fmt: skip
+USER_PROPERTIES = {"utm_source", "utm_medium", "utm_campaign", "utm_content"}
+
+
+def day_with_deleted_spend(project: Project) -> date:
+    """A day on which at least one since-deleted ad spent money."""
+    deleted = [ad for ad in project.catalogue.ads.values() if ad.status == DELETE]
+    day = project.settings.start_date
+    while day < date(2026, 11, 1):
+        if any(project.catalogue.daily_metrics(ad.ad_id, day) for ad in deleted):
+            return day
+        day += timedelta(days=1)
+    raise AssertionError("the catalogue has no deleted ad with spend")
+
+
+def test_a_day_arrives_in_amplitude_exactly_once(project: Project) -> None:
+    day = day_with_deleted_spend(project)
+    truth = project.tiktok_truth(day)
+    assert {advertiser for advertiser, _ in truth} == set(project.advertiser_ids)
+
+    result = project.materialize(day)
+    assert result.success
+
+    assert project.amplitude_sums(day) == truth
+    events = project.amplitude.counted_events(API_KEY)
+    assert len(events) == len(truth)
+    deleted_ad_ids = {ad.ad_id for ad in project.catalogue.ads.values() if ad.status == DELETE}
+    assert deleted_ad_ids & {event["event_properties"]["ad_id"] for event in events}, "deleted ads' spend is missing"
+    for event in events:
+        ad = project.catalogue.ads[event["event_properties"]["ad_id"]]
+        advertiser = project.catalogue.advertisers[ad.advertiser_id]
+        properties = event["event_properties"]
+        assert event["event_type"] == EVENT_TYPE
+        assert EVENT_PROPERTIES <= properties.keys()
+        assert set(event["user_properties"]) == USER_PROPERTIES
+        assert properties["ad_platform"] == "tiktok"
+        assert properties["ad_account_id"] == ad.advertiser_id
+        assert properties["ad_name"] == ad.name[:1024]
+        assert properties["campaign_name"] == project.catalogue.campaigns[ad.campaign_id].name[:1024]
+        assert properties["ad_group_id"] == ad.adgroup_id
+        assert properties["currency"] == advertiser.currency
+        assert all(value for value in event["user_properties"].values())
+        assert event["device_id"] == f"tiktok-ad-{ad.ad_id}"
+        local = datetime.fromtimestamp(event["time"] / 1000, ZoneInfo(advertiser.display_timezone))
+        assert local.date() == day
+    assert len({event["insert_id"] for event in events}) == len(events)
+
+    # The same day again: nothing new is counted, and nothing is even sent.
+    requests_before = project.amplitude.requests_count()
+    assert project.materialize(day).success
+    assert len(project.amplitude.counted_events(API_KEY)) == len(truth)
+    assert project.amplitude.requests_count() == requests_before
+    results = ImportStore(project.data_dir).read_upload_results(day)
+    assert results["events_planned"] == 0
+
+
+def test_utms_come_from_the_landing_page_or_are_inferred(project: Project) -> None:
+    day = day_with_deleted_spend(project)
+    project.materialize(day)
+    for event in project.amplitude.counted_events(API_KEY):
+        ad = project.catalogue.ads[event["event_properties"]["ad_id"]]
+        utms = event["user_properties"]
+        if "utm_source=" not in ad.landing_page_url.lower():
+            assert utms["utm_source"] == "tiktok"
+        if "utm_content=" not in ad.landing_page_url.lower():
+            assert utms["utm_content"] == ad.name.strip()[:1024]
+
+
+def test_partition_metadata_and_results_are_recorded(project: Project) -> None:
+    day = day_with_deleted_spend(project)
+    truth = project.tiktok_truth(day)
+    project.materialize(day)
+    metrics = project.instance.get_latest_materialization_event(dg.AssetKey("tiktok_ad_metrics"))
+    assert metrics is not None
+    metadata = metrics.asset_materialization.metadata
+    assert metrics.asset_materialization.partition == day.isoformat()
+    assert metadata["rows"].value == len(truth)
+    assert metadata["accounts"].value == 2
+    assert metadata["impressions"].value == sum(int(v["impressions"]) for v in truth.values())
+    upload = project.instance.get_latest_materialization_event(dg.AssetKey("amplitude_upload_results"))
+    assert upload.asset_materialization.metadata["events_accepted"].value == len(truth)
+    results = ImportStore(project.data_dir).read_upload_results(day)
+    assert results["events_accepted"] == len(truth)
+    assert {event["status"] for event in results["events"]} == {"accepted"}
+    assert results["requests"] and results["requests"][0]["status"] == 200
+
+
+def test_a_range_run_materializes_every_day(project: Project) -> None:
+    first = day_with_deleted_spend(project)
+    last = first + timedelta(days=2)
+    assert project.materialize(first, last).success
+    for asset in ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results"):
+        assert project.instance.get_materialized_partitions(dg.AssetKey(asset)) == {
+            (first + timedelta(days=offset)).isoformat() for offset in range(3)
+        }
+    for offset in range(3):
+        day = first + timedelta(days=offset)
+        assert project.amplitude_sums(day) == project.tiktok_truth(day)
+
+
+def test_revised_figures_are_corrected_without_double_counting(project: Project) -> None:
+    day = day_with_deleted_spend(project)
+    project.materialize(day)
+    truth = project.tiktok_truth(day)
+    (changed_account, changed_ad), (gone_account, gone_ad) = sorted(truth)[:2]
+    project.catalogue.restate(changed_ad, day, {"conversion": str(int(truth[(changed_account, changed_ad)]["conversions"]) + 5), "spend": "0.50"})
+    project.catalogue.restate(gone_ad, day, None)
+
+    assert project.materialize(day).success
+    assert project.amplitude_sums(day) == {
+        **{key: value for key, value in project.tiktok_truth(day).items()},
+        (gone_account, gone_ad): dict.fromkeys(("cost", "impressions", "clicks", "conversions"), Decimal(0)),
+    }
+    results = ImportStore(project.data_dir).read_upload_results(day)
+    assert results["events_corrections"] == 2
+    counted = len(project.amplitude.counted_events(API_KEY))
+    assert project.materialize(day).success
+    assert len(project.amplitude.counted_events(API_KEY)) == counted
+
+
+def test_one_failing_account_is_named_and_the_other_is_kept(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed, refused = project.advertiser_ids
+    project.tiktok.access_tokens[TOKEN] = {allowed}
+    day = day_with_deleted_spend(project)
+    result = project.materialize(day, raise_on_error=False)
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert refused in message and "40001" in message and allowed not in message.split("failed")[0]
+    store = ImportStore(project.data_dir)
+    assert store.read_raw_report(day, allowed)["report_rows"]
+    assert not store.raw_report_path(day, refused).exists()
+    assert project.amplitude.counted_events(API_KEY) == []
+
+
+def test_no_secret_is_written_anywhere(project: Project, capfd: pytest.CaptureFixture[str]) -> None:
+    day = day_with_deleted_spend(project)
+    project.materialize(day)
+    project.tiktok.access_tokens.clear()  # a revoked token: failures must not echo it either
+    project.materialize(day + timedelta(days=1), raise_on_error=False)
+    captured = capfd.readouterr()
+    folders = (project.data_dir, Path(project.instance.root_directory))
+    written = [path for folder in folders for path in folder.rglob("*") if path.is_file()]
+    assert any(path.suffix == ".db" for path in written), "the instance's event log should be among the files"
+    for secret in (TOKEN, API_KEY):
+        assert secret not in captured.out and secret not in captured.err
+        for path in written:
+            assert secret.encode() not in path.read_bytes(), path
+        for run in project.instance.get_runs():
+            for record in project.instance.all_logs(run.run_id):
+                assert secret not in json.dumps(record.user_message)

@@ -1,0 +1,45 @@
+"""The Dagster code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from tiktok_amp_assets.assets import GROUP, build_assets
+from tiktok_amp_assets.core import amplitude_contract, tiktok_contract
+from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
+from tiktok_amp_assets.schedules import build_daily_schedule
+from tiktok_amp_assets.settings import ProjectSettings
+
+JOB_NAME = "tiktok_amp_job"
+
+
+def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
+    """Optional settings: read through EnvVar when set (resolved at launch), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+
+
+def build_definitions(settings: ProjectSettings) -> dg.Definitions:
+    assets = build_assets(settings)
+    job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.groups(GROUP))
+    return dg.Definitions(
+        assets=assets,
+        jobs=[job],
+        schedules=[build_daily_schedule(job, settings)],
+        resources={
+            "tiktok": TikTokResource(
+                access_token=dg.EnvVar("TIKTOK_ACCESS_TOKEN"),
+                advertiser_ids=dg.EnvVar("TIKTOK_ADVERTISER_IDS"),
+                api_url=_env_or_default("TIKTOK_API_URL", tiktok_contract.DEFAULT_API_URL),
+            ),
+            "amplitude": AmplitudeResource(
+                api_key=dg.EnvVar("AMPLITUDE_API_KEY"),
+                api_url=_env_or_default("AMPLITUDE_API_URL", amplitude_contract.DEFAULT_API_URL),
+            ),
+            "import_store": ImportStoreResource(base_dir=str(settings.data_dir)),
+        },
+    )
+
+
+defs = build_definitions(ProjectSettings.from_env())

@@ -1,0 +1,110 @@
+"""``tiktok-amp-demo``: the whole project on this machine, with no credentials and no internet.
+
+Starts the TikTok and Amplitude emulators on loopback, points the project at them, and runs the
+Dagster UI (``dagster dev``) with a persistent instance under ``.demo/``. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_assets.emulators.catalogue import generate_catalogue
+from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEMO_TOKEN = "emulator-token"
+DEMO_API_KEY = "emulator-api-key"
+# Fixed, like a real deployment's: partitions never shift between demo sessions.
+DEMO_START_DATE = "2026-09-01"
+# The demo catalogue's westernmost account is in Los Angeles: its days close last.
+DEMO_TIMEZONE = "America/Los_Angeles"
+
+
+def demo_environment(home: Path, tiktok_url: str, amplitude_url: str, advertiser_ids: list[str]) -> dict[str, str]:
+    """The environment variables that point the project at the emulators."""
+    return {
+        "DAGSTER_HOME": str(home / "dagster_home"),
+        "TIKTOK_ACCESS_TOKEN": DEMO_TOKEN,
+        "TIKTOK_ADVERTISER_IDS": ",".join(advertiser_ids),
+        "TIKTOK_API_URL": tiktok_url,
+        "AMPLITUDE_API_KEY": DEMO_API_KEY,
+        "AMPLITUDE_API_URL": amplitude_url,
+        "TIKTOK_AMP_START_DATE": DEMO_START_DATE,
+        "TIKTOK_AMP_TIMEZONE": DEMO_TIMEZONE,
+        "TIKTOK_AMP_DATA_DIR": str(home / "data"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path(".demo"), help="folder for the demo's instance and data")
+    parser.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
+    parser.add_argument("--tiktok-port", type=int, default=8701)
+    parser.add_argument("--amplitude-port", type=int, default=8702)
+    parser.add_argument("--emulators-only", action="store_true", help="run the emulators, not the Dagster UI")
+    args = parser.parse_args(argv)
+
+    home = args.home.resolve()
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+
+    catalogue = generate_catalogue()
+    advertiser_ids = sorted(catalogue.advertisers)
+    with (
+        TikTokEmulator(catalogue, port=args.tiktok_port) as tiktok,
+        AmplitudeEmulator(port=args.amplitude_port) as amplitude,
+    ):
+        env = demo_environment(home, tiktok.url, amplitude.url, advertiser_ids)
+        print("TikTok emulator:    ", tiktok.url, f"({len(advertiser_ids)} ad accounts, {len(catalogue.ads)} ads)")
+        print("Amplitude emulator: ", amplitude.url, f"(what it counted: {amplitude.url}/emulator/summary)")
+        if args.emulators_only:
+            print("Environment for the project:")
+            for name, value in env.items():
+                print(f"  export {name}={value}")
+            return _wait_for_interrupt()
+        print(f"Dagster UI:          http://127.0.0.1:{args.port}  (Ctrl-C stops everything)")
+        return _run_dagster_dev(args.port, {**os.environ, **env})
+
+
+def _run_dagster_dev(port: int, env: dict[str, str]) -> int:
+    command = [
+        sys.executable, "-m", "dagster", "dev",
+        "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        "-h", "127.0.0.1", "-p", str(port),
+    ]  # fmt: skip
+    # dagster dev ignores SIGINT when it inherits SIG_IGN (a background shell): restore it.
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=env,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait()
+
+
+def _wait_for_interrupt() -> int:
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
