@@ -29,6 +29,9 @@ from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartition
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger
 
 GROUP = "tiktok_ads"
+# Concurrency pools: cap how many steps call each API at once across all runs (dagster.yaml).
+TIKTOK_POOL = "tiktok_api"
+AMPLITUDE_POOL = "amplitude_api"
 # Days uploaded together: bounds memory by one window, however long the backfill.
 UPLOAD_WINDOW_DAYS = 31
 
@@ -43,6 +46,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         kinds={"tiktok", "json"},
+        pool=TIKTOK_POOL,
         description="TikTok's report rows, ad metadata and account facts per ad account and day, as received.",
     )
     def tiktok_raw_reports(
@@ -121,6 +125,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         backfill_policy=backfill_policy,
         deps=[tiktok_ad_metrics],
         kinds={"amplitude"},
+        pool=AMPLITUDE_POOL,
         description="What was sent to Amplitude per day and request: events sent, accepted, rejected, corrected.",
     )
     def amplitude_upload_results(
