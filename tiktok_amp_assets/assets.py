@@ -18,6 +18,7 @@ import dagster as dg
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, Delivery
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
 from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, ReportRowError, account_timezone, normalize_account_day
+from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day, undelivered_ad_days
 from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
 from tiktok_amp_assets.core.upload_plan import plan_events
@@ -32,6 +33,11 @@ GROUP = "tiktok_ads"
 # Concurrency pools: cap how many steps call each API at once across all runs (dagster.yaml).
 TIKTOK_POOL = "tiktok_api"
 AMPLITUDE_POOL = "amplitude_api"
+UPLOAD_ASSET = "amplitude_upload_results"
+TIMEZONE_CHECK = "account_timezone_matches_partitions"
+RECONCILIATION_CHECK = "rows_add_up_to_account_totals"
+DELIVERY_CHECK = "amplitude_counts_equal_tiktok"
+ACCOUNT_TOTALS_KEY = "account_totals"
 # Days uploaded together: bounds memory by one window, however long the backfill.
 UPLOAD_WINDOW_DAYS = 31
 
@@ -48,18 +54,26 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         kinds={"tiktok", "json"},
         pool=TIKTOK_POOL,
         description="TikTok's report rows, ad metadata and account facts per ad account and day, as received.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                TIMEZONE_CHECK,
+                asset="tiktok_raw_reports",
+                description="Each ad account reports days in the partitions' time zone (TIKTOK_AMP_TIMEZONE).",
+            )
+        ],
     )
     def tiktok_raw_reports(
         context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
-    ) -> None:
+    ) -> dg.MaterializeResult:
         days = partition_days(context)
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
         client = _configured(lambda: tiktok.client(logger=context.log))
         rows_per_day: dict[date, int] = defaultdict(int)
         infos, failures = _account_facts(client, advertiser_ids)
+        zones: dict[str, str | None] = {}
         for advertiser_id, info in infos.items():
-            _warn_on_timezone_mismatch(context, advertiser_id, info, settings.timezone, days[0])
+            zones[advertiser_id] = account_timezone(info)
             try:
                 for day, rows in _fetch_account_days(client, advertiser_id, info, days, store):
                     rows_per_day[day] += rows
@@ -80,11 +94,27 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                 {
                     "rows": rows_per_day[day],
                     "accounts": len(advertiser_ids),
+                    "account_timezones": dg.MetadataValue.json(zones),
                     "path": dg.MetadataValue.path(str(store.raw_report_path(day, advertiser_ids[0]).parent)),
                 },
                 partition_key=day.isoformat(),
             )
-        context.add_output_metadata({"tiktok_calls": sum(client.calls.values()), "tiktok_retries": client.retries})
+        mismatched = _timezone_mismatches(zones, settings.timezone, days[0])
+        for message in mismatched.values():
+            context.log.warning(message)
+        return dg.MaterializeResult(
+            # Per run, so the same figures stand on every partition of a range run.
+            metadata={"run_tiktok_calls": sum(client.calls.values()), "run_tiktok_retries": client.retries},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=TIMEZONE_CHECK,
+                    passed=not mismatched,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=" ".join(mismatched.values()) or None,
+                    metadata={"partitions_timezone": settings.timezone, "account_timezones": zones},
+                )
+            ]
+        )
 
     @dg.asset(
         group_name=GROUP,
@@ -93,21 +123,36 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         deps=[tiktok_raw_reports],
         kinds={"pandas", "json"},
         description="One validated row per ad account, ad and day: ids, names, cost, counts, currency, UTMs.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                RECONCILIATION_CHECK,
+                asset="tiktok_ad_metrics",
+                blocking=True,
+                description=(
+                    "Per ad account and day, the ad rows add up to TikTok's account-level totals. Blocking: "
+                    "a partial import is never uploaded."
+                ),
+            )
+        ],
     )
     def tiktok_ad_metrics(
         context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
-    ) -> None:
+    ) -> dg.MaterializeResult:
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
+        mismatches: list[Mismatch] = []
         for day in partition_days(context):
-            try:
-                rows = [
-                    row
-                    for advertiser_id in advertiser_ids
-                    for row in normalize_account_day(store.read_raw_report(day, advertiser_id))
-                ]
-            except (ReportRowError, MissingPartitionError) as error:
-                raise dg.Failure(description=f"{day}: {error}") from None
+            rows: list[AdDayMetrics] = []
+            for advertiser_id in advertiser_ids:
+                try:
+                    raw = store.read_raw_report(day, advertiser_id)
+                    account_rows = normalize_account_day(raw)
+                except (ReportRowError, MissingPartitionError) as error:
+                    raise dg.Failure(description=f"{day}: {error}") from None
+                mismatch = reconcile_account_day(advertiser_id, day, account_rows, raw.get(ACCOUNT_TOTALS_KEY))
+                if mismatch is not None:
+                    mismatches.append(mismatch)
+                rows.extend(account_rows)
             path = store.write_ad_metrics(day, rows)
             context.add_asset_metadata(
                 {
@@ -118,6 +163,22 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                 },
                 partition_key=day.isoformat(),
             )
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=RECONCILIATION_CHECK,
+                    passed=not mismatches,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=(
+                        f"{len(mismatches)} account-days do not add up to TikTok's account totals: re-materialize "
+                        "tiktok_raw_reports for those days; if it persists, the report is incomplete at TikTok."
+                        if mismatches
+                        else None
+                    ),
+                    metadata={"mismatches": dg.MetadataValue.json([m.as_record() for m in mismatches[:50]])},
+                )
+            ]
+        )
 
     @dg.asset(
         group_name=GROUP,
@@ -127,22 +188,34 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         kinds={"amplitude"},
         pool=AMPLITUDE_POOL,
         description="What was sent to Amplitude per day and request: events sent, accepted, rejected, corrected.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                DELIVERY_CHECK,
+                asset=UPLOAD_ASSET,
+                description=(
+                    "Per ad-day, what Amplitude acknowledged adds up to TikTok's current figures: nothing lost, "
+                    "nothing counted twice (with restatement_policy freeze: every ad-day counted once)."
+                ),
+            )
+        ],
     )
     def amplitude_upload_results(
         context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
-    ) -> None:
+    ) -> dg.MaterializeResult:
         days = partition_days(context)
         store = import_store.store()
         ledger = store.ledger()
         client = None if amplitude.dry_run else _configured(lambda: amplitude.client(days=len(days), logger=context.log))
         rejected_total = 0
+        undelivered: list[Mismatch] = []
         for window_start, window_end in report_windows(days[0], days[-1], UPLOAD_WINDOW_DAYS):
             window = [day for day in days if window_start <= day <= window_end]
             reports = {day: DayUploadReport(day) for day in window}
             if client is not None:
                 _resend_pending(client, ledger, reports)
             rows = _read_metrics(store, window)
-            planned = plan_events(rows, ledger.counted(window), window, policy=amplitude.restatement_policy)
+            counted_before = ledger.counted(window)
+            planned = plan_events(rows, counted_before, window, policy=amplitude.restatement_policy)
             for event in planned:
                 reports[event.ad_day_event.stat_date].planned.append(event)
             if client is None:
@@ -154,12 +227,28 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                         _record_delivery(ledger, reports, delivery)
                 except AmplitudeApiError as error:
                     raise dg.Failure(description=str(error)) from None
+            counted_after = ledger.counted(window)
+            if client is not None:
+                undelivered.extend(
+                    mismatch
+                    for mismatch in undelivered_ad_days(rows, counted_after, window)
+                    # freeze keeps counted days as first imported: only a never-counted ad-day is a loss.
+                    if amplitude.restatement_policy == "correct"
+                    or (mismatch.advertiser_id, mismatch.ad_id, mismatch.stat_date) not in counted_after
+                )
             for day, report in reports.items():
+                report.record_counts(counted_before, counted_after)
                 results = report.results(endpoint=client.path if client else None, policy=amplitude.restatement_policy)
                 path = store.write_upload_results(day, results)
                 rejected_total += results["events_rejected"]
+                changes = report.changes_markdown()
                 context.add_asset_metadata(
-                    {**report.figures(), "path": dg.MetadataValue.path(str(path))}, partition_key=day.isoformat()
+                    {
+                        **report.figures(),
+                        **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
+                        "path": dg.MetadataValue.path(str(path)),
+                    },
+                    partition_key=day.isoformat(),
                 )
         if rejected_total:
             raise dg.Failure(
@@ -169,6 +258,23 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     "run the partitions again (only what Amplitude has not counted will be sent)."
                 )
             )
+        return dg.MaterializeResult(
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=DELIVERY_CHECK,
+                    passed=not undelivered,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=(
+                        "dry run: nothing was sent"
+                        if client is None
+                        else f"{len(undelivered)} ad-days differ between Amplitude and TikTok; run the partitions again"
+                        if undelivered
+                        else None
+                    ),
+                    metadata={"differences": dg.MetadataValue.json([m.as_record() for m in undelivered[:50]])},
+                )
+            ]
+        )
 
     return [tiktok_raw_reports, tiktok_ad_metrics, amplitude_upload_results]
 
@@ -210,6 +316,10 @@ def _fetch_account_days(
     ads_by_id: dict[str, dict[str, Any]] = {}  # metadata cache for the run: each ad fetched once
     for window_start, window_end in report_windows(days[0], days[-1]):
         rows = list(client.ad_day_report(advertiser_id, window_start, window_end))
+        totals_by_day = {
+            str(row["dimensions"]["stat_time_day"])[:10]: row
+            for row in client.account_day_totals(advertiser_id, window_start, window_end)
+        }
         new_ad_ids = {str(row["dimensions"]["ad_id"]) for row in rows} - ads_by_id.keys()
         for item in client.ads(advertiser_id, new_ad_ids):
             ads_by_id[str(item["ad_id"])] = item
@@ -230,6 +340,8 @@ def _fetch_account_days(
                     "stat_date": day.isoformat(),
                     "fetched_at": fetched_at,
                     "advertiser_info": info,
+                    # TikTok's own account total for the day (None: no delivery), for reconciliation.
+                    ACCOUNT_TOTALS_KEY: totals_by_day.get(day.isoformat()),
                     "report_rows": day_rows,
                     "ads": [ads_by_id[ad_id] for ad_id in sorted(day_ad_ids) if ad_id in ads_by_id],
                 },
@@ -237,18 +349,19 @@ def _fetch_account_days(
             yield day, len(day_rows)
 
 
-def _warn_on_timezone_mismatch(
-    context: dg.AssetExecutionContext, advertiser_id: str, info: dict[str, Any], partitions_timezone: str, day: date
-) -> None:
-    account_zone = account_timezone(info)
-    if account_zone is None or _same_offsets(account_zone, partitions_timezone, day):
-        return
-    context.log.warning(
-        f"ad account {advertiser_id} reports days in {account_zone}, but the partitions close in "
-        f"{partitions_timezone}. Each partition still holds the account's own calendar day (nothing is "
-        "shifted), but the schedule may read a day before it is over there. Set TIKTOK_AMP_TIMEZONE to the "
-        "accounts' (westernmost) time zone; see the README's 'Time zones' section."
-    )
+def _timezone_mismatches(zones: dict[str, str | None], partitions_timezone: str, day: date) -> dict[str, str]:
+    """Accounts whose time zone closes days at another hour than the partitions do, with a message."""
+    mismatched: dict[str, str] = {}
+    for advertiser_id, zone in zones.items():
+        if zone is None or _same_offsets(zone, partitions_timezone, day):
+            continue
+        mismatched[advertiser_id] = (
+            f"ad account {advertiser_id} reports days in {zone}, but the partitions close in {partitions_timezone}. "
+            "Each partition still holds the account's own calendar day (nothing is shifted), but the schedule may "
+            "read a day before it is over there. Set TIKTOK_AMP_TIMEZONE to the accounts' (westernmost) time "
+            "zone; see the README's 'Time zones' section."
+        )
+    return mismatched
 
 
 def _same_offsets(zone_a: str, zone_b: str, day: date) -> bool:

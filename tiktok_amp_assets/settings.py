@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +21,8 @@ TIMEZONE_VAR = "TIKTOK_AMP_TIMEZONE"
 SCHEDULE_HOUR_VAR = "TIKTOK_AMP_SCHEDULE_HOUR"
 LOOKBACK_DAYS_VAR = "TIKTOK_AMP_LOOKBACK_DAYS"
 DATA_DIR_VAR = "TIKTOK_AMP_DATA_DIR"
+RESTATEMENT_POLICY_VAR = "TIKTOK_AMP_RESTATEMENT_POLICY"
+FRESHNESS_HOUR_VAR = "TIKTOK_AMP_FRESHNESS_HOUR"
 
 # Fixed, so partitions never shift under existing materializations; about a year of history.
 DEFAULT_START_DATE = date(2025, 12, 1)
@@ -29,6 +32,9 @@ DEFAULT_SCHEDULE_HOUR = 6
 # TikTok keeps attributing conversions for up to 7 days (default click window): re-read them.
 DEFAULT_LOOKBACK_DAYS = 7
 MAX_LOOKBACK_DAYS = 90
+RESTATEMENT_POLICIES = ("correct", "freeze")
+# Yesterday's partition should be in Amplitude this many hours after the schedule starts it.
+FRESHNESS_GRACE_HOURS = 4
 
 
 class ConfigurationError(ValueError):
@@ -42,15 +48,27 @@ class ProjectSettings(BaseModel):
     timezone: str = DEFAULT_TIMEZONE
     schedule_hour: int = DEFAULT_SCHEDULE_HOUR
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
+    restatement_policy: Literal["correct", "freeze"] = "correct"
+    freshness_hour: int = min(23, DEFAULT_SCHEDULE_HOUR + FRESHNESS_GRACE_HOURS)
     data_dir: Path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProjectSettings:
         env = os.environ if env is None else env
+        schedule_hour = _int_setting(env, SCHEDULE_HOUR_VAR, DEFAULT_SCHEDULE_HOUR, 0, 23, "an hour of the day")
         return cls(
             start_date=_date_setting(env, START_DATE_VAR, DEFAULT_START_DATE),
             timezone=_timezone_setting(env, TIMEZONE_VAR, DEFAULT_TIMEZONE),
-            schedule_hour=_int_setting(env, SCHEDULE_HOUR_VAR, DEFAULT_SCHEDULE_HOUR, 0, 23, "an hour of the day"),
+            schedule_hour=schedule_hour,
+            freshness_hour=_int_setting(
+                env,
+                FRESHNESS_HOUR_VAR,
+                min(23, schedule_hour + FRESHNESS_GRACE_HOURS),
+                schedule_hour,
+                23,
+                "the hour of the day (not before TIKTOK_AMP_SCHEDULE_HOUR) by which yesterday must be in Amplitude",
+            ),
+            restatement_policy=_choice_setting(env, RESTATEMENT_POLICY_VAR, RESTATEMENT_POLICIES),
             lookback_days=_int_setting(
                 env, LOOKBACK_DAYS_VAR, DEFAULT_LOOKBACK_DAYS, 0, MAX_LOOKBACK_DAYS, "a number of days (0 disables)"
             ),
@@ -95,6 +113,13 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high
     if not low <= number <= high:
         raise ConfigurationError(f"{name} must be {meaning}, a whole number from {low} to {high}; got {value!r}")
     return number
+
+
+def _choice_setting(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (_value(env, name) or choices[0]).lower()
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def _data_dir_setting(env: Mapping[str, str]) -> Path:

@@ -1,7 +1,13 @@
 """Client of the TikTok API for Business v1.3: reports, ad metadata and account facts.
 
-Answers are returned as TikTok sent them (plain dicts), so the raw asset can keep them as received;
-only the envelope and paging fields are validated here, with pydantic.
+Answers are returned as TikTok sent them (plain dicts, metric values still the strings TikTok
+wrote), so the raw asset can keep them as received and parsing stays in ``core``; only the
+envelope and paging fields are validated here, with pydantic.
+
+Failure rules (``shared/specs/tiktok_business_api.md``): rate limits, server errors, timeouts,
+dropped connections, truncated or non-JSON bodies are retried with back-off; auth, permission and
+parameter codes, and HTTP statuses other than 429 and 5xx, fail at once, since retrying cannot
+help. Every error names the account(s), the endpoint, the code and what to do, never the token.
 """
 
 from __future__ import annotations
@@ -9,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any
 
@@ -28,23 +35,39 @@ log = logging.getLogger(__name__)
 class TikTokApiError(RuntimeError):
     """TikTok refused a request, or kept failing after every retry.
 
-    The message names the account, the endpoint, the code and what to do; it never contains the
+    The message names the account(s), the endpoint, the code and what to do; it never contains the
     access token (the token only ever travels in a request header).
     """
 
-    def __init__(self, *, advertiser_id: str | None, endpoint: str, code: int | None, detail: str, hint: str) -> None:
-        self.advertiser_id = advertiser_id
+    def __init__(self, *, accounts: Sequence[str], endpoint: str, code: int | None, detail: str, hint: str) -> None:
+        self.accounts = tuple(accounts)
         self.endpoint = endpoint
         self.code = code
         self.detail = detail
         self.hint = hint
-        account = f"ad account {advertiser_id}" if advertiser_id else "TikTok"
         code_text = f" (code {code})" if code is not None else ""
-        super().__init__(f"{account}: {endpoint} failed{code_text}: {detail}. What to do: {hint}")
+        super().__init__(f"{_accounts_label(self.accounts)}: {endpoint} failed{code_text}: {detail}. What to do: {hint}")
 
 
 class _TransientError(Exception):
     """A failure worth retrying: rate limit, server error, timeout, reset, garbled answer."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code  # TikTok's code when the answer had one, for the final error
+
+
+# Transport failures that a later try can cure. ChunkedEncodingError is what requests raises for
+# a body cut short (fewer bytes than Content-Length); ContentDecodingError for a garbled gzip body.
+_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+# What an HTTP header value may hold, checked up front: requests would otherwise raise an error
+# that quotes the header value, the token, in its message.
+_HEADER_SAFE_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class _PageInfo(BaseModel):
@@ -63,7 +86,7 @@ class _Envelope(BaseModel):
 
 class _ListData(BaseModel):
     list: list[dict[str, Any]]
-    page_info: _PageInfo | None = None
+    page_info: _PageInfo | None = None  # on paged endpoints; advertiser/info/ has none
 
 
 # A page count that changes while paging means rows moved under us: start the window again.
@@ -71,6 +94,12 @@ MAX_PAGINATION_RESTARTS = 3
 
 
 class TikTokClient:
+    """One run's connection to TikTok: a session holding the token, a retry policy and a pacer.
+
+    ``calls`` counts successful answers per path and ``retries`` the retried attempts, for the
+    run's metadata. ``page_size`` is TikTok's maximum by default (fewest calls); tests lower it.
+    """
+
     def __init__(
         self,
         base_url: str,
@@ -83,6 +112,13 @@ class TikTokClient:
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any = None,
     ) -> None:
+        if not _HEADER_SAFE_TOKEN.fullmatch(access_token):
+            raise ValueError(
+                "the access token is empty or holds spaces, line breaks or non-ASCII characters, which an HTTP "
+                "header cannot carry: set TIKTOK_ACCESS_TOKEN to the token exactly as TikTok issued it"
+            )
+        if not 1 <= page_size <= api.MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {api.MAX_PAGE_SIZE}, got {page_size}")
         self._base_url = base_url.rstrip("/")
         self._session = requests.Session()
         self._session.headers[api.ACCESS_TOKEN_HEADER] = access_token
@@ -110,14 +146,14 @@ class TikTokClient:
             data = self._get(
                 api.ADVERTISER_INFO_PATH,
                 {"advertiser_ids": chunk, "fields": list(api.ADVERTISER_FIELDS)},
-                advertiser_id=chunk[0] if len(chunk) == 1 else None,
+                accounts=chunk,
             )
-            items.extend(_ListData.model_validate(data).list)
+            items.extend(data.list)
         found = {str(item.get("advertiser_id")) for item in items}
         missing = [advertiser_id for advertiser_id in ids if advertiser_id not in found]
         if missing:
             raise TikTokApiError(
-                advertiser_id=missing[0],
+                accounts=missing,
                 endpoint=api.ADVERTISER_INFO_PATH,
                 code=None,
                 detail=f"TikTok returned no account facts for {', '.join(missing)}",
@@ -148,8 +184,35 @@ class TikTokClient:
                 },
             )
 
+    def account_day_totals(self, advertiser_id: str, start: date, end: date) -> list[dict[str, Any]]:
+        """Account-level daily rows (``AUCTION_ADVERTISER``) from ``start`` to ``end``: TikTok's own
+        totals, against which the ad-level rows are reconciled."""
+        rows: list[dict[str, Any]] = []
+        for window_start, window_end in report_windows(start, end):
+            rows.extend(
+                self._all_pages(
+                    api.REPORT_PATH,
+                    advertiser_id,
+                    {
+                        "advertiser_id": advertiser_id,
+                        "report_type": api.REPORT_TYPE,
+                        "data_level": api.ADVERTISER_DATA_LEVEL,
+                        "dimensions": list(api.ADVERTISER_DAY_DIMENSIONS),
+                        "metrics": list(api.PERFORMANCE_METRICS),
+                        "start_date": window_start.isoformat(),
+                        "end_date": window_end.isoformat(),
+                    },
+                )
+            )
+        return rows
+
     def ads(self, advertiser_id: str, ad_ids: Iterable[str]) -> list[dict[str, Any]]:
-        """``ad/get/`` items for exactly these ads, deleted ones included."""
+        """``ad/get/`` items for exactly these ads, deleted ones included.
+
+        Only the ids asked for are fetched (a report names few of an account's ads), in chunks of
+        the 100 ids TikTok's filter takes. Without ``primary_status`` = ``STATUS_ALL`` TikTok leaves
+        deleted ads out, and their spend would arrive without names or UTMs.
+        """
         ids = sorted(set(ad_ids))
         items: list[dict[str, Any]] = []
         for start in range(0, len(ids), api.MAX_FILTER_IDS):
@@ -170,95 +233,117 @@ class TikTokClient:
     # -- paging ---------------------------------------------------------------------------------
 
     def _all_pages(self, path: str, advertiser_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """All pages of one listing, restarted if TikTok's page count moves while paging."""
-        for _restart in range(MAX_PAGINATION_RESTARTS + 1):
-            rows: list[dict[str, Any]] = []
-            first: _PageInfo | None = None
-            page = 1
-            while True:
-                data = _ListData.model_validate(
-                    self._get(path, {**params, "page": page, "page_size": self._page_size}, advertiser_id=advertiser_id)
-                )
-                rows.extend(data.list)
-                info = data.page_info
-                if info is None:
-                    return rows
-                if first is None:
-                    first = info
-                elif (info.total_number, info.total_page) != (first.total_number, first.total_page):
-                    self._log.warning(
-                        "TikTok %s for ad account %s changed from %s rows to %s rows while paging: "
-                        "reading the window again",
-                        path,
-                        advertiser_id,
-                        first.total_number,
-                        info.total_number,
-                    )
-                    break
-                if page >= info.total_page:
-                    if len(rows) != info.total_number:
-                        raise TikTokApiError(
-                            advertiser_id=advertiser_id,
-                            endpoint=path,
-                            code=None,
-                            detail=f"TikTok announced {info.total_number} rows but sent {len(rows)}",
-                            hint="run the partition again; if it persists, report it to TikTok",
-                        )
-                    return rows
-                page += 1
+        """All pages of one listing, read again from page 1 if TikTok's page count moves while paging."""
+        for _read in range(MAX_PAGINATION_RESTARTS + 1):
+            rows = self._read_pages(path, advertiser_id, params)
+            if rows is not None:
+                return rows
         raise TikTokApiError(
-            advertiser_id=advertiser_id,
+            accounts=[advertiser_id],
             endpoint=path,
             code=None,
             detail=f"the row count kept changing while paging ({MAX_PAGINATION_RESTARTS + 1} tries)",
             hint="TikTok is still updating this data: run the partition again later",
         )
 
+    def _read_pages(self, path: str, advertiser_id: str, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Every page of one listing, or None when the total changed between two pages.
+
+        Rows added or removed while paging shift the others across page boundaries, so the pages
+        already read may repeat or miss rows: they are thrown away rather than mixed.
+        """
+        rows: list[dict[str, Any]] = []
+        first: _PageInfo | None = None
+        page = 1
+        while True:
+            data = self._get(path, {**params, "page": page, "page_size": self._page_size}, accounts=[advertiser_id])
+            rows.extend(data.list)
+            info = data.page_info
+            if info is None:
+                # Without page_info only a first page that is not full is known to be complete.
+                if page == 1 and len(data.list) < self._page_size:
+                    return rows
+                raise TikTokApiError(
+                    accounts=[advertiser_id],
+                    endpoint=path,
+                    code=None,
+                    detail=f"page {page} came without page_info and {len(data.list)} rows, so whether more rows "
+                    "follow cannot be told",
+                    hint="run the partition again; if it persists, TikTok changed its answers: report it to the "
+                    "maintainers of tiktok-amp-assets",
+                )
+            if first is None:
+                first = info
+            elif (info.total_number, info.total_page) != (first.total_number, first.total_page):
+                self._log.warning(
+                    "TikTok %s for ad account %s changed from %s rows to %s rows while paging: "
+                    "reading the window again",
+                    path,
+                    advertiser_id,
+                    first.total_number,
+                    info.total_number,
+                )
+                return None
+            if page >= info.total_page:
+                if len(rows) != info.total_number:
+                    raise TikTokApiError(
+                        accounts=[advertiser_id],
+                        endpoint=path,
+                        code=None,
+                        detail=f"TikTok announced {info.total_number} rows but sent {len(rows)}",
+                        hint="run the partition again; if it persists, report it to TikTok",
+                    )
+                return rows
+            page += 1
+
     # -- one request ----------------------------------------------------------------------------
 
-    def _get(self, path: str, params: dict[str, Any], *, advertiser_id: str | None) -> dict[str, Any]:
+    def _get(self, path: str, params: dict[str, Any], *, accounts: Sequence[str]) -> _ListData:
+        """One API call, retried with back-off on transient failures; ``data`` of a code-0 answer."""
         query = {key: _encode_param(value) for key, value in params.items()}
         delays = self._retry.delays(self._rng)
         while True:
             try:
-                return self._attempt(path, query, advertiser_id)
+                return self._attempt(path, query, accounts)
             except _TransientError as transient:
                 delay = next(delays, None)
                 if delay is None:
                     raise TikTokApiError(
-                        advertiser_id=advertiser_id,
+                        accounts=accounts,
                         endpoint=path,
-                        code=None,
+                        code=transient.code,
                         detail=f"still failing after {self._retry.max_attempts} attempts, last: {transient}",
-                        hint="TikTok is throttling or unavailable: run the partition again later, "
-                        "or lower the request rate (qps) of the TikTok resource",
+                        hint="TikTok is throttling or unavailable: run the partition again later, or lower "
+                        "requests_per_second (or raise max_attempts) of the TikTok resource",
                     ) from None
                 self.retries += 1
                 self._log.warning(
-                    "TikTok %s for %s: %s; retrying in %.1fs",
-                    path,
-                    f"ad account {advertiser_id}" if advertiser_id else "accounts",
-                    transient,
-                    delay,
+                    "TikTok %s for %s: %s; retrying in %.2fs", path, _accounts_label(accounts), transient, delay
                 )
                 self._sleep(delay)
 
-    def _attempt(self, path: str, query: dict[str, str], advertiser_id: str | None) -> dict[str, Any]:
+    def _attempt(self, path: str, query: dict[str, str], accounts: Sequence[str]) -> _ListData:
         if self._pacer is not None:
             self._pacer.wait()
         try:
-            response = self._session.get(self._base_url + path, params=query, timeout=self._timeout)
-        except (requests.ConnectionError, requests.Timeout) as error:
-            raise _TransientError(f"{type(error).__name__}") from None
+            # Redirects are not followed: requests would resend the Access-Token header to
+            # whatever host the Location names.
+            response = self._session.get(
+                self._base_url + path, params=query, timeout=self._timeout, allow_redirects=False
+            )
+        except _TRANSPORT_ERRORS as error:
+            # The type only: the text of a requests error quotes the URL and can grow long.
+            raise _TransientError(type(error).__name__) from None
         if response.status_code >= 500 or response.status_code == 429:
             raise _TransientError(f"HTTP {response.status_code}")
         if response.status_code != 200:
             raise TikTokApiError(
-                advertiser_id=advertiser_id,
+                accounts=accounts,
                 endpoint=path,
                 code=None,
-                detail=f"HTTP {response.status_code}",
-                hint="check TIKTOK_API_URL: it must be the API's base URL, such as https://business-api.tiktok.com",
+                detail=f"HTTP {response.status_code}" + (" (a redirect, not followed)" if response.is_redirect else ""),
+                hint="check TIKTOK_API_URL: it must be the API's base URL itself, such as "
+                "https://business-api.tiktok.com, with no proxy that refuses or redirects the request",
             )
         try:
             envelope = _Envelope.model_validate(response.json())
@@ -267,14 +352,25 @@ class TikTokClient:
             raise _TransientError("the answer was not TikTok's JSON envelope") from None
         if envelope.code != api.OK:
             kind, hint = api.error_kind(envelope.code)
-            detail = f"{envelope.message or 'no message'} (request_id {envelope.request_id})"
             if kind is api.ErrorKind.RETRY:
-                raise _TransientError(f"code {envelope.code}: {envelope.message}")
+                raise _TransientError(f"code {envelope.code}: {envelope.message}", envelope.code)
             raise TikTokApiError(
-                advertiser_id=advertiser_id, endpoint=path, code=envelope.code, detail=detail, hint=hint
+                accounts=accounts,
+                endpoint=path,
+                code=envelope.code,
+                detail=f"{envelope.message or 'no message'} (request_id {envelope.request_id})",
+                hint=hint,
             )
+        try:
+            data = _ListData.model_validate(envelope.data or {})
+        except ValidationError:
+            raise _TransientError("the answer had code 0 but no data.list") from None
         self.calls[path] += 1
-        return envelope.data or {}
+        return data
+
+
+def _accounts_label(accounts: Sequence[str]) -> str:
+    return ("ad account " if len(accounts) == 1 else "ad accounts ") + ", ".join(accounts)
 
 
 def _encode_param(value: Any) -> str:

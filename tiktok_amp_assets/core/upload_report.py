@@ -6,8 +6,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+from collections.abc import Mapping
 
-from tiktok_amp_assets.core.upload_plan import PlannedEvent
+from tiktok_amp_assets.core.metric_values import MetricTotals
+from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay, PlannedEvent
 
 
 def event_stat_date(event: dict[str, Any]) -> date:
@@ -23,6 +25,31 @@ class DayUploadReport:
     rejected: dict[str, str] = field(default_factory=dict)  # insert_id -> Amplitude's reason
     requests: list[dict[str, Any]] = field(default_factory=list)
     resent_pending: int = 0
+    # Per ad account: what Amplitude had counted for the day before this run, and after it.
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record_counts(self, before: Mapping[AdDayKey, CountedAdDay], after: Mapping[AdDayKey, CountedAdDay]) -> None:
+        for label, counted in (("before", before), ("after", after)):
+            for (advertiser_id, _ad_id, stat_date), ad_day in counted.items():
+                if stat_date != self.day:
+                    continue
+                account = self.accounts.setdefault(advertiser_id, {"before": _empty(), "after": _empty()})
+                side = account[label]
+                side["ad_days"] += 1
+                side["totals"] = side["totals"] + ad_day.totals
+
+    def changes_markdown(self) -> str | None:
+        """Accounts whose counted figures this run changed: rows, cost, conversions before → after."""
+        lines = [
+            f"| {advertiser_id} | {a['before']['ad_days']} → {a['after']['ad_days']} | "
+            f"{a['before']['totals'].cost} → {a['after']['totals'].cost} | "
+            f"{a['before']['totals'].conversions} → {a['after']['totals'].conversions} |"
+            for advertiser_id, a in sorted(self.accounts.items())
+            if a["before"] != a["after"] and a["before"]["ad_days"]
+        ]
+        if not lines:
+            return None
+        return "| account | ad-days | cost | conversions |\n|---|---|---|---|\n" + "\n".join(lines)
 
     def _status(self, insert_id: str, sent: bool) -> str:
         if not sent:
@@ -70,6 +97,17 @@ class DayUploadReport:
             "dry_run": not sent,
             "restatement_policy": policy,
             **self.figures(),
+            "accounts": {
+                advertiser_id: {
+                    side: {"ad_days": values["ad_days"], **values["totals"].as_record()}
+                    for side, values in account.items()
+                }
+                for advertiser_id, account in sorted(self.accounts.items())
+            },
             "requests": self.requests,
             "events": events,
         }
+
+
+def _empty() -> dict[str, Any]:
+    return {"ad_days": 0, "totals": MetricTotals.zero()}
