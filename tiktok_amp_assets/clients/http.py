@@ -49,7 +49,11 @@ def _is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential back-off with full jitter, bounded in attempts."""
+    """Exponential back-off with jitter, bounded in attempts.
+
+    Each wait is drawn between half and all of ``base * 2**attempt`` (capped at ``max_seconds``):
+    never much shorter than the back-off TikTok and Amplitude ask for, yet spread out.
+    """
 
     max_attempts: int = 6
     base_seconds: float = 1.0
@@ -60,7 +64,7 @@ class RetryPolicy:
         rng = rng or random.Random()
         for attempt in range(self.max_attempts - 1):
             ceiling = min(self.max_seconds, self.base_seconds * (2**attempt))
-            # Full jitter: spreads out clients that were throttled together.
+            # Jitter spreads out clients that were throttled together.
             yield rng.uniform(ceiling / 2, ceiling)
 
 

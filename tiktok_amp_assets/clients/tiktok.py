@@ -39,14 +39,18 @@ class TikTokApiError(RuntimeError):
     access token (the token only ever travels in a request header).
     """
 
-    def __init__(self, *, accounts: Sequence[str], endpoint: str, code: int | None, detail: str, hint: str) -> None:
+    def __init__(
+        self, *, accounts: Sequence[str], endpoint: str, code: int | None, detail: str, hint: str
+    ) -> None:
         self.accounts = tuple(accounts)
         self.endpoint = endpoint
         self.code = code
         self.detail = detail
         self.hint = hint
         code_text = f" (code {code})" if code is not None else ""
-        super().__init__(f"{_accounts_label(self.accounts)}: {endpoint} failed{code_text}: {detail}. What to do: {hint}")
+        super().__init__(
+            f"{_accounts_label(self.accounts)}: {endpoint} failed{code_text}: {detail}. What to do: {hint}"
+        )
 
 
 class _TransientError(Exception):
@@ -114,8 +118,8 @@ class TikTokClient:
     ) -> None:
         if not _HEADER_SAFE_TOKEN.fullmatch(access_token):
             raise ValueError(
-                "the access token is empty or holds spaces, line breaks or non-ASCII characters, which an HTTP "
-                "header cannot carry: set TIKTOK_ACCESS_TOKEN to the token exactly as TikTok issued it"
+                "the access token is empty or holds spaces, line breaks or non-ASCII characters, which an "
+                "HTTP header cannot carry: set TIKTOK_ACCESS_TOKEN to the token exactly as TikTok issued it"
             )
         if not 1 <= page_size <= api.MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {api.MAX_PAGE_SIZE}, got {page_size}")
@@ -246,7 +250,9 @@ class TikTokClient:
             hint="TikTok is still updating this data: run the partition again later",
         )
 
-    def _read_pages(self, path: str, advertiser_id: str, params: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def _read_pages(
+        self, path: str, advertiser_id: str, params: dict[str, Any]
+    ) -> list[dict[str, Any]] | None:
         """Every page of one listing, or None when the total changed between two pages.
 
         Rows added or removed while paging shift the others across page boundaries, so the pages
@@ -256,7 +262,9 @@ class TikTokClient:
         first: _PageInfo | None = None
         page = 1
         while True:
-            data = self._get(path, {**params, "page": page, "page_size": self._page_size}, accounts=[advertiser_id])
+            data = self._get(
+                path, {**params, "page": page, "page_size": self._page_size}, accounts=[advertiser_id]
+            )
             rows.extend(data.list)
             info = data.page_info
             if info is None:
@@ -267,10 +275,10 @@ class TikTokClient:
                     accounts=[advertiser_id],
                     endpoint=path,
                     code=None,
-                    detail=f"page {page} came without page_info and {len(data.list)} rows, so whether more rows "
-                    "follow cannot be told",
-                    hint="run the partition again; if it persists, TikTok changed its answers: report it to the "
-                    "maintainers of tiktok-amp-assets",
+                    detail=f"page {page} came without page_info and {len(data.list)} rows, so whether more "
+                    "rows follow cannot be told",
+                    hint="run the partition again; if it persists, TikTok changed its answers: report it to "
+                    "the maintainers of tiktok-amp-assets",
                 )
             if first is None:
                 first = info
@@ -318,7 +326,11 @@ class TikTokClient:
                     ) from None
                 self.retries += 1
                 self._log.warning(
-                    "TikTok %s for %s: %s; retrying in %.2fs", path, _accounts_label(accounts), transient, delay
+                    "TikTok %s for %s: %s; retrying in %.2fs",
+                    path,
+                    _accounts_label(accounts),
+                    transient,
+                    delay,
                 )
                 self._sleep(delay)
 
@@ -341,7 +353,8 @@ class TikTokClient:
                 accounts=accounts,
                 endpoint=path,
                 code=None,
-                detail=f"HTTP {response.status_code}" + (" (a redirect, not followed)" if response.is_redirect else ""),
+                detail=f"HTTP {response.status_code}"
+                + (" (a redirect, not followed)" if response.is_redirect else ""),
                 hint="check TIKTOK_API_URL: it must be the API's base URL itself, such as "
                 "https://business-api.tiktok.com, with no proxy that refuses or redirects the request",
             )
