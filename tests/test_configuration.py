@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from tiktok_amp_assets.definitions import build_definitions
+from tiktok_amp_assets.code_location import build_definitions
 from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG, SCHEDULE_NAME
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 
