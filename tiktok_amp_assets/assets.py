@@ -7,6 +7,7 @@ per day itself, and records metadata per partition. The work is done by the plai
 
 
 from collections import defaultdict
+from contextlib import closing
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import date, datetime, time, timezone
@@ -18,11 +19,12 @@ import dagster as dg
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, Delivery
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
 from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, ReportRowError, account_timezone, normalize_account_day
+from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day, undelivered_ad_days
 from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
 from tiktok_amp_assets.core.upload_plan import plan_events
-from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date
+from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date, record_counts
 from tiktok_amp_assets.partitions import daily_partitions, partition_days
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
@@ -68,19 +70,19 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         days = partition_days(context)
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
-        client = _configured(lambda: tiktok.client(logger=context.log))
         rows_per_day: dict[date, int] = defaultdict(int)
-        infos, failures = _account_facts(client, advertiser_ids)
-        zones: dict[str, str | None] = {}
-        for advertiser_id, info in infos.items():
-            zones[advertiser_id] = account_timezone(info)
-            try:
-                for day, rows in _fetch_account_days(client, advertiser_id, info, days, store):
-                    rows_per_day[day] += rows
-            except TikTokApiError as error:
-                # Other accounts go on: their days are stored, and this one is named at the end.
-                failures[advertiser_id] = str(error)
-                context.log.error(str(error))
+        with closing(_configured(lambda: tiktok.client(logger=context.log))) as client:
+            infos, failures = _account_facts(client, advertiser_ids)
+            for advertiser_id, info in infos.items():
+                try:
+                    for day, rows in _fetch_account_days(client, advertiser_id, info, days, store):
+                        rows_per_day[day] += rows
+                except TikTokApiError as error:
+                    # Other accounts go on: their days are stored, and this one is named at the end.
+                    failures[advertiser_id] = str(error)
+                    context.log.error(str(error))
+            run_figures = {"run_tiktok_calls": sum(client.calls.values()), "run_tiktok_retries": client.retries}
+        zones = {advertiser_id: account_timezone(info) for advertiser_id, info in infos.items()}
         if failures:
             raise dg.Failure(
                 description=(
@@ -104,7 +106,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
             context.log.warning(message)
         return dg.MaterializeResult(
             # Per run, so the same figures stand on every partition of a range run.
-            metadata={"run_tiktok_calls": sum(client.calls.values()), "run_tiktok_retries": client.retries},
+            metadata=run_figures,
             check_results=[
                 dg.AssetCheckResult(
                     check_name=TIMEZONE_CHECK,
@@ -236,8 +238,8 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     if amplitude.restatement_policy == "correct"
                     or (mismatch.advertiser_id, mismatch.ad_id, mismatch.stat_date) not in counted_after
                 )
+            record_counts(reports, counted_before, counted_after)
             for day, report in reports.items():
-                report.record_counts(counted_before, counted_after)
                 results = report.results(endpoint=client.path if client else None, policy=amplitude.restatement_policy)
                 path = store.write_upload_results(day, results)
                 rejected_total += results["events_rejected"]
@@ -296,8 +298,10 @@ def _account_facts(client: TikTokClient, advertiser_ids: list[str]) -> tuple[dic
     try:
         return {str(item["advertiser_id"]): item for item in client.advertiser_info(advertiser_ids)}, {}
     except TikTokApiError as error:
-        if len(advertiser_ids) == 1:
-            return {}, {advertiser_ids[0]: str(error)}
+        # Only a refusal about some accounts is worth asking account by account; a revoked token
+        # or an exhausted retry budget would fail the same way for each of them.
+        if len(advertiser_ids) == 1 or error.code not in (tiktok_api.NO_PERMISSION, None):
+            return {}, dict.fromkeys(advertiser_ids, str(error))
     infos: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}
     for advertiser_id in advertiser_ids:

@@ -28,15 +28,10 @@ class DayUploadReport:
     # Per ad account: what Amplitude had counted for the day before this run, and after it.
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def record_counts(self, before: Mapping[AdDayKey, CountedAdDay], after: Mapping[AdDayKey, CountedAdDay]) -> None:
-        for label, counted in (("before", before), ("after", after)):
-            for (advertiser_id, _ad_id, stat_date), ad_day in counted.items():
-                if stat_date != self.day:
-                    continue
-                account = self.accounts.setdefault(advertiser_id, {"before": _empty(), "after": _empty()})
-                side = account[label]
-                side["ad_days"] += 1
-                side["totals"] = side["totals"] + ad_day.totals
+    def add_counted(self, side: str, advertiser_id: str, totals: MetricTotals) -> None:
+        account = self.accounts.setdefault(advertiser_id, {"before": _empty(), "after": _empty()})
+        account[side]["ad_days"] += 1
+        account[side]["totals"] = account[side]["totals"] + totals
 
     def changes_markdown(self) -> str | None:
         """Accounts whose counted figures this run changed: rows, cost, conversions before → after."""
@@ -111,3 +106,15 @@ class DayUploadReport:
 
 def _empty() -> dict[str, Any]:
     return {"ad_days": 0, "totals": MetricTotals.zero()}
+
+
+def record_counts(
+    reports: Mapping[date, DayUploadReport],
+    before: Mapping[AdDayKey, CountedAdDay],
+    after: Mapping[AdDayKey, CountedAdDay],
+) -> None:
+    """What Amplitude had counted per account and day before the upload, and after it."""
+    for side, counted in (("before", before), ("after", after)):
+        for (advertiser_id, _ad_id, stat_date), ad_day in counted.items():
+            if stat_date in reports:
+                reports[stat_date].add_counted(side, advertiser_id, ad_day.totals)

@@ -47,6 +47,8 @@ class Response:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without this, Nagle's algorithm holds the body ~40 ms.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -1,0 +1,183 @@
+"""Benchmark: a real Dagster backfill against the emulators, with the figures that matter.
+
+    .venv/bin/python bench/backfill_bench.py daily            # 2 accounts x 2,000 ads, yesterday
+    .venv/bin/python bench/backfill_bench.py year             # 1 account x 2,000 ads x 365 days
+    .venv/bin/python bench/backfill_bench.py scale --ads 4000 --days 60
+    .venv/bin/python bench/backfill_bench.py year --profile   # cProfile of the run, top functions
+
+The emulators run in this process; the backfill runs as Dagster runs it from the CLI
+(`dagster asset materialize --partition-range`, one run for the range, a single-run backfill) in a
+child process on a fresh instance, so its wall time includes Dagster's own run start and its peak
+RSS is that process's alone. Prints one table; `--write` appends it to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from tiktok_amp_assets.core import amplitude_contract as amp
+from tiktok_amp_assets.core import tiktok_contract as tiktok_api
+from tiktok_amp_assets.core.report_windows import report_windows
+from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_assets.emulators.catalogue import DEFAULT_ADVERTISERS, Catalogue, generate_catalogue
+from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+API_KEY = "bench-api-key"
+# The last day of every workload: fixed, so runs compare.
+LAST_DAY = date(2026, 11, 24)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    accounts: int
+    ads: int
+    days: int
+
+
+WORKLOADS = {
+    "daily": Workload("daily", accounts=2, ads=2000, days=1),
+    "year": Workload("year", accounts=1, ads=2000, days=365),
+}
+
+
+def minimum_tiktok_calls(catalogue: Catalogue, advertiser_ids: list[str], first: date, last: date) -> int:
+    """The fewest calls that can fetch the range: per account and 30-day window, ceil(rows / 1,000)
+    report pages (at least one) plus one account-totals call; ad metadata in chunks of 100 ads;
+    one advertiser/info call for up to 100 accounts."""
+    calls = math.ceil(len(advertiser_ids) / tiktok_api.MAX_FILTER_IDS)
+    for advertiser_id in advertiser_ids:
+        ads_seen: set[str] = set()
+        for window_start, window_end in report_windows(first, last):
+            rows = 0
+            day = window_start
+            while day <= window_end:
+                delivery = catalogue.day_delivery(advertiser_id, day)
+                rows += len(delivery.ad_ids)
+                ads_seen.update(delivery.ad_ids)
+                day += timedelta(days=1)
+            calls += max(1, math.ceil(rows / tiktok_api.MAX_PAGE_SIZE)) + 1
+        calls += math.ceil(len(ads_seen) / tiktok_api.MAX_FILTER_IDS)
+    return calls
+
+
+def minimum_amplitude_requests(events: int, payload_bytes: int, batch: bool) -> int:
+    max_events = amp.BATCH_MAX_EVENTS if batch else amp.HTTP_V2_MAX_EVENTS
+    max_bytes = amp.BATCH_MAX_BYTES if batch else amp.HTTP_V2_MAX_BYTES
+    return max(math.ceil(events / max_events), math.ceil(payload_bytes / max_bytes), 1 if events else 0)
+
+
+def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
+    specs = DEFAULT_ADVERTISERS[: workload.accounts]
+    catalogue = generate_catalogue(advertisers=list(specs), ads_per_advertiser=workload.ads, start=date(2025, 1, 1))
+    advertiser_ids = sorted(catalogue.advertisers)
+    first = LAST_DAY - timedelta(days=workload.days - 1)
+    home = Path(tempfile.mkdtemp(prefix=f"bench-{workload.name}-"))
+    (home / "dagster_home").mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    with TikTokEmulator(catalogue, access_tokens={TOKEN: None}) as tiktok, AmplitudeEmulator(api_keys={API_KEY}) as amplitude:
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home / "dagster_home"),
+            "TIKTOK_ACCESS_TOKEN": TOKEN,
+            "TIKTOK_ADVERTISER_IDS": ",".join(advertiser_ids),
+            "TIKTOK_API_URL": tiktok.url,
+            "AMPLITUDE_API_KEY": API_KEY,
+            "AMPLITUDE_API_URL": amplitude.url,
+            "TIKTOK_AMP_START_DATE": "2025-01-01",
+            "TIKTOK_AMP_TIMEZONE": "UTC",
+            "TIKTOK_AMP_DATA_DIR": str(home / "data"),
+        }
+        partition_args = (
+            ["--partition", first.isoformat()]
+            if first == LAST_DAY
+            else ["--partition-range", f"{first.isoformat()}...{LAST_DAY.isoformat()}"]
+        )
+        python = [sys.executable]
+        if profile:
+            python += ["-m", "cProfile", "-o", str(home / "run.prof")]
+        command = [*python, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
+                   "--select", "*", *partition_args]  # fmt: skip
+        started = time.monotonic()
+        finished = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
+        wall = time.monotonic() - started
+        if finished.returncode != 0:
+            sys.stderr.write(finished.stderr[-5000:])
+            raise SystemExit(f"the backfill failed (exit {finished.returncode}); data kept in {home}")
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+        tiktok_log = tiktok.request_log
+        amplitude_log = amplitude.request_log
+        events = len(amplitude.counted_events(API_KEY))
+        payload_bytes = sum(entry["bytes"] for entry in amplitude_log)
+        batch = any(entry["path"] == amp.BATCH_PATH for entry in amplitude_log)
+        rows = sum(entry["rows"] or 0 for entry in tiktok_log if entry["path"] == tiktok_api.REPORT_PATH
+                   and "AUCTION_AD" == entry["params"].get("data_level"))  # fmt: skip
+        result = {
+            "workload": workload.name,
+            "accounts": workload.accounts,
+            "ads per account": workload.ads,
+            "days": workload.days,
+            "ad-day rows": rows,
+            "wall s": round(wall, 1),
+            "rows/s": round(rows / wall),
+            "TikTok calls": len(tiktok_log),
+            "TikTok min": minimum_tiktok_calls(catalogue, advertiser_ids, first, LAST_DAY),
+            "Amplitude requests": len(amplitude_log),
+            "Amplitude min": minimum_amplitude_requests(events, payload_bytes, batch),
+            "endpoint": amp.BATCH_PATH if batch else amp.HTTP_V2_PATH,
+            "events counted": events,
+            "MB sent": round(payload_bytes / 1e6, 1),
+            "peak RSS MB": round(peak_rss_mb),
+        }
+    if profile:
+        import pstats
+
+        stats = pstats.Stats(str(home / "run.prof"))
+        stats.sort_stats("cumulative").print_stats(35)
+    if not keep:
+        shutil.rmtree(home, ignore_errors=True)
+    return result
+
+
+def table(results: list[dict[str, object]]) -> str:
+    columns = list(results[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(result[column]) for column in columns) + " |" for result in results]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workload", choices=[*WORKLOADS, "scale"])
+    parser.add_argument("--ads", type=int, default=2000, help="ads per account (scale)")
+    parser.add_argument("--days", type=int, default=90, help="days (scale)")
+    parser.add_argument("--accounts", type=int, default=1, help="accounts (scale, at most 2)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the run and print the top functions")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary instance and data")
+    parser.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
+    args = parser.parse_args()
+    workload = WORKLOADS.get(args.workload) or Workload(f"scale {args.ads}x{args.days}", args.accounts, args.ads, args.days)
+    result = run(workload, profile=args.profile, keep=args.keep)
+    text = table([result])
+    print(f"\n{os.cpu_count()} cores\n{text}")
+    if args.write:
+        with (PROJECT_ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as results:
+            results.write(f"\n{date.today()} · {os.cpu_count()} cores · `{' '.join(sys.argv[1:])}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
