@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from tiktok_amp_assets.core.metric_values import MetricParseError, MetricTotals, parse_count, parse_money
 from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
@@ -167,7 +167,9 @@ def test_zero() -> None:
 
 def test_totals_are_frozen_and_strict() -> None:
     value = MetricTotals.zero()
-    with pytest.raises(ValidationError):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         value.cost = Decimal(1)  # type: ignore[misc]
-    with pytest.raises(ValidationError):
+    with pytest.raises(TypeError, match="cost must be a Decimal"):
         MetricTotals(cost=1.5, impressions=0, clicks=0, conversions=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="clicks must be an int"):
+        MetricTotals(cost=Decimal(0), impressions=0, clicks=True, conversions=0)  # type: ignore[arg-type]

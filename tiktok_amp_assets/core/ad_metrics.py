@@ -252,6 +252,8 @@ def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
             # ad/get pages can overlap when ads change during paging; the first copy is as good.
             ads_by_id.setdefault(item_ad_id, item)
 
+    midnight = datetime(stat_date.year, stat_date.month, stat_date.day)
+    expected_stat_time_day = midnight.strftime(STAT_TIME_DAY_FORMAT)
     rows: list[AdDayMetrics] = []
     seen_ad_ids: set[str] = set()
     for report_row in raw.get("report_rows") or []:
@@ -267,8 +269,9 @@ def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
                 field="ad_id",
                 problem=f"missing or not an id: {dimensions.get('ad_id')!r}",
             )
-        day = _parse_day(dimensions.get("stat_time_day"))
-        if day is None or day != datetime(stat_date.year, stat_date.month, stat_date.day):
+        stat_time_day = dimensions.get("stat_time_day")
+        # The exact text TikTok writes needs no parsing; anything else is parsed and compared.
+        if stat_time_day != expected_stat_time_day and _parse_day(stat_time_day) != midnight:
             raise ReportRowError(
                 **where,
                 ad_id=ad_id,

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from decimal import Decimal
-
-from pydantic import BaseModel, ConfigDict
 
 from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
 
@@ -100,20 +99,28 @@ def parse_count(value: object, *, field: str) -> int | None:
         raise MetricParseError(field, value, "the number is too large") from exc
 
 
-class MetricTotals(BaseModel):
+@dataclass(frozen=True, slots=True)
+class MetricTotals:
     """Cost and counts of one ad-day, or of a correction to it (then figures may be negative).
 
     A restatement correction is ``current - already_counted``; ``is_zero()`` tells whether there
-    is anything to send.
+    is anything to send. A plain dataclass rather than a pydantic model: a year's backfill adds
+    millions of these, and the type check below is all the validation it needs.
     """
-
-    # strict: only a Decimal is a cost here, so no float can slip in and lose cents.
-    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
 
     cost: Decimal
     impressions: int
     clicks: int
     conversions: int
+
+    def __post_init__(self) -> None:
+        # Only a Decimal is a cost here, so no float can slip in and lose cents.
+        if not isinstance(self.cost, Decimal):
+            raise TypeError(f"cost must be a Decimal, got {type(self.cost).__name__}")
+        for name in ("impressions", "clicks", "conversions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
 
     @classmethod
     def zero(cls) -> MetricTotals:

@@ -25,6 +25,7 @@ values here must be the ones the site's own tracking records when someone clicks
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import parse_qsl, urlsplit
 
@@ -88,6 +89,7 @@ def _first_present(*candidates: str) -> str:
     return NOT_SET
 
 
+@functools.lru_cache(maxsize=65_536)  # an ad's URL and names repeat on every day of a backfill
 def landing_page_utms(
     landing_page_url: str | None,
     *,
