@@ -8,13 +8,20 @@ emulator takes the choice that is hardest on the client (e.g. a 429 still ingest
 did not throttle), so a client that passes here is safe against the real service.
 
 The api key travels in request bodies: it is checked and then forgotten. It never reaches the
-request log, the counted events, a response or a log line.
+request log, the counted events or a log line, nor a response unless ``echo_invalid_api_key`` asks
+for Amplitude's habit of quoting an unknown key in its 400 (to test that clients redact it).
+
+For tests of what a client does around a failure, ``silenced_devices`` makes Amplitude refuse the
+events of some devices (a 400 naming them in ``silenced_events``), and ``hold_requests`` keeps
+ingestion requests waiting inside the server until ``release`` (a process can be killed while its
+request is in flight).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -166,6 +173,7 @@ class AmplitudeEmulator(EmulatorServer):
         ingest_unthrottled_on_429: bool = True,
         clock: Callable[[], float] = time.time,
         daily_quota_per_id: int = BATCH_DAILY_QUOTA_PER_ID,
+        echo_invalid_api_key: bool = False,
     ) -> None:
         super().__init__(host=host, port=port, faults=faults)
         if throttle_window_seconds <= 0:
@@ -176,6 +184,8 @@ class AmplitudeEmulator(EmulatorServer):
         if not keys:
             raise ValueError("the emulator needs at least one api key")
         self.ingest_unthrottled_on_429 = ingest_unthrottled_on_429
+        self.echo_invalid_api_key = echo_invalid_api_key
+        self.silenced_devices: set[str] = set()
         self.daily_quota_per_id = daily_quota_per_id
         self._clock = clock
         # Projects are numbered so the counted events can be filtered per key without storing it.
@@ -185,6 +195,10 @@ class AmplitudeEmulator(EmulatorServer):
         self._daily_counts_day: int | None = None
         self._counted: list[tuple[int, dict[str, Any]]] = []
         self._request_log: list[dict[str, Any]] = []
+        # hold_requests: how many more ingestion requests pass before the others wait (None: no hold).
+        self._passes_left: int | None = None
+        self._held = 0
+        self._released = threading.Event()
 
     # ------------------------------------------------------------------ read-back
 
@@ -213,6 +227,26 @@ class AmplitudeEmulator(EmulatorServer):
                 return len(self._request_log)
             return sum(1 for entry in self._request_log if entry["path"] == path)
 
+    def hold_requests(self, after: int = 0) -> None:
+        """Let ``after`` more ingestion requests through, then keep each later one waiting in the
+        server (not yet answered, not yet ingested) until :meth:`release`."""
+        with self.lock:
+            self._passes_left = after
+            self._held = 0
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let held requests go on, ingested and answered as usual (even if their client is gone)."""
+        with self.lock:
+            self._passes_left = None
+        self._released.set()
+
+    @property
+    def held_requests(self) -> int:
+        """Ingestion requests that reached the hold since :meth:`hold_requests`."""
+        with self.lock:
+            return self._held
+
     def reset(self) -> None:
         """Forget counted events, insert_ids, throttling state and the request log (keys and faults stay)."""
         with self.lock:
@@ -240,6 +274,7 @@ class AmplitudeEmulator(EmulatorServer):
         elif request.method != "POST":
             outcome = _Outcome(405, {"code": 405, "error": "Method not allowed"})
         else:
+            self._wait_if_held()
             outcome = self._ingest_request(request, fault)
         with self.lock:
             self._request_log.append(
@@ -260,6 +295,16 @@ class AmplitudeEmulator(EmulatorServer):
             outcome.ingested,
         )
         return Response.json(outcome.status, outcome.payload)
+
+    def _wait_if_held(self) -> None:
+        with self.lock:
+            if self._passes_left is None:
+                return
+            if self._passes_left > 0:
+                self._passes_left -= 1
+                return
+            self._held += 1
+        self._released.wait()
 
     def _handle_control(self, request: Request) -> Response:
         if request.method != "GET":
@@ -289,6 +334,9 @@ class AmplitudeEmulator(EmulatorServer):
             event_ids = _validate_events(events, min_id_length)
         except _Rejection as rejection:
             return rejection.outcome
+        silenced = [index for index, ids in enumerate(event_ids) if ids.device_id in self.silenced_devices]
+        if silenced:
+            return _Outcome(400, _silenced_body(silenced, event_ids), events=len(events))
         if fault is Fault.RATE_LIMIT:
             return _Outcome(429, _injected_throttling(events, event_ids, endpoint), events=len(events))
         outcome = self._throttle_and_ingest(project, endpoint, events, event_ids, len(request.body))
@@ -317,8 +365,9 @@ class AmplitudeEmulator(EmulatorServer):
             raise _Rejection(_bad_request("Request missing required field", missing_field="api_key"))
         project = self._projects.get(api_key) if isinstance(api_key, str) else None
         if project is None:
-            # Amplitude echoes the key here; the emulator must never write it anywhere.
-            raise _Rejection(_bad_request("Invalid API key: <redacted>"))
+            # Amplitude echoes the key here; the emulator does so only when asked, and never logs it.
+            shown = api_key if self.echo_invalid_api_key and isinstance(api_key, str) else "<redacted>"
+            raise _Rejection(_bad_request(f"Invalid API key: {shown}"))
         events = document.get("events")
         if events is None or events == []:
             raise _Rejection(_bad_request("Request missing required field", missing_field="events"))
@@ -541,6 +590,17 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
             payload["events_with_missing_fields"] = dict(missing)
         raise _Rejection(_Outcome(400, payload, events=len(events)))
     return event_ids
+
+
+def _silenced_body(silenced: list[int], event_ids: list[_EventIds]) -> dict[str, Any]:
+    """A 400 for events of silenced devices: nothing in the request is ingested."""
+    devices = sorted({str(event_ids[index].device_id) for index in silenced})
+    return {
+        "code": 400,
+        "error": "Events from silenced devices",
+        "silenced_events": silenced,
+        "silenced_devices": devices,
+    }
 
 
 def _injected_throttling(events: list[Any], event_ids: list[_EventIds], endpoint: str) -> dict[str, Any]:

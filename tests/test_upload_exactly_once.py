@@ -1,0 +1,273 @@
+"""Exactly once, end to end: TikTok emulator → Dagster → Amplitude emulator, over real HTTP.
+
+Whatever happens on the way — a process killed between two batches, throttling, server errors,
+rejected events, a re-run after Amplitude has forgotten its insert_ids — Amplitude ends up counting
+each of TikTok's ad-days once. Amplitude settings (small batches, short pauses, dry run) are given
+as run config, as an operator would give them with ``--config-json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import requests
+
+from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
+from tiktok_amp_assets.code_location import JOB_NAME
+from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_assets.emulators.faults import Fault
+from tiktok_amp_assets.storage.import_store import ImportStore
+
+from .conftest import API_KEY, Project
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DAY = date(2025, 3, 1)  # 40 ad-days in the test catalogue
+BATCH = 10
+FAST = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05, "throttle_pause_seconds": 0.05}
+WRONG_KEY = "wrong-amplitude-key-5e7a9c1b3d"
+
+
+def amplitude_config(**fields: Any) -> dict[str, Any]:
+    """Run config for the amplitude resource: key and URL from the environment, as in definitions.py."""
+    config = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}, **fields}
+    return {"resources": {"amplitude": {"config": config}}}
+
+
+def materialize(project: Project, day: date, **fields: Any) -> dg.ExecuteInProcessResult:
+    job = project.defs.resolve_job_def(JOB_NAME)
+    return job.execute_in_process(
+        partition_key=day.isoformat(),
+        instance=project.instance,
+        run_config=amplitude_config(**fields),
+        raise_on_error=False,
+    )
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return next(event for event in result.all_events if event.is_step_failure).step_failure_data.error.message
+
+
+def ledger_rows(project: Project) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(ImportStore(project.data_dir).ledger().path) as connection:
+        return connection.execute("SELECT * FROM amplitude_events ORDER BY insert_id").fetchall()
+
+
+def counted_ad_days(project: Project) -> list[tuple[str, str, str]]:
+    return [
+        (e["event_properties"]["ad_account_id"], e["event_properties"]["ad_id"], e["insert_id"])
+        for e in project.amplitude.counted_events(API_KEY)
+    ]
+
+
+def wait_until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
+    project: Project, tmp_path: Path
+) -> None:
+    truth = project.tiktok_truth(DAY)
+    assert len(truth) >= 3 * BATCH
+    command = [
+        sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
+        "--select", "*", "--partition", DAY.isoformat(),
+        "--config-json", json.dumps(amplitude_config(max_events_per_request=BATCH)),
+    ]  # fmt: skip
+    env = {**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory}
+    ledger = ImportStore(project.data_dir).ledger()
+
+    # The second request waits inside the emulator: the run is killed while it is in flight.
+    project.amplitude.hold_requests(after=1)
+    try:
+        with (tmp_path / "first_run.log").open("w") as output:
+            # A session of its own: the kill reaches Dagster's step processes too.
+            first = subprocess.Popen(
+                command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                wait_until(lambda: project.amplitude.held_requests == 1 or first.poll() is not None, 120)
+                assert first.poll() is None, (tmp_path / "first_run.log").read_text()[-3000:]
+                # The first batch's acknowledgement was on disk before the second request went out.
+                assert len(ledger.counted([DAY])) == BATCH
+                assert len(ledger.pending([DAY])) == len(truth) - BATCH
+            finally:
+                os.killpg(first.pid, signal.SIGKILL)
+                first.wait(30)
+    finally:
+        project.amplitude.release()
+    # The held request is then ingested, answered to nobody: Amplitude counted 2 batches, the ledger 1.
+    wait_until(lambda: len(project.amplitude.request_log) == 2, 10)
+    assert len(project.amplitude.counted_events(API_KEY)) == 2 * BATCH
+
+    rerun = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+
+    assert project.amplitude_sums(DAY) == truth
+    counted = counted_ad_days(project)
+    assert len(counted) == len(truth) == len(set(counted))
+    assert {(account, ad) for account, ad, _ in counted} == set(truth)
+    # The re-run resent exactly what was unacknowledged and planned nothing new; of what it resent,
+    # Amplitude dropped the batch it had already counted.
+    results = ImportStore(project.data_dir).read_upload_results(DAY)
+    assert results["events_resent_after_interruption"] == len(truth) - BATCH
+    assert results["events_planned"] == 0
+    rerun_requests = project.amplitude.request_log[2:]
+    assert sum(entry["events"] for entry in rerun_requests) == len(truth) - BATCH
+    assert sum(entry["ingested"] for entry in rerun_requests) == len(truth) - 2 * BATCH
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked_project(project: Project, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    """The project pointed at an Amplitude emulator whose clock the test moves."""
+    with AmplitudeEmulator(api_keys={API_KEY}, clock=clock) as amplitude:
+        monkeypatch.setenv("AMPLITUDE_API_URL", amplitude.url)
+        project.env["AMPLITUDE_API_URL"] = amplitude.url
+        project.amplitude = amplitude
+        yield project
+
+
+def test_a_rerun_after_amplitudes_7_day_window_counts_nothing_new(
+    clocked_project: Project, clock: FakeClock
+) -> None:
+    project = clocked_project
+    assert materialize(project, DAY).success
+    counted = counted_ad_days(project)
+    requests_before = project.amplitude.requests_count()
+
+    clock.now += 8 * 86_400
+    assert materialize(project, DAY).success
+
+    assert counted_ad_days(project) == counted
+    assert project.amplitude.requests_count() == requests_before
+    assert project.amplitude_sums(DAY) == project.tiktok_truth(DAY)
+    # Amplitude really has forgotten: the same event sent again by anyone else would count twice.
+    event = {k: v for k, v in project.amplitude.counted_events(API_KEY)[0].items() if k != "endpoint"}
+    body = {"api_key": API_KEY, "events": [event]}
+    again = requests.post(f"{project.amplitude.url}{HTTP_V2_PATH}", json=body, timeout=5)
+    assert again.status_code == 200
+    assert len(project.amplitude.counted_events(API_KEY)) == len(counted) + 1
+
+
+def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(project: Project) -> None:
+    assert materialize(project, DAY - timedelta(days=1)).success  # a ledger with rows in it
+    rows_before = ledger_rows(project)
+    requests_before = project.amplitude.requests_count()
+
+    assert materialize(project, DAY, dry_run=True).success
+
+    assert project.amplitude.requests_count() == requests_before
+    assert ledger_rows(project) == rows_before
+    results = ImportStore(project.data_dir).read_upload_results(DAY)
+    truth = project.tiktok_truth(DAY)
+    assert results["dry_run"] is True and results["endpoint"] is None
+    assert results["events_planned"] == results["events_new"] == len(truth)
+    assert {event["status"] for event in results["events"]} == {"dry_run"}
+    assert {(e["ad_account_id"], e["ad_id"]): e["sent"] for e in results["events"]} == {
+        key: {"cost": str(v["cost"]), **{n: int(v[n]) for n in ("impressions", "clicks", "conversions")}}
+        for key, v in truth.items()
+    }
+
+
+def test_rejected_events_fail_the_run_with_a_summary_and_the_rest_is_delivered(project: Project) -> None:
+    truth = project.tiktok_truth(DAY)
+    refused_account, refused_ad = sorted(truth)[0]
+    project.amplitude.silenced_devices.add(f"tiktok-ad-{refused_ad}")
+
+    result = materialize(project, DAY, max_events_per_request=BATCH, **FAST)
+
+    assert not result.success
+    assert "Amplitude rejected 1 events; the rest were delivered" in failure_message(result)
+    delivered = {key: figures for key, figures in truth.items() if key != (refused_account, refused_ad)}
+    assert project.amplitude_sums(DAY) == delivered
+    results = ImportStore(project.data_dir).read_upload_results(DAY)
+    assert results["events_rejected"] == 1 and results["events_accepted"] == len(truth) - 1
+    [rejected] = [event for event in results["events"] if event["status"] == "rejected"]
+    assert (rejected["ad_id"], rejected["reason"]) == (refused_ad, "device silenced by Amplitude")
+
+    # Once Amplitude takes the device again, a re-run sends that one event and nothing else.
+    project.amplitude.silenced_devices.clear()
+    requests_before = project.amplitude.requests_count()
+    assert materialize(project, DAY, max_events_per_request=BATCH, **FAST).success
+    assert project.amplitude.requests_count() == requests_before + 1
+    assert project.amplitude_sums(DAY) == truth
+    assert len(counted_ad_days(project)) == len(truth)
+
+
+def test_throttling_server_errors_and_splits_on_the_way_change_nothing(project: Project) -> None:
+    faults = (Fault.RATE_LIMIT, Fault.ACCEPTED_THEN_ERROR, Fault.PAYLOAD_TOO_LARGE, Fault.DROP_CONNECTION)
+    for fault in (*faults, Fault.SERVER_ERROR):
+        project.amplitude.faults.inject(fault)
+
+    assert materialize(project, DAY, max_events_per_request=BATCH, **FAST).success
+
+    truth = project.tiktok_truth(DAY)
+    assert project.amplitude_sums(DAY) == truth
+    counted = counted_ad_days(project)
+    assert len(counted) == len(truth) == len(set(counted))
+    assert {429, 500, 413} <= {entry["status"] for entry in project.amplitude.request_log}
+    results = ImportStore(project.data_dir).read_upload_results(DAY)
+    assert results["events_accepted"] == len(truth)
+    assert {429, 500, 413, None, 200} <= {record["status"] for record in results["requests"]}
+
+
+def test_the_api_key_stays_out_of_logs_errors_files_and_the_request_log(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, urllib3 included
+    truth = project.tiktok_truth(DAY)
+    project.amplitude.silenced_devices.add(f"tiktok-ad-{sorted(truth)[0][1]}")
+    for fault in (Fault.RATE_LIMIT, Fault.ACCEPTED_THEN_ERROR, Fault.DROP_CONNECTION):
+        project.amplitude.faults.inject(fault)
+    rejected_run = materialize(project, DAY, max_events_per_request=BATCH, **FAST)
+    # A wrong key, which Amplitude quotes back in its error.
+    project.amplitude.echo_invalid_api_key = True
+    refused_run = materialize(project, DAY + timedelta(days=1), api_key=WRONG_KEY)
+
+    assert not rejected_run.success and not refused_run.success
+    assert "Invalid API key: <redacted>" in failure_message(refused_run)
+    assert any(record.name.startswith("urllib3") for record in caplog.records)
+    files = [path for path in project.data_dir.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("amplitude_ledger.sqlite") for path in files)
+    assert any(path.parent.name == "uploads" for path in files)
+    run_logs = [
+        record.user_message
+        for run in project.instance.get_runs()
+        for record in project.instance.all_logs(run.run_id)
+    ]
+    for key in (API_KEY, WRONG_KEY):
+        assert key not in caplog.text
+        assert key not in failure_message(rejected_run) + failure_message(refused_run)
+        assert key not in repr(project.amplitude.request_log)
+        assert key not in json.dumps(run_logs)
+        for path in files:
+            assert key.encode() not in path.read_bytes(), path
