@@ -45,11 +45,34 @@ class Project:
         self.settings = ProjectSettings.from_env()
         self.defs = build_definitions(self.settings)
 
-    def materialize(self, first: date, last: date | None = None, *, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    def materialize(
+        self,
+        first: date,
+        last: date | None = None,
+        *,
+        raise_on_error: bool = True,
+        amplitude_config: dict[str, object] | None = None,
+    ) -> dg.ExecuteInProcessResult:
+        """Run the job for one day or a range; ``amplitude_config`` adds fields to the amplitude resource."""
         job = self.defs.resolve_job_def(JOB_NAME)
+        run_config = (
+            {
+                "resources": {
+                    "amplitude": {
+                        "config": {
+                            "api_key": {"env": "AMPLITUDE_API_KEY"},
+                            "api_url": {"env": "AMPLITUDE_API_URL"},
+                            **amplitude_config,
+                        }
+                    }
+                }
+            }
+            if amplitude_config
+            else None
+        )
         if last is None or last == first:
             return job.execute_in_process(
-                partition_key=first.isoformat(), instance=self.instance, raise_on_error=raise_on_error
+                partition_key=first.isoformat(), instance=self.instance, raise_on_error=raise_on_error, run_config=run_config
             )
         return job.execute_in_process(
             tags={
@@ -58,6 +81,7 @@ class Project:
             },
             instance=self.instance,
             raise_on_error=raise_on_error,
+            run_config=run_config,
         )
 
     def tiktok_truth(self, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:

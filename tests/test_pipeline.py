@@ -120,6 +120,20 @@ def test_a_range_run_materializes_every_day(project: Project) -> None:
         assert project.amplitude_sums(day) == project.tiktok_truth(day)
 
 
+def test_a_long_range_sends_as_few_requests_as_its_events_need(project: Project) -> None:
+    first = date(2025, 4, 1)
+    last = first + timedelta(days=34)  # three upload windows
+    assert project.materialize(first, last, amplitude_config={"max_events_per_request": 97}).success
+    events = len(project.amplitude.counted_events(API_KEY))
+    requests = project.amplitude.request_log
+    assert {entry["path"] for entry in requests} == {"/batch"}
+    # Requests do not stop at window edges: only the very last one is partly filled.
+    assert len(requests) == -(-events // 97)
+    for offset in range(35):
+        day = first + timedelta(days=offset)
+        assert project.amplitude_sums(day) == project.tiktok_truth(day)
+
+
 def test_revised_figures_are_corrected_without_double_counting(project: Project) -> None:
     day = day_with_deleted_spend(project)
     project.materialize(day)

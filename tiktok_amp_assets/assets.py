@@ -9,27 +9,24 @@ per day itself, and records metadata per partition. The work is done by the plai
 from collections import defaultdict
 from contextlib import closing
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
 from datetime import date, datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, Delivery
+from tiktok_amp_assets.clients.amplitude import AmplitudeApiError
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
 from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, ReportRowError, account_timezone, normalize_account_day
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
-from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day, undelivered_ad_days
+from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
 from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
-from tiktok_amp_assets.core.upload_plan import plan_events
-from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date, record_counts
 from tiktok_amp_assets.partitions import daily_partitions, partition_days
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
-from tiktok_amp_assets.storage.ledger import AmplitudeLedger
+from tiktok_amp_assets.upload import DayUploader
 
 GROUP = "tiktok_ads"
 # Concurrency pools: cap how many steps call each API at once across all runs (dagster.yaml).
@@ -40,8 +37,6 @@ TIMEZONE_CHECK = "account_timezone_matches_partitions"
 RECONCILIATION_CHECK = "rows_add_up_to_account_totals"
 DELIVERY_CHECK = "amplitude_counts_equal_tiktok"
 ACCOUNT_TOTALS_KEY = "account_totals"
-# Days uploaded together: bounds memory by one window, however long the backfill.
-UPLOAD_WINDOW_DAYS = 31
 
 
 def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
@@ -205,53 +200,30 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
     ) -> dg.MaterializeResult:
         days = partition_days(context)
-        store = import_store.store()
-        ledger = store.ledger()
         client = None if amplitude.dry_run else _configured(lambda: amplitude.client(days=len(days), logger=context.log))
+        uploader = DayUploader(
+            import_store.store(), client, policy=amplitude.restatement_policy, logger=context.log
+        )
         rejected_total = 0
         undelivered: list[Mismatch] = []
-        for window_start, window_end in report_windows(days[0], days[-1], UPLOAD_WINDOW_DAYS):
-            window = [day for day in days if window_start <= day <= window_end]
-            reports = {day: DayUploadReport(day) for day in window}
-            if client is not None:
-                _resend_pending(client, ledger, reports)
-            rows = _read_metrics(store, window)
-            counted_before = ledger.counted(window)
-            planned = plan_events(rows, counted_before, window, policy=amplitude.restatement_policy)
-            for event in planned:
-                reports[event.ad_day_event.stat_date].planned.append(event)
-            if client is None:
-                context.log.info("dry run: %d events built for %s..%s, none sent", len(planned), window[0], window[-1])
-            else:
-                ledger.record_pending(event.ad_day_event for event in planned)
-                try:
-                    for delivery in client.send([event.ad_day_event.payload for event in planned]):
-                        _record_delivery(ledger, reports, delivery)
-                except AmplitudeApiError as error:
-                    raise dg.Failure(description=str(error)) from None
-            counted_after = ledger.counted(window)
-            if client is not None:
-                undelivered.extend(
-                    mismatch
-                    for mismatch in undelivered_ad_days(rows, counted_after, window)
-                    # freeze keeps counted days as first imported: only a never-counted ad-day is a loss.
-                    if amplitude.restatement_policy == "correct"
-                    or (mismatch.advertiser_id, mismatch.ad_id, mismatch.stat_date) not in counted_after
-                )
-            record_counts(reports, counted_before, counted_after)
-            for day, report in reports.items():
-                results = report.results(endpoint=client.path if client else None, policy=amplitude.restatement_policy)
-                path = store.write_upload_results(day, results)
-                rejected_total += results["events_rejected"]
-                changes = report.changes_markdown()
+        try:
+            for finished in uploader.upload(days):
+                rejected_total += finished.results["events_rejected"]
+                undelivered.extend(finished.undelivered)
+                changes = finished.report.changes_markdown()
                 context.add_asset_metadata(
                     {
-                        **report.figures(),
+                        **finished.report.figures(),
                         **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
-                        "path": dg.MetadataValue.path(str(path)),
+                        "path": dg.MetadataValue.path(finished.path),
                     },
-                    partition_key=day.isoformat(),
+                    partition_key=finished.report.day.isoformat(),
                 )
+        except (AmplitudeApiError, MissingPartitionError) as error:
+            raise dg.Failure(description=str(error)) from None
+        finally:
+            if client is not None:
+                client.close()
         if rejected_total:
             raise dg.Failure(
                 description=(
@@ -374,37 +346,3 @@ def _same_offsets(zone_a: str, zone_b: str, day: date) -> bool:
         moment.replace(tzinfo=ZoneInfo(zone_a)).utcoffset() == moment.replace(tzinfo=ZoneInfo(zone_b)).utcoffset()
         for moment in moments
     )
-
-
-def _read_metrics(store: ImportStore, days: Sequence[date]) -> list[AdDayMetrics]:
-    try:
-        return [row for day in days for row in store.read_ad_metrics(day)]
-    except MissingPartitionError as error:
-        raise dg.Failure(description=str(error)) from None
-
-
-def _resend_pending(client: Any, ledger: AmplitudeLedger, reports: dict[date, DayUploadReport]) -> None:
-    """Events recorded by a run that stopped mid-upload go out again unchanged, before anything new:
-    Amplitude drops them if it had counted them (same insert_id), counts them if not."""
-    pending = ledger.pending(reports)
-    for event in pending:
-        reports[event.stat_date].resent_pending += 1
-    for delivery in client.send([event.payload for event in pending]):
-        _record_delivery(ledger, reports, delivery)
-
-
-def _record_delivery(ledger: AmplitudeLedger, reports: dict[date, DayUploadReport], delivery: Delivery) -> None:
-    # Durable before the next request goes out: a crash after this line loses nothing.
-    ledger.acknowledge(event["insert_id"] for event in delivery.accepted)
-    ledger.reject({rejected.insert_id: rejected.reason for rejected in delivery.rejected})
-    events_per_day: dict[date, int] = defaultdict(int)
-    for event in delivery.accepted:
-        day = event_stat_date(event)
-        events_per_day[day] += 1
-        reports[day].accepted.add(event["insert_id"])
-    for rejected in delivery.rejected:
-        day = event_stat_date(rejected.event)
-        events_per_day[day] += 1
-        reports[day].rejected[rejected.insert_id] = rejected.reason
-    for day, count in events_per_day.items():
-        reports[day].requests.extend({**asdict(record), "events_of_this_day": count} for record in delivery.requests)

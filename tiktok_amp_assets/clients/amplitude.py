@@ -173,6 +173,11 @@ class AmplitudeClient:
         self._paused_until: dict[str, float] = {}  # throttled id -> clock time it may send again
         self.retries = 0
 
+    @property
+    def max_events(self) -> int:
+        """Events per request at most: callers streaming many days send in whole multiples of it."""
+        return self._max_events
+
     def close(self) -> None:
         self._session.close()
 

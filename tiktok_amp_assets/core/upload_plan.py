@@ -13,6 +13,7 @@ each ad-day gets one of:
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -58,7 +59,11 @@ class CountedAdDay:
 
     totals: MetricTotals
     next_revision: int
-    last_payload: dict[str, Any]
+    # The last counted event as stored (JSON text): parsed only for the rare removal correction.
+    last_payload_json: str
+
+    def last_payload(self) -> dict[str, Any]:
+        return json.loads(self.last_payload_json)
 EventKind = Literal["new", "correction", "removal"]
 
 
@@ -102,7 +107,7 @@ def plan_events(
             if key in seen or key[2] not in days or already.totals.is_zero():
                 continue
             difference = MetricTotals.zero() - already.totals
-            event = _correction_of(already.last_payload, key, difference, already.next_revision)
+            event = _correction_of(already.last_payload(), key, difference, already.next_revision)
             planned.append(
                 PlannedEvent(
                     "removal", _ad_day_event(key, already.next_revision, difference, event), already.totals, MetricTotals.zero()

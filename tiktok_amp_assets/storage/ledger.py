@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS amplitude_events (
 );
 CREATE INDEX IF NOT EXISTS amplitude_events_by_day ON amplitude_events (stat_date, status);
 """
+_AD_DAY_COLUMNS = "advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions, payload"
+
 
 class AmplitudeLedger:
     def __init__(self, path: Path) -> None:
@@ -126,35 +128,40 @@ class AmplitudeLedger:
                 [(reason, insert_id) for insert_id, reason in reasons.items()],
             )
 
-    def pending(self, stat_dates: Iterable[date]) -> list[AdDayEvent]:
-        """Events recorded but never acknowledged (a run stopped mid-upload), oldest first."""
-        return [
-            _ad_day_event(row)
-            for row in self._select("status = 'pending'", stat_dates, "ORDER BY recorded_at, insert_id")
-        ]
+    def pending(self) -> list[AdDayEvent]:
+        """Events recorded but never acknowledged (a run stopped mid-upload), of any day, oldest first.
+
+        Any day, not only the days being run: left pending until its own day is run again, an
+        event might be resent after Amplitude's 7-day memory of its insert_id has lapsed.
+        """
+        with self._connect() as connection:
+            rows = connection.execute(
+                f"SELECT insert_id, {_AD_DAY_COLUMNS} FROM amplitude_events "
+                "WHERE status = 'pending' ORDER BY recorded_at, insert_id"
+            ).fetchall()
+        return [_ad_day_event(row) for row in rows]
 
     def counted(self, stat_dates: Iterable[date]) -> dict[AdDayKey, CountedAdDay]:
         """Per ad-day of these dates: the sum Amplitude counted, the next revision, the last payload."""
         counted: dict[AdDayKey, CountedAdDay] = {}
-        for row in self._select("status = 'acknowledged'", stat_dates, "ORDER BY revision"):
-            event = _ad_day_event(row)
-            before = counted.get(event.ad_day)
-            totals = event.totals if before is None else before.totals + event.totals
-            counted[event.ad_day] = CountedAdDay(totals, event.revision + 1, event.payload)
-        return counted
-
-    def _select(self, condition: str, stat_dates: Iterable[date], order: str) -> list[tuple[Any, ...]]:
         days = sorted({day.isoformat() for day in stat_dates})
         if not days:
-            return []
+            return counted
         placeholders = ",".join("?" for _ in days)
         with self._connect() as connection:
-            return connection.execute(
-                "SELECT insert_id, advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, "
-                f"conversions, payload FROM amplitude_events WHERE {condition} AND stat_date IN ({placeholders}) "
-                f"{order}",
+            rows = connection.execute(
+                f"SELECT {_AD_DAY_COLUMNS} FROM amplitude_events "
+                f"WHERE status = 'acknowledged' AND stat_date IN ({placeholders}) ORDER BY revision",
                 days,
             ).fetchall()
+        for advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions, payload in rows:
+            key = (advertiser_id, ad_id, date.fromisoformat(stat_date))
+            totals = MetricTotals(Decimal(cost), impressions, clicks, conversions)
+            before = counted.get(key)
+            if before is not None:
+                totals = before.totals + totals
+            counted[key] = CountedAdDay(totals, revision + 1, payload)
+        return counted
 
 
 def _ad_day_event(row: tuple[Any, ...]) -> AdDayEvent:
