@@ -1,0 +1,548 @@
+"""Dagster on a real PostgreSQL server: the daily job and a backfill, deploy/dagster.production.yaml
+with the README's pool commands, and the README's `dagster-webserver` + `dagster-daemon run` running
+the schedule and a backfill.
+
+This module starts Debian's PostgreSQL server itself (``initdb`` + ``pg_ctl`` from
+``/usr/lib/postgresql/<version>/bin``) in a temporary folder, on 127.0.0.1 and a free port, with a
+password, and stops it afterwards. The server refuses to run as root: as root it runs as the
+``postgres`` user. Without the binaries the tests skip (``.ci/run`` installs them; under CI=true
+a missing binary fails instead, so CI cannot pass by skipping).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import yaml
+
+from .conftest import Project
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
+ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
+SERVER_USER = "postgres"
+
+
+def _server_bin_dir() -> Path | None:
+    """The newest Debian PostgreSQL server's bin folder (holding initdb and pg_ctl), if any."""
+
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
+
+    candidates = [
+        path
+        for path in Path("/usr/lib/postgresql").glob("*/bin")
+        if (path / "initdb").exists() and (path / "pg_ctl").exists()
+    ]
+    return max(candidates, key=version) if candidates else None
+
+
+def _missing_prerequisite() -> str | None:
+    if _server_bin_dir() is None:
+        return (
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb, pg_ctl): "
+            "install Debian's postgresql package (`apt-get install -y postgresql`, as .ci/run does)"
+        )
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            return f"running as root, and PostgreSQL refuses root: no {SERVER_USER!r} user to run it as"
+        if shutil.which("runuser") is None:
+            return f"running as root, and PostgreSQL refuses root: runuser is missing to run it as {SERVER_USER!r}"
+    try:
+        import dagster_postgres  # noqa: F401
+        import psycopg2  # noqa: F401
+    except ImportError as error:
+        return f"{error.name} is not installed: pip install -e '.[test]'"
+    return None
+
+
+def _skip_or_fail_without_prerequisites() -> None:
+    reason = _missing_prerequisite()
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI must run the PostgreSQL tests, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server of this test module, on 127.0.0.1, with a password-protected superuser."""
+
+    bin_dir: Path
+    root: Path
+    port: int
+    user: str
+    password: str
+    host: str = "127.0.0.1"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def connect(self, db_name: str = "postgres"):  # -> psycopg2 connection
+        import psycopg2
+
+        return psycopg2.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            dbname=db_name,
+            connect_timeout=10,
+        )
+
+    def create_database(self, name: str) -> str:
+        connection = self.connect()
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            connection.close()
+        return name
+
+    def env(self, db_name: str) -> dict[str, str]:
+        """The variables deploy/dagster.production.yaml reads."""
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_USERNAME": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+            "DAGSTER_PG_DB": db_name,
+        }
+
+    def instance_yaml(self, db_name: str) -> dict:
+        return {
+            "storage": {
+                "postgres": {
+                    "postgres_db": {
+                        "hostname": self.host,
+                        "port": self.port,
+                        "username": self.user,
+                        "password": self.password,
+                        "db_name": db_name,
+                        "scheme": "postgresql+psycopg2",
+                    }
+                }
+            },
+            "telemetry": {"enabled": False},
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.bin_dir / command[0]), *command[1:]]
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", SERVER_USER, "--", *argv]
+        return subprocess.run(
+            argv, check=False, cwd=self.root, capture_output=True, text=True, timeout=timeout
+        )
+
+    def initdb(self) -> None:
+        password_file = self.root / "password"
+        password_file.write_text(self.password + "\n")
+        self._chown(password_file)
+        done = self._run(
+            "initdb", "-D", str(self.data_dir), "-U", self.user, f"--pwfile={password_file}",
+            "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
+        )  # fmt: skip
+        password_file.unlink()
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories={self.root} "
+            # A throwaway server: durability buys nothing here and costs seconds.
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        done = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        if done.returncode != 0:
+            log = (self.root / "server.log").read_text() if (self.root / "server.log").exists() else ""
+            raise RuntimeError(
+                f"pg_ctl start failed on port {self.port}:\n{done.stdout}\n{done.stderr}\n{log[-3000:]}"
+            )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def _chown(self, path: Path) -> None:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(SERVER_USER)
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    _skip_or_fail_without_prerequisites()
+    bin_dir = _server_bin_dir()
+    assert bin_dir is not None
+    # Not under pytest's tmp_path: that is private to root, and the server runs as `postgres`.
+    root = Path(tempfile.mkdtemp(prefix="tiktok-amp-pg-"))
+    server = PostgresServer(bin_dir, root, port=0, user="dagster", password=secrets.token_urlsafe(16))
+    try:
+        server._chown(root)
+        server.initdb()
+        for attempt in range(3):  # a free port can be taken between the check and the start
+            server.port = _free_port()
+            try:
+                server.start()
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+        yield server
+    finally:
+        if server.port:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _materializations_in_postgres(server: PostgresServer, db_name: str) -> dict[tuple[str, str], int]:
+    """(asset, partition) -> number of materialization events, read from Dagster's event_logs table."""
+    connection = server.connect(db_name)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT asset_key, partition, count(*) FROM event_logs "
+                "WHERE dagster_event_type = 'ASSET_MATERIALIZATION' GROUP BY asset_key, partition"
+            )
+            rows = cursor.fetchall()
+    finally:
+        connection.close()
+    return {
+        (dg.AssetKey.from_db_string(key).to_user_string(), partition): count for key, partition, count in rows
+    }
+
+
+def _run_statuses_in_postgres(server: PostgresServer, db_name: str) -> list[str]:
+    connection = server.connect(db_name)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT status FROM runs")
+            return sorted(status for (status,) in cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def test_the_daily_job_and_a_backfill_store_their_materializations_in_postgres(
+    project: Project, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    db_name = postgres.create_database("dagster_daily")
+    home = tmp_path / "postgres_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(postgres.instance_yaml(db_name)))
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        project.instance = instance
+
+        day = date(2025, 3, 1)
+        assert project.materialize(day).success  # the schedule's run for one day
+        first, last = day + timedelta(days=1), day + timedelta(days=3)
+        assert project.materialize(first, last).success  # a 3-day backfill: one run over the range
+
+        days = {(day + timedelta(days=offset)).isoformat() for offset in range(4)}
+        for asset in ASSETS:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == days
+        # The same facts, read from PostgreSQL itself: one materialization per asset and day.
+        assert _materializations_in_postgres(postgres, db_name) == {
+            (asset, d): 1 for asset in ASSETS for d in days
+        }
+        assert _run_statuses_in_postgres(postgres, db_name) == ["SUCCESS", "SUCCESS"]
+        for offset in range(4):
+            assert project.amplitude_sums(day + timedelta(days=offset)) == project.tiktok_truth(
+                day + timedelta(days=offset)
+            )
+    finally:
+        instance.dispose()
+
+
+def test_the_production_instance_config_runs_the_job_with_its_pools(
+    project: Project, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/dagster.production.yaml as shipped, with the README's pool commands run against it."""
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    db_name = postgres.create_database("dagster_production")
+    home = tmp_path / "production_home"
+    home.mkdir()
+    shutil.copyfile(PRODUCTION_YAML, home / "dagster.yaml")
+    for name, value in postgres.env(db_name).items():
+        monkeypatch.setenv(name, value)
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+        assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.pool_config.default_pool_limit == 1
+        assert concurrency.run_queue_config is not None
+        assert concurrency.run_queue_config.max_concurrent_runs == 4
+
+        # The README's commands, as an operator runs them (the CLI reads $DAGSTER_HOME/dagster.yaml).
+        cli_env = {**os.environ, "DAGSTER_HOME": str(home)}
+        for pool in ("tiktok_api", "amplitude_api"):
+            done = subprocess.run(
+                [str(Path(sys.executable).parent / "dagster"), "instance", "concurrency", "set", pool, "1"],
+                check=False, cwd=PROJECT_ROOT, env=cli_env, capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+            info = instance.event_log_storage.get_concurrency_info(pool)
+            assert (info.slot_count, info.using_default_limit) == (1, False), info
+
+        project.instance = instance
+        day = date(2025, 4, 1)
+        assert project.materialize(day).success
+        for asset in ASSETS:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {day.isoformat()}
+        assert project.amplitude_sums(day) == project.tiktok_truth(day)
+        # Every slot the run's steps claimed was given back.
+        for pool in ("tiktok_api", "amplitude_api"):
+            assert instance.event_log_storage.get_concurrency_info(pool).claimed_slots == []
+    finally:
+        instance.dispose()
+
+
+# ------------------------------------------------------------- the production processes themselves
+
+
+# A process started from a background shell inherits SIGINT ignored, and Dagster's processes then
+# ignore Ctrl-C and SIGTERM too: restore SIGINT, then exec the command (same pid). Unlike preexec_fn,
+# this is safe while the emulators' threads run in this process.
+RESTORE_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-c", RESTORE_SIGINT, *command],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, for Ctrl-C
+        )
+
+
+def _process_tree(root: int) -> dict[int, int]:
+    """The root and its descendants, pid -> start time (from /proc), so a reused pid is never killed."""
+    table: dict[int, tuple[int, int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[19]))
+    tree = {root: table[root][1]} if root in table else {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, started) in table.items():
+            if ppid == parent and pid not in tree:
+                tree[pid] = started
+                frontier.append(pid)
+    return tree
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as an operator stops it; then SIGKILL whatever of its process tree is left."""
+    tree = _process_tree(process.pid)
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+    for pid, started in tree.items():
+        try:
+            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) == started:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError, ValueError):
+            pass
+    if process.poll() is None:
+        process.wait(timeout=10)
+
+
+def _graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    import requests
+
+    response = requests.post(
+        f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def _wait_for(what: str, check, timeout: float, logs: list[Path]) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (
+            OSError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ) as error:  # not up yet (requests' errors are OSErrors)
+            last = error
+        time.sleep(1)
+    tails = "\n".join(
+        f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists()
+    )
+    pytest.fail(f"{what} not reached within {timeout:.0f}s (last: {last!r})\n{tails}")
+
+
+LOCATION_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+DAEMONS_QUERY = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"
+SCHEDULE_QUERY = """
+query ($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { scheduleState { status } } }
+}"""
+LAUNCH_BACKFILL = """
+mutation ($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_RUNS = """
+query ($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status runs(limit: 10) { status } } }
+}"""
+
+
+def test_the_readme_production_commands_run_the_schedule_and_a_backfill_on_postgres(
+    project: Project, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """`dagster-webserver` + `dagster-daemon run` on deploy/dagster.production.yaml, as the README runs them."""
+    db_name = postgres.create_database("dagster_served")
+    home = tmp_path / "served_home"
+    home.mkdir()
+    shutil.copyfile(PRODUCTION_YAML, home / "dagster.yaml")
+    env = {**os.environ, **project.env, **postgres.env(db_name), "DAGSTER_HOME": str(home)}
+    bin_dir = Path(sys.executable).parent
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    logs = [tmp_path / "webserver.log", tmp_path / "daemon.log"]
+    webserver = _start(
+        [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+        env,
+        logs[0],
+    )
+    daemon = _start([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs[1])
+    try:
+        _wait_for(
+            "the code location loaded in the webserver",
+            lambda: any(
+                entry["loadStatus"] == "LOADED"
+                for entry in _graphql(port, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]
+            ),
+            120,
+            logs,
+        )
+        selector = {
+            "repositoryLocationName": "tiktok_amp_assets",
+            "repositoryName": "__repository__",
+            "scheduleName": "tiktok_amp_daily",
+        }
+        schedule = _graphql(port, SCHEDULE_QUERY, {"selector": selector})["scheduleOrError"]
+        assert schedule["scheduleState"]["status"] == "RUNNING", schedule
+
+        def daemons_healthy() -> bool:
+            statuses = _graphql(port, DAEMONS_QUERY)["instance"]["daemonHealth"]["allDaemonStatuses"]
+            healthy = {status["daemonType"] for status in statuses if status["healthy"]}
+            return {"SCHEDULER", "QUEUED_RUN_COORDINATOR", "BACKFILL"} <= healthy
+
+        _wait_for("the scheduler, run queue and backfill daemons heartbeating", daemons_healthy, 90, logs)
+
+        # A backfill as the UI launches it: queued, then launched by the daemon, in one run.
+        days = ["2025-05-01", "2025-05-02"]
+        launched = _graphql(
+            port,
+            LAUNCH_BACKFILL,
+            {
+                "params": {
+                    "partitionNames": days,
+                    "assetSelection": [{"path": [asset]} for asset in ASSETS],
+                    "title": "test",
+                }
+            },
+        )["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launched["backfillId"]
+
+        def backfill_run_succeeded() -> bool:
+            backfill = _graphql(port, BACKFILL_RUNS, {"id": backfill_id})["partitionBackfillOrError"]
+            assert backfill["status"] not in ("COMPLETED_FAILED", "FAILED", "CANCELED"), backfill
+            runs = backfill["runs"]
+            assert all(run["status"] not in ("FAILURE", "CANCELED") for run in runs), runs
+            # One run for the range (BackfillPolicy.single_run). The daemon marks the backfill
+            # completed on its next pass, up to 30 s later: the run's success is what counts here.
+            return len(runs) == 1 and runs[0]["status"] == "SUCCESS"
+
+        _wait_for("the backfill's run succeeded", backfill_run_succeeded, 120, logs)
+    finally:
+        _stop(daemon)
+        _stop(webserver)
+
+    stored = _materializations_in_postgres(postgres, db_name)
+    assert {key: count for key, count in stored.items() if key[1] in days} == {
+        (a, d): 1 for a in ASSETS for d in days
+    }
+    for day in days:
+        assert project.amplitude_sums(date.fromisoformat(day)) == project.tiktok_truth(
+            date.fromisoformat(day)
+        )

@@ -1,0 +1,383 @@
+"""The Dagster UI in a real browser: lineage, partitions, a 3-day backfill launched by clicking, the schedule.
+
+Starts the demo (``tiktok-amp-demo``: both emulators and ``dagster dev``) on free ports with a
+temporary home, and drives the UI with Playwright in Debian's Chromium (/usr/bin/chromium; the
+Playwright wheel brings its driver, no browser download). What the page shows is checked against
+GraphQL and the Dagster instance. Screenshots go to ``test-artifacts/``. Without Chromium the test
+skips (``.ci/run`` installs it; under CI=true a missing browser fails instead).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui_browser"
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for this machine's closed network (no background connections, no first-run, no sandbox as root).
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+LOCATION = "tiktok_amp_assets"
+ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
+SCHEDULE = "tiktok_amp_daily"
+# The demo's partitions start on 2026-09-01 (fixed): back-fill its first three days.
+BACKFILL_DAYS = ("2026-09-01", "2026-09-02", "2026-09-03")
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _skip_or_fail_without_prerequisites() -> None:
+    reason = None
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} not found: install Debian's chromium package (`apt-get install -y chromium`, as .ci/run does)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "the playwright Python package is not installed: pip install -e '.[test]'"
+    if reason is None:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI must run the browser test, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+# ---------------------------------------------------------------------------------------- the demo
+
+
+# A process started from a background shell inherits SIGINT ignored, and dagster dev then ignores
+# Ctrl-C and SIGTERM too: restore SIGINT, then exec the command (same pid; no preexec_fn needed).
+RESTORE_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, start time in clock ticks), from /proc."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), int(fields[19]))
+    return table
+
+
+def _process_tree(root: int) -> dict[int, int]:
+    """The root and all its descendants: pid -> start time (so a reused pid is never mistaken for one)."""
+    table = _process_table()
+    tree = {root: table[root][1]} if root in table else {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, started) in table.items():
+            if ppid == parent and pid not in tree:
+                tree[pid] = started
+                frontier.append(pid)
+    return tree
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[bytes]
+    home: Path
+    log: Path
+    port: int
+    amplitude_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = requests.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+        )
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    def wait_until_loaded(self, timeout: float = 150) -> None:
+        deadline = time.monotonic() + timeout
+        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"the demo exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
+                if any(entry["name"] == LOCATION and entry["loadStatus"] == "LOADED" for entry in entries):
+                    return
+            except (requests.RequestException, KeyError, AssertionError):
+                pass
+            time.sleep(1)
+        pytest.fail(f"the code location did not load within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Ctrl-C as a user would (the demo passes it on to dagster dev); then kill whatever is left."""
+        tree = _process_tree(self.process.pid)
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGINT)
+                self.process.wait(timeout=45)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        # dagster dev runs in a session of its own: sweep every process of the tree recorded above.
+        table = _process_table()
+        for pid, started in tree.items():
+            if table.get(pid, (None, None))[1] == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.process.poll() is None:
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[Demo]:
+    _skip_or_fail_without_prerequisites()
+    home = Path(tempfile.mkdtemp(prefix="tiktok-amp-ui-"))
+    port, tiktok_port, amplitude_port = _free_ports(3)
+    log = home / "demo.log"
+    command = [
+        sys.executable, "-m", "tiktok_amp_assets.demo", "--home", str(home),
+        "--port", str(port), "--tiktok-port", str(tiktok_port), "--amplitude-port", str(amplitude_port),
+    ]  # fmt: skip
+    env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"}
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", RESTORE_SIGINT, *command],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, for Ctrl-C
+        )
+    running = Demo(process, home, log, port, amplitude_port)
+    try:
+        running.wait_until_loaded()
+        yield running
+    finally:
+        running.stop()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        if log.exists():
+            shutil.copyfile(log, ARTIFACTS / "demo.log")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------- the test
+
+
+LINEAGE_QUERY = "{ assetNodes { assetKey { path } dependencyKeys { path } groupName } }"
+PARTITIONS_QUERY = """
+query ($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { partitionKeys partitionStats { numMaterialized numPartitions } }
+  }
+}"""
+BACKFILL_QUERY = """
+query ($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status isAssetBackfill numPartitions runs(limit: 20) { runId status tags { key value } } }
+  }
+}"""
+SCHEDULE_QUERY = """
+query ($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { name scheduleState { status } } }
+}"""
+
+
+def _wait_for_backfill(demo: Demo, backfill_id: str, timeout: float = 150) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    backfill: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        backfill = demo.graphql(BACKFILL_QUERY, {"id": backfill_id})["partitionBackfillOrError"]
+        if backfill.get("status") in ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+            return backfill
+        time.sleep(2)
+    pytest.fail(f"backfill {backfill_id} did not finish within {timeout:.0f}s: {backfill}\n{demo.log_tail()}")
+
+
+def test_lineage_partitions_a_backfill_launched_from_the_ui_and_the_schedule(demo: Demo) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # this test's screenshots only, never stale ones
+    ARTIFACTS.mkdir(parents=True)
+
+    # Lineage as Dagster reports it: raw reports -> ad metrics -> upload results, one group.
+    nodes = {tuple(node["assetKey"]["path"]): node for node in demo.graphql(LINEAGE_QUERY)["assetNodes"]}
+    assert set(nodes) == {(asset,) for asset in ASSETS}
+    edges = {(dep["path"][0], key[0]) for key, node in nodes.items() for dep in node["dependencyKeys"]}
+    assert edges == {
+        ("tiktok_raw_reports", "tiktok_ad_metrics"),
+        ("tiktok_ad_metrics", "amplitude_upload_results"),
+    }
+    assert {node["groupName"] for node in nodes.values()} == {"tiktok_ads"}
+    partition_keys = demo.graphql(PARTITIONS_QUERY, {"path": ["tiktok_raw_reports"]})["assetNodeOrError"][
+        "partitionKeys"
+    ]
+    assert partition_keys[: len(BACKFILL_DAYS)] == list(BACKFILL_DAYS)
+
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            profile,  # a new, empty --user-data-dir
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1600, "height": 1000},
+        )
+        page = browser.pages[0] if browser.pages else browser.new_page()
+        page.set_default_timeout(30_000)
+        # Dagster OSS greets a new instance with a "Join the Dagster community" dialog: dismiss it
+        # whenever it shows up, whatever step the test is at.
+        page.add_locator_handler(
+            page.get_by_text("Join the Dagster community"),
+            lambda: page.get_by_role("button", name="Skip").click(),
+        )
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+        try:
+            # 1. The global asset lineage shows the three assets.
+            page.goto(f"{demo.url}/asset-groups")
+            expect(page.get_by_text("Global asset lineage")).to_be_visible()
+            for asset in ASSETS:
+                expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+            # Each node's footer counts its partitions once the node has loaded.
+            expect(page.get_by_text(f"{len(partition_keys)} partitions", exact=True)).to_have_count(
+                len(ASSETS)
+            )
+            shot("01-asset-lineage")
+
+            # ... and their edges, on the middle asset's page: one upstream, one downstream.
+            page.goto(f"{demo.url}/assets/tiktok_ad_metrics")
+            # (expect retries until the lists have loaded: the headings come first.)
+            expect(page.locator("body")).to_contain_text(
+                re.compile(
+                    r"Upstream assets\s+tiktok_raw_reports\s.*?Downstream assets\s+amplitude_upload_results\s",
+                    re.DOTALL,
+                ),
+                use_inner_text=True,
+            )
+            shot("02-asset-lineage-of-tiktok_ad_metrics")
+
+            # 2. The partitions view lists the days, all missing so far.
+            page.goto(f"{demo.url}/assets/tiktok_raw_reports?view=partitions")
+            expect(page.get_by_text(f"{len(partition_keys)} Partitions Selected")).to_be_visible()
+            expect(page.get_by_text(f"Missing ({len(partition_keys)})")).to_be_visible()
+            expect(page.get_by_text(partition_keys[-1], exact=True).first).to_be_visible()
+            shot("03-partitions-before")
+
+            # 3. Materialize → the three days → Launch backfill, by clicking.
+            page.goto(f"{demo.url}/asset-groups")
+            page.get_by_role("button", name=re.compile(r"Materialize all")).click()
+            dialog = page.get_by_role("dialog")
+            expect(dialog.get_by_text("Launch runs to materialize 3 assets")).to_be_visible()
+            selection = dialog.get_by_placeholder("No matching partitions")
+            selection.fill(f"[{BACKFILL_DAYS[0]}...{BACKFILL_DAYS[-1]}]")
+            selection.press("Enter")
+            expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
+            shot("04-launch-backfill-dialog")
+            dialog.get_by_role("button", name="Launch backfill").click()
+            toast = page.get_by_text(re.compile(r"Created backfill \w+"))
+            expect(toast).to_be_visible()
+            match = re.search(r"Created backfill (\w+)", toast.inner_text())
+            assert match, toast.inner_text()
+            backfill_id = match.group(1)
+            shot("05-backfill-created")
+
+            backfill = _wait_for_backfill(demo, backfill_id)
+            assert backfill["status"] == "COMPLETED_SUCCESS", f"{backfill}\n{demo.log_tail()}"
+            assert backfill["isAssetBackfill"] and backfill["numPartitions"] == 3
+            # A range runs as one run (BackfillPolicy.single_run), launched from the UI.
+            assert len(backfill["runs"]) == 1, backfill["runs"]
+            run_tags = {tag["key"]: tag["value"] for tag in backfill["runs"][0]["tags"]}
+            assert run_tags["dagster/from_ui"] == "true"
+            assert (
+                run_tags["dagster/asset_partition_range_start"],
+                run_tags["dagster/asset_partition_range_end"],
+            ) == (
+                BACKFILL_DAYS[0],
+                BACKFILL_DAYS[-1],
+            )
+
+            # 4. The UI shows it done: the backfill page, and three materialized days per asset.
+            page.goto(f"{demo.url}/runs/b/{backfill_id}")
+            expect(page.get_by_text(f"{BACKFILL_DAYS[0]}...{BACKFILL_DAYS[-1]}")).to_be_visible()
+            expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()
+            expect(page.get_by_text("100% completed")).to_have_count(len(ASSETS))
+            shot("06-backfill-succeeded")
+            for asset in ASSETS:
+                page.goto(f"{demo.url}/assets/{asset}?view=partitions")
+                expect(page.get_by_text("Materialized (3)")).to_be_visible()
+                expect(page.get_by_text(f"Missing ({len(partition_keys) - 3})")).to_be_visible()
+            shot("07-partitions-after")
+
+            # 5. The schedule is listed and running.
+            page.goto(f"{demo.url}/automation")
+            expect(page.get_by_text(SCHEDULE, exact=True)).to_be_visible()
+            shot("08-automation")
+            page.goto(f"{demo.url}/locations/{LOCATION}/schedules/{SCHEDULE}")
+            running_row = page.locator("tr").filter(has=page.get_by_text("Running", exact=True))
+            expect(running_row.locator("input[type=checkbox]")).to_be_checked()
+            shot("09-schedule")
+        except Exception:
+            shot("failure")
+            raise
+        finally:
+            browser.close()
+
+    # The same facts from GraphQL and from the instance itself.
+    for asset in ASSETS:
+        stats = demo.graphql(PARTITIONS_QUERY, {"path": [asset]})["assetNodeOrError"]["partitionStats"]
+        assert stats["numMaterialized"] == 3, (asset, stats)
+    instance = dg.DagsterInstance.from_config(str(demo.home / "dagster_home"))
+    try:
+        for asset in ASSETS:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(BACKFILL_DAYS)
+    finally:
+        instance.dispose()
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": "__repository__",
+        "scheduleName": SCHEDULE,
+    }
+    schedule = demo.graphql(SCHEDULE_QUERY, {"selector": selector})["scheduleOrError"]
+    assert schedule["scheduleState"]["status"] == "RUNNING", schedule
+    # And the events reached Amplitude (the demo's emulator), for exactly those days.
+    events = requests.get(f"http://127.0.0.1:{demo.amplitude_port}/emulator/events", timeout=10).json()
+    assert events and {event["event_properties"]["stat_date"] for event in events} == set(BACKFILL_DAYS)
