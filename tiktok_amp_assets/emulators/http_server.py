@@ -11,6 +11,7 @@ import gzip
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -134,6 +135,14 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], emulator: EmulatorServer) -> None:
         self.emulator = emulator
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (timed out, killed) is routine for an API server: one debug line,
+        # not socketserver's traceback on stderr. Anything else is an emulator bug: shown in full.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            log.debug("client %s hung up mid-request", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class EmulatorServer:

@@ -1,0 +1,284 @@
+"""Reliability: a backfill under injected faults and SIGKILLs must end with Amplitude equal to TikTok.
+
+    .venv/bin/python bench/reliability.py                  # 60 days, 2 accounts, 20% faults, 6 kills
+    .venv/bin/python bench/reliability.py --days 10 --ads 20 --kills 3
+
+Both emulators run in this process and fail a share of requests (rate limits, 5xx, dropped
+connections, truncated bodies; 413/429 and "ingested, then 500" on Amplitude). The backfill runs as
+users run it (`dagster asset materialize --partition-range`, one run for the range) in a child
+process; this script SIGKILLs that process at chosen points (mid TikTok pagination, mid Amplitude
+upload, mid write of a partition's files), runs it again, and at the end compares, for every ad-day,
+what Amplitude counted with what TikTok reports, to the cent. Prints one table; exits 1 on any
+discrepancy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from tiktok_amp_assets.core import tiktok_contract as tiktok_api
+from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_assets.emulators.catalogue import generate_catalogue
+from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
+from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "reliability-token"
+API_KEY = "reliability-api-key"
+FIRST_DAY = date(2025, 2, 1)
+METRICS = ("cost", "impressions", "clicks", "conversions")
+
+# A "slow" fault answers after the clients' timeout: a timeout, retried.
+SLOW_SECONDS = 1.5
+# Fast back-off: the faults are many and the emulators answer at once.
+RUN_CONFIG = """
+resources:
+  tiktok:
+    config:
+      access_token: {env: TIKTOK_ACCESS_TOKEN}
+      advertiser_ids: {env: TIKTOK_ADVERTISER_IDS}
+      api_url: {env: TIKTOK_API_URL}
+      requests_per_second: 200
+      max_attempts: 12
+      backoff_base_seconds: 0.02
+      backoff_max_seconds: 0.2
+      timeout_seconds: 1
+  amplitude:
+    config:
+      api_key: {env: AMPLITUDE_API_KEY}
+      api_url: {env: AMPLITUDE_API_URL}
+      max_attempts: 12
+      backoff_base_seconds: 0.02
+      backoff_max_seconds: 0.2
+      throttle_pause_seconds: 0.05
+      timeout_seconds: 1
+      max_events_per_request: 50
+"""
+
+
+@dataclass
+class Report:
+    faults_tiktok: int = 0
+    faults_amplitude: int = 0
+    retries: int = 0
+    runs: int = 0
+    kills: list[str] = field(default_factory=list)
+    ad_days_checked: int = 0
+    discrepancies: list[str] = field(default_factory=list)
+    duplicates: int = 0
+
+    def table(self) -> str:
+        rows = [
+            ("faults injected (TikTok)", self.faults_tiktok),
+            ("faults injected (Amplitude)", self.faults_amplitude),
+            ("retries made", self.retries),
+            ("runs started", self.runs),
+            ("kills survived", len(self.kills)),
+            ("kill points", ", ".join(self.kills) or "-"),
+            ("ad-days checked", self.ad_days_checked),
+            ("duplicate events counted", self.duplicates),
+            ("discrepancies", len(self.discrepancies)),
+        ]
+        return "\n".join(["| figure | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
+
+
+def kill_points(tiktok: TikTokEmulator, amplitude: AmplitudeEmulator, data_dir: Path) -> dict[str, Callable[[], bool]]:
+    """Moments to SIGKILL the run at, each a condition polled while the run goes on. Counts are
+    taken relative to the moment the run starts, so each point falls inside that run."""
+
+    def after_report_pages(pages: int) -> Callable[[], bool]:
+        start = tiktok.calls(tiktok_api.REPORT_PATH)
+        return lambda: tiktok.calls(tiktok_api.REPORT_PATH) >= start + pages
+
+    def after_uploads(requests: int) -> Callable[[], bool]:
+        start = amplitude.requests_count()
+        return lambda: amplitude.requests_count() >= start + requests
+
+    def after_results_files(files: int) -> Callable[[], bool]:
+        # Written by this run: every run rewrites each day's results, so count by time, not by name.
+        folder = data_dir / "uploads"
+        start = time.time()
+
+        def written() -> bool:
+            count = 0
+            for path in folder.glob("*.json") if folder.exists() else ():
+                try:
+                    count += path.stat().st_mtime >= start
+                except FileNotFoundError:  # a temporary file renamed into place meanwhile
+                    continue
+            return count >= files
+
+        return written
+
+    # In this order every point falls inside its run: each run pages through TikTok again, sends
+    # what the runs before it left unacknowledged, and rewrites every day's results.
+    return {
+        "mid TikTok pagination": after_report_pages(2),
+        "mid TikTok pagination (later)": after_report_pages(5),
+        "mid Amplitude upload": after_uploads(2),
+        "mid Amplitude upload (later)": after_uploads(4),
+        "mid results writes": after_results_files(2),
+        "mid results writes (later)": after_results_files(5),
+    }
+
+
+# Log lines of the clients' retries: back-off after a fault, a throttle pause, a 413 split.
+RETRY_LINE = re.compile(r"retrying .*in \d|pausing their devices|payload too large; halving")
+
+
+def run_backfill(
+    env: dict[str, str], config: Path, first: date, last: date, kill_when: Callable[[], bool] | None, log: Path
+) -> bool:
+    """One run of the range, its output in ``log``; True if it was killed, False if it finished
+    (raises if it failed)."""
+    command = [
+        sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
+        "--select", "*", "--partition-range", f"{first.isoformat()}...{last.isoformat()}", "--config", str(config),
+    ]  # fmt: skip
+    # To a file, not a pipe: a full pipe would stall the run while this loop polls.
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        while process.poll() is None:
+            if kill_when is not None and kill_when():
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                return True
+            time.sleep(0.005)
+    if process.returncode != 0:
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"the backfill failed (exit {process.returncode}), see {log}:\n{tail}")
+    return False
+
+
+def retries_logged(logs: Path) -> int:
+    return sum(
+        1 for log in logs.glob("*.log") for line in log.read_text(errors="replace").splitlines() if RETRY_LINE.search(line)
+    )
+
+
+def check(report: Report, catalogue, amplitude: AmplitudeEmulator, advertiser_ids: list[str], days: list[date]) -> None:
+    counted: dict[tuple[str, str, str], dict[str, Decimal]] = {}
+    insert_ids: set[str] = set()
+    for event in amplitude.counted_events(API_KEY):
+        if event["insert_id"] in insert_ids:
+            report.duplicates += 1
+        insert_ids.add(event["insert_id"])
+        properties = event["event_properties"]
+        key = (properties["ad_account_id"], properties["ad_id"], properties["stat_date"])
+        sums = counted.setdefault(key, dict.fromkeys(METRICS, Decimal(0)))
+        for name in METRICS:
+            sums[name] += Decimal(str(properties.get(f"ad_metrics.{name}", 0)))
+    truth: dict[tuple[str, str, str], dict[str, Decimal]] = {}
+    for advertiser_id in advertiser_ids:
+        for ad in catalogue.ads_of(advertiser_id):
+            for day in days:
+                metrics = catalogue.daily_metrics(ad.ad_id, day)
+                if metrics is not None:
+                    truth[(advertiser_id, ad.ad_id, day.isoformat())] = {
+                        "cost": Decimal(metrics[tiktok_api.SPEND]),
+                        "impressions": Decimal(metrics[tiktok_api.IMPRESSIONS]),
+                        "clicks": Decimal(metrics[tiktok_api.CLICKS]),
+                        "conversions": Decimal(metrics[tiktok_api.CONVERSIONS]),
+                    }
+    for key in sorted(truth.keys() | counted.keys()):
+        report.ad_days_checked += 1
+        if truth.get(key, dict.fromkeys(METRICS, Decimal(0))) != counted.get(key, dict.fromkeys(METRICS, Decimal(0))):
+            report.discrepancies.append(f"{key}: TikTok {truth.get(key)} Amplitude {counted.get(key)}")
+
+
+def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int) -> Report:
+    catalogue = generate_catalogue(seed=seed, ads_per_advertiser=ads, start=date(2025, 1, 1))
+    advertiser_ids = sorted(catalogue.advertisers)
+    day_list = [FIRST_DAY + timedelta(days=offset) for offset in range(days)]
+    home = Path(tempfile.mkdtemp(prefix="reliability-"))
+    (home / "dagster_home").mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    logs = home / "logs"
+    logs.mkdir()
+    config = home / "run_config.yaml"
+    config.write_text(RUN_CONFIG)
+    tiktok_faults = FaultInjector(
+        fault_rate,
+        seed=seed,
+        kinds=(
+            Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.HTTP_503, Fault.DROP_CONNECTION, Fault.TRUNCATED_BODY,
+            Fault.SLOW,
+        ),
+        slow_seconds=SLOW_SECONDS,
+    )  # fmt: skip
+    amplitude_faults = FaultInjector(
+        fault_rate,
+        seed=seed + 1,
+        kinds=(
+            Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.HTTP_503, Fault.DROP_CONNECTION,
+            Fault.PAYLOAD_TOO_LARGE, Fault.ACCEPTED_THEN_ERROR, Fault.SLOW,
+        ),
+        slow_seconds=SLOW_SECONDS,
+    )  # fmt: skip
+    report = Report()
+    try:
+        with (
+            TikTokEmulator(catalogue, access_tokens={TOKEN: None}, faults=tiktok_faults) as tiktok,
+            AmplitudeEmulator(api_keys={API_KEY}, faults=amplitude_faults) as amplitude,
+        ):
+            env = {
+                **os.environ,
+                "DAGSTER_HOME": str(home / "dagster_home"),
+                "TIKTOK_ACCESS_TOKEN": TOKEN,
+                "TIKTOK_ADVERTISER_IDS": ",".join(advertiser_ids),
+                "TIKTOK_API_URL": tiktok.url,
+                "AMPLITUDE_API_KEY": API_KEY,
+                "AMPLITUDE_API_URL": amplitude.url,
+                "TIKTOK_AMP_START_DATE": "2025-01-01",
+                "TIKTOK_AMP_TIMEZONE": "UTC",
+                "TIKTOK_AMP_DATA_DIR": str(home / "data"),
+            }
+            for name in list(kill_points(tiktok, amplitude, home / "data"))[:kills]:
+                # Made anew before each run, so its counts start from this run.
+                condition = kill_points(tiktok, amplitude, home / "data")[name]
+                report.runs += 1
+                if run_backfill(env, config, day_list[0], day_list[-1], condition, logs / f"run-{report.runs}.log"):
+                    report.kills.append(name)
+            report.runs += 1
+            run_backfill(env, config, day_list[0], day_list[-1], None, logs / f"run-{report.runs}.log")
+            report.retries = retries_logged(logs)
+            report.faults_tiktok = tiktok_faults.total_injected
+            report.faults_amplitude = amplitude_faults.total_injected
+            check(report, catalogue, amplitude, advertiser_ids, day_list)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--ads", type=int, default=40, help="ads per account (2 accounts)")
+    parser.add_argument("--kills", type=int, default=6, help="kill points, at most 6")
+    parser.add_argument("--fault-rate", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=8)
+    args = parser.parse_args()
+    report = run(days=args.days, ads=args.ads, kills=args.kills, fault_rate=args.fault_rate, seed=args.seed)
+    print(report.table())
+    for line in report.discrepancies[:20]:
+        print(line)
+    sys.exit(1 if report.discrepancies or report.duplicates else 0)
+
+
+if __name__ == "__main__":
+    main()
