@@ -13,7 +13,6 @@ each ad-day gets one of:
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +29,7 @@ from tiktok_amp_assets.core.events import (
     ad_day_insert_id,
     daily_ad_metrics_event,
 )
+from tiktok_amp_assets.core.json_codec import load_json
 from tiktok_amp_assets.core.metric_values import MetricTotals
 
 RestatementPolicy = Literal["correct", "freeze"]
@@ -63,7 +63,7 @@ class CountedAdDay:
     last_payload_json: str
 
     def last_payload(self) -> dict[str, Any]:
-        return json.loads(self.last_payload_json)
+        return load_json(self.last_payload_json)
 EventKind = Literal["new", "correction", "removal"]
 
 

@@ -19,7 +19,6 @@ request is in flight).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -41,6 +40,7 @@ from tiktok_amp_assets.core.amplitude_contract import (
     HTTP_V2_PATH,
     MIN_ID_LENGTH,
 )
+from tiktok_amp_assets.core.json_codec import load_json
 from tiktok_amp_assets.emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
 from tiktok_amp_assets.emulators.http_server import EmulatorServer, Request, Response
 
@@ -355,7 +355,7 @@ class AmplitudeEmulator(EmulatorServer):
         if too_large:
             raise _Rejection(_payload_too_large())
         try:
-            document = json.loads(body)
+            document = load_json(body)
         except ValueError:
             raise _Rejection(_bad_request("Invalid JSON request body")) from None
         if not isinstance(document, dict):

@@ -9,7 +9,6 @@ counted it) and sends new events only for what the ledger has not counted.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tiktok_amp_assets.core.json_codec import dump_json, load_json
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.upload_plan import AdDayEvent, AdDayKey, CountedAdDay
 
@@ -91,7 +91,7 @@ class AmplitudeLedger:
                 event.totals.impressions,
                 event.totals.clicks,
                 event.totals.conversions,
-                json.dumps(event.payload, ensure_ascii=False, separators=(",", ":")),
+                dump_json(event.payload).decode("utf-8"),
                 now,
             )
             for event in events
@@ -173,7 +173,7 @@ def _ad_day_event(row: tuple[Any, ...]) -> AdDayEvent:
         stat_date=date.fromisoformat(stat_date),
         revision=revision,
         totals=MetricTotals(cost=Decimal(cost), impressions=impressions, clicks=clicks, conversions=conversions),
-        payload=json.loads(payload),
+        payload=load_json(payload),
     )
 
 
