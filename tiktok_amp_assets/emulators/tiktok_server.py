@@ -9,6 +9,11 @@ with ``STATUS_ALL``, rate limits as code 40100. Validation is strict so that a c
 here instead of in production.
 
 Requests are recorded in ``request_log`` (never the token) so tests and benchmarks can count calls.
+
+For tests of malformed answers, :meth:`TikTokEmulator.rewrite_answers` scripts a change to the
+successful answers of one endpoint (and optionally one advertiser): a row without a field, a metric
+of the wrong type, an HTML page, a body that is not JSON, an empty page. The emulator then sends
+what the rewrite returns instead of its own answer, on the wire, as a misbehaving TikTok would.
 """
 
 from __future__ import annotations
@@ -153,6 +158,29 @@ _COMPUTED_METRICS: dict[str, Callable[[Performance], str]] = {
 }
 
 
+# A rewrite gets the request's query and the envelope the emulator would send (a fresh dict it may
+# change in place), and returns the envelope to send as JSON, or a Response to send as it is.
+AnswerRewriter = Callable[[dict[str, str], dict[str, Any]], "dict[str, Any] | Response"]
+
+
+@dataclass
+class AnswerRewrite:
+    """A scripted change to the emulator's successful (code 0) answers: see ``rewrite_answers``."""
+
+    path: str
+    rewrite: AnswerRewriter
+    advertiser_id: str | None = None  # matched against the request's advertiser_id parameter
+    times: int | None = None  # answers to change; None: every matching answer
+    applied: int = 0  # answers changed so far
+
+    def matches(self, request: Request) -> bool:
+        return (
+            request.path == self.path
+            and (self.advertiser_id is None or request.query.get("advertiser_id") == self.advertiser_id)
+            and (self.times is None or self.applied < self.times)
+        )
+
+
 @dataclass(frozen=True)
 class _ReportQuery:
     """A validated report request."""
@@ -211,6 +239,7 @@ class TikTokEmulator(EmulatorServer):
         self.deleted_attribute_value = deleted_attribute_value
         self.qps_limit = qps_limit
         self.request_log: list[dict[str, Any]] = []
+        self.answer_rewrites: list[AnswerRewrite] = []
         self._recent_requests: deque[float] = deque()
         self._request_numbers = itertools.count(1)
         self._routes: dict[str, Callable[[dict[str, str], set[str] | None], dict[str, Any]]] = {
@@ -268,7 +297,36 @@ class TikTokEmulator(EmulatorServer):
             self._record(request, error.code, 0)
             return Response.json(200, self._envelope(error.code, error.message, {}))
         self._record(request, OK, len(data.get("list", ())))
-        return Response.json(200, self._envelope(OK, "OK", data))
+        return self._answer(request, self._envelope(OK, "OK", data))
+
+    def rewrite_answers(
+        self,
+        path: str,
+        rewrite: AnswerRewriter,
+        *,
+        advertiser_id: str | None = None,
+        times: int | None = None,
+    ) -> AnswerRewrite:
+        """From now on, send ``rewrite(query, envelope)`` instead of the successful answers to ``path``
+        (only those for ``advertiser_id`` when given; only the next ``times`` when given).
+
+        The first matching rewrite applies; ``applied`` on the returned entry counts its uses, so a
+        test can tell that the malformed answer was actually served. API errors are not rewritten.
+        """
+        entry = AnswerRewrite(path, rewrite, advertiser_id, times)
+        with self.lock:
+            self.answer_rewrites.append(entry)
+        return entry
+
+    def _answer(self, request: Request, envelope: dict[str, Any]) -> Response:
+        with self.lock:
+            rewrite = next((entry for entry in self.answer_rewrites if entry.matches(request)), None)
+            if rewrite is not None:
+                rewrite.applied += 1
+        if rewrite is None:
+            return Response.json(200, envelope)
+        changed = rewrite.rewrite(request.query, envelope)
+        return changed if isinstance(changed, Response) else Response.json(200, changed)
 
     def _envelope(self, code: int, message: str, data: dict[str, Any]) -> dict[str, Any]:
         request_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}{next(self._request_numbers):010d}"
