@@ -104,7 +104,7 @@ def test_error_message_quotes_long_values_briefly() -> None:
         (" 3 ", 3),
         (7, 7),
         (7.0, 7),
-        ("18446744073709551615", 18446744073709551615),
+        ("9223372036854775807", 2**63 - 1),
     ],
 )
 def test_parse_count(value: object, expected: int) -> None:
@@ -121,9 +121,32 @@ def test_parse_count_rejects(value: object) -> None:
         parse_count(value, field="clicks")
 
 
-def test_parse_count_handles_absurdly_long_digit_strings() -> None:
-    # Beyond Python's 4,300-digit int(str) limit: still exact, no ValueError leaking out.
-    assert parse_count("9" * 10_000, field="impressions") == 10**10_000 - 1
+@pytest.mark.parametrize("value", ["9223372036854775808", "18446744073709551615", "9" * 10_000, 2**64])
+def test_counts_beyond_64_bits_are_refused(value: object) -> None:
+    # The ledger stores counts as SQLite's 64-bit integers (an OverflowError mid-upload otherwise), and
+    # "9" * 10_000 is beyond Python's 4,300-digit int(str) limit: a MetricParseError, nothing else leaks.
+    with pytest.raises(MetricParseError, match="too large for a count"):
+        parse_count(value, field="impressions")
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("999999999999999.99", True),
+        ("1000000000000000", False),
+        ("1" + "0" * 400, False),  # float() of it is inf: no JSON number for Amplitude
+        ("0.000001", True),
+        ("12.3000000000", True),  # trailing zeros are no precision
+        ("0.0000001", False),
+        ("0." + "0" * 5000 + "1", False),  # its sums would be rounded to Decimal's 28 digits
+    ],
+)
+def test_money_must_fit_exact_sums(value: str, accepted: bool) -> None:
+    if accepted:
+        assert parse_money(value, field="spend") == Decimal(value)
+    else:
+        with pytest.raises(MetricParseError, match="not a plausible amount"):
+            parse_money(value, field="spend")
 
 
 @given(st.one_of(st.text(), st.none(), st.integers(), st.floats(), st.booleans(), st.decimals()))

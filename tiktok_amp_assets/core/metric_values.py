@@ -14,6 +14,10 @@ Rules:
   ``NaN``/``Infinity`` and anything else are a :class:`MetricParseError`.
 - Negative values are a :class:`MetricParseError`: spend and counts of a report row cannot be
   negative (negative figures only arise as corrections, computed from :class:`MetricTotals`).
+- Figures no report reaches are a :class:`MetricParseError` too, rather than a crash further on: a
+  count above 2**63 - 1 (the ledger's SQLite integers, like TikTok's own counters, are 64-bit), money
+  of 10**15 or more or with more than 6 decimals (sums of a backfill's amounts must stay exact within
+  Decimal's 28 digits).
 - ``int`` and finite ``float`` (converted through ``str``, so ``12.3`` becomes ``Decimal("12.3")``)
   are accepted too; ``bool`` is not a number here.
 """
@@ -31,6 +35,10 @@ from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
 _DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 # Error messages quote the value; cap it so a garbage payload cannot flood the logs.
 _MAX_QUOTED_VALUE_LENGTH = 80
+MAX_COUNT = 2**63 - 1
+MAX_MONEY = Decimal(10) ** 15
+MAX_MONEY_PLACES = 6
+_MONEY_QUANTUM = Decimal(1).scaleb(-MAX_MONEY_PLACES)
 
 
 class MetricParseError(ValueError):
@@ -81,6 +89,11 @@ def parse_money(value: object, *, field: str) -> Decimal | None:
     amount = _exact_decimal(value, field=field)
     if amount < 0:
         raise MetricParseError(field, value, "an amount reported by TikTok cannot be negative")
+    # Magnitude first: then quantize (to 21 digits at most) cannot exceed Decimal's precision.
+    if amount >= MAX_MONEY or amount != amount.quantize(_MONEY_QUANTUM):
+        raise MetricParseError(
+            field, value, f"not a plausible amount (below 10**15, at most {MAX_MONEY_PLACES} decimals)"
+        )
     return amount
 
 
@@ -93,6 +106,8 @@ def parse_count(value: object, *, field: str) -> int | None:
         raise MetricParseError(field, value, "a count cannot be negative")
     if number != number.to_integral_value():
         raise MetricParseError(field, value, "a count must be a whole number")
+    if number > MAX_COUNT:
+        raise MetricParseError(field, value, f"the number is too large for a count (at most {MAX_COUNT})")
     try:
         return int(number)
     except (ValueError, OverflowError) as exc:  # absurdly long digit strings
