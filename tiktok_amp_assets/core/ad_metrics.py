@@ -51,6 +51,7 @@ from tiktok_amp_assets.core.utms import UTM_KEYS, landing_page_utms
 # or future formats still pass, but never anything that would need escaping.
 _ID_PATTERN = r"^[0-9A-Za-z]+$"
 _ID_RE = re.compile(r"[0-9A-Za-z]+")  # used with fullmatch: "$" would let a trailing newline in
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 EntityId = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
 Name = Annotated[str, StringConstraints(min_length=1)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
@@ -160,7 +161,9 @@ def _text(value: object) -> str | None:
     # Names are kept as TikTok stores them (no stripping): they must match what TikTok substitutes
     # into URL macros and shows in Ads Manager. Ids with spaces fail the id check instead.
     if isinstance(value, str):
-        return value
+        # Except half an emoji ("\\ud83d" in TikTok's JSON, a name cut mid-pair): no UTF-8 form, so
+        # no row, file or event could hold it. It becomes U+FFFD; the raw file keeps the original.
+        return value if value.isascii() else _LONE_SURROGATE.sub("\ufffd", value)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # Python ints are exact, so a 64-bit id survives
     return None
