@@ -67,15 +67,19 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         store = import_store.store()
         rows_per_day: dict[date, int] = defaultdict(int)
         with closing(_configured(lambda: tiktok.client(logger=context.log))) as client:
-            infos, failures = _account_facts(client, advertiser_ids)
+            infos, refused = _account_facts(client, advertiser_ids)
+            failures = {advertiser_id: f"{error}. {_not_imported(days)}" for advertiser_id, error in refused.items()}
             for advertiser_id, info in infos.items():
+                stored = 0
                 try:
                     for day, rows in _fetch_account_days(client, advertiser_id, info, days, store):
                         rows_per_day[day] += rows
+                        stored += 1
                 except TikTokApiError as error:
-                    # Other accounts go on: their days are stored, and this one is named at the end.
-                    failures[advertiser_id] = str(error)
-                    context.log.error(str(error))
+                    # Other accounts go on: their days are stored, and this one is named at the end,
+                    # with the days left without its report (windows are stored in order).
+                    failures[advertiser_id] = f"{error}. {_not_imported(days[stored:])}"
+                    context.log.error(failures[advertiser_id])
             run_figures = {"run_tiktok_calls": sum(client.calls.values()), "run_tiktok_retries": client.retries}
         zones = {advertiser_id: account_timezone(info) for advertiser_id, info in infos.items()}
         if failures:
@@ -144,8 +148,18 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                 try:
                     raw = store.read_raw_report(day, advertiser_id)
                     account_rows = normalize_account_day(raw)
-                except (ReportRowError, MissingPartitionError) as error:
+                except MissingPartitionError as error:
                     raise dg.Failure(description=f"{day}: {error}") from None
+                except ReportRowError as error:
+                    # Nothing of this day is written; earlier days of a range are whole files.
+                    raise dg.Failure(
+                        description=(
+                            f"{day}: {error}. TikTok's answer is kept as received in "
+                            f"{store.raw_report_path(day, advertiser_id)}. What to do: run the partition again "
+                            "later; if TikTok keeps sending this, report it to TikTok, or to the maintainers of "
+                            "tiktok-amp-assets if the value looks valid."
+                        )
+                    ) from None
                 mismatch = reconcile_account_day(advertiser_id, day, account_rows, raw.get(ACCOUNT_TOTALS_KEY))
                 if mismatch is not None:
                     mismatches.append(mismatch)
@@ -167,8 +181,11 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     passed=not mismatches,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=(
-                        f"{len(mismatches)} account-days do not add up to TikTok's account totals: re-materialize "
-                        "tiktok_raw_reports for those days; if it persists, the report is incomplete at TikTok."
+                        f"{len(mismatches)} account-days do not add up to TikTok's account totals ("
+                        + ", ".join(f"ad account {m.advertiser_id} on {m.stat_date}" for m in mismatches[:5])
+                        + (", ..." if len(mismatches) > 5 else "")
+                        + "): re-materialize tiktok_raw_reports for those days; if it persists, the report is "
+                        "incomplete at TikTok (a metric reported as '-' is counted as missing, not as zero)."
                         if mismatches
                         else None
                     ),
@@ -291,17 +308,16 @@ def _fetch_account_days(
     wanted = set(days)
     ads_by_id: dict[str, dict[str, Any]] = {}  # metadata cache for the run: each ad fetched once
     for window_start, window_end in report_windows(days[0], days[-1]):
+        window = (advertiser_id, window_start, window_end)
         rows = list(client.ad_day_report(advertiser_id, window_start, window_end))
-        totals_by_day = {
-            str(row["dimensions"]["stat_time_day"])[:10]: row
-            for row in client.account_day_totals(advertiser_id, window_start, window_end)
-        }
+        rows_by_day = _rows_by_day(rows, window, ad_level=True)
+        totals_rows = client.account_day_totals(advertiser_id, window_start, window_end)
+        totals_by_day = {day: day_rows[-1] for day, day_rows in _rows_by_day(totals_rows, window).items()}
         new_ad_ids = {str(row["dimensions"]["ad_id"]) for row in rows} - ads_by_id.keys()
         for item in client.ads(advertiser_id, new_ad_ids):
+            if not _usable_id(item.get("ad_id")):
+                raise _malformed_answer(window, tiktok_api.AD_PATH, "ad_id", f"an item has {item.get('ad_id')!r}")
             ads_by_id[str(item["ad_id"])] = item
-        rows_by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:
-            rows_by_day[str(row["dimensions"]["stat_time_day"])[:10]].append(row)
         fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for day in sorted(wanted):
             if not window_start <= day <= window_end:
@@ -323,6 +339,67 @@ def _fetch_account_days(
                 },
             )
             yield day, len(day_rows)
+
+
+def _rows_by_day(
+    rows: list[dict[str, Any]], window: tuple[str, date, date], *, ad_level: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """Report rows by day (YYYY-MM-DD). A row that cannot be placed (no day, a day outside the window,
+    no ad id) fails the account naming the days and the field, rather than raising a KeyError or
+    being silently dropped; every other value is kept as received, for ``core`` to judge."""
+    _, first, last = window
+    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    known: dict[str, str] = {}  # stat_time_day text -> its day, checked once per text (a window has <= 31)
+    for row in rows:
+        dimensions = row.get("dimensions")
+        dimensions = dimensions if isinstance(dimensions, dict) else {}
+        stat_time_day = dimensions.get("stat_time_day")
+        day = known.get(stat_time_day) if isinstance(stat_time_day, str) else None
+        if day is None:
+            parsed = _report_day(stat_time_day)
+            if parsed is None or not first <= parsed <= last:
+                raise _malformed_answer(
+                    window, tiktok_api.REPORT_PATH, "dimensions.stat_time_day", f"a row has {stat_time_day!r}"
+                )
+            day = known[str(stat_time_day)] = parsed.isoformat()
+        if ad_level and not _usable_id(dimensions.get("ad_id")):
+            raise _malformed_answer(
+                window, tiktok_api.REPORT_PATH, "dimensions.ad_id", f"a row has {dimensions.get('ad_id')!r}"
+            )
+        by_day[day].append(row)
+    return by_day
+
+
+def _report_day(stat_time_day: object) -> date | None:
+    if not isinstance(stat_time_day, str):
+        return None
+    try:
+        return date.fromisoformat(stat_time_day[:10])
+    except ValueError:
+        return None
+
+
+def _usable_id(value: object) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value).strip())
+
+
+def _malformed_answer(window: tuple[str, date, date], endpoint: str, field: str, problem: str) -> TikTokApiError:
+    advertiser_id, first, last = window
+    return TikTokApiError(
+        accounts=[advertiser_id],
+        endpoint=endpoint,
+        code=None,
+        detail=f"field {field!r} unusable for the days {first} to {last}: {problem}",
+        hint="run the partition again; if it persists, TikTok's answers changed shape: report it to the "
+        "maintainers of tiktok-amp-assets",
+    )
+
+
+def _not_imported(days: Sequence[date]) -> str:
+    if not days:
+        return ""
+    label = f"{days[0]}" if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return f"Not imported for this account: {label}."
 
 
 def _timezone_mismatches(zones: dict[str, str | None], partitions_timezone: str, day: date) -> dict[str, str]:
