@@ -35,8 +35,11 @@ def test_plain_http_to_a_remote_host_is_refused(project: Project, monkeypatch: p
     monkeypatch.setenv("AMPLITUDE_API_URL", "http://api2.amplitude.com")
     project.rebuild()
     result = project.materialize(date(2025, 3, 1), raise_on_error=False)
-    message = next(event for event in result.all_events if event.is_step_failure).step_failure_data.error.message
+    # Refused as the run starts (the amplitude resource), before anything is fetched from TikTok.
+    failure = next(event for event in result.all_events if event.event_type_value == "RESOURCE_INIT_FAILURE")
+    message = failure.event_specific_data.error.message
     assert "AMPLITUDE_API_URL" in message and "https" in message
+    assert project.tiktok.request_log == []
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,13 @@ class AmplitudeResource(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=60.0, gt=0)
     allow_insecure_http: bool = Field(default=False, description="Allow http:// to a non-loopback host.")
 
-    def client(self, *, days: int, logger: Any = None) -> AmplitudeClient:
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # With the in-process executor, resources start with the run, before any step: a bad URL or
+        # an empty key stops the run before anything is fetched from TikTok, not at the upload.
+        if not self.dry_run:
+            self._checked_base_url()
+
+    def _checked_base_url(self) -> str:
         try:
             base_url = checked_base_url(
                 self.api_url, variable="AMPLITUDE_API_URL", allow_insecure_http=self.allow_insecure_http
@@ -114,6 +120,10 @@ class AmplitudeResource(dg.ConfigurableResource):
             raise ConfigurationError(str(error)) from None
         if not self.api_key.strip():
             raise ConfigurationError("AMPLITUDE_API_KEY is empty: set it to the Amplitude project's API key")
+        return base_url
+
+    def client(self, *, days: int, logger: Any = None) -> AmplitudeClient:
+        base_url = self._checked_base_url()
         use_batch = self.endpoint == "batch" or (self.endpoint == "auto" and days > 1)
         return AmplitudeClient(
             base_url,

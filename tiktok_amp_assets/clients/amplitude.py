@@ -40,7 +40,7 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ValidationError
 
-from tiktok_amp_assets.clients.http import RetryPolicy
+from tiktok_amp_assets.clients.http import RetryPolicy, certificate_hint, is_certificate_error
 from tiktok_amp_assets.core import amplitude_contract as amp
 
 log = logging.getLogger(__name__)
@@ -222,8 +222,9 @@ class AmplitudeClient:
                 self._back_off(batch, record)
                 queue.appendleft(batch)
             else:
+                redirect = " (a redirect, not followed)" if 300 <= status < 400 else ""
                 raise AmplitudeApiError(
-                    f"Amplitude answered HTTP {status} at {self.path}{_detail(answer)}. What to do: check "
+                    f"Amplitude answered HTTP {status}{redirect} at {self.path}{_detail(answer)}. What to do: check "
                     "AMPLITUDE_API_URL (https://api2.amplitude.com, or https://api.eu.amplitude.com for EU "
                     "projects)"
                 )
@@ -389,7 +390,11 @@ class AmplitudeClient:
         answer = _Answer()
         error: str | None = None
         try:
-            response = self._session.post(self._url, data=body, headers=headers, timeout=self._timeout)
+            # Redirects are not followed: a 307/308 would resend the body, API key included, to
+            # whatever host the Location names, even over plain http://.
+            response = self._session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+            )
             status = response.status_code
             try:
                 answer = _Answer.model_validate(response.json())
@@ -400,6 +405,11 @@ class AmplitudeClient:
             if status != 200:
                 error = f"HTTP {status}" + (f": {answer.error}" if answer.error else "")
         except _NO_ANSWER as failure:
+            if is_certificate_error(failure):
+                raise AmplitudeApiError(
+                    f"Amplitude {self.path}: the server's TLS certificate could not be verified. What to do: "
+                    + certificate_hint("AMPLITUDE_API_URL")
+                ) from None
             # The type only: terse, and nothing of the request in it.
             error = type(failure).__name__
         record = RequestRecord(

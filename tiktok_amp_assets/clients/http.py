@@ -8,15 +8,31 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import requests
+
 
 class InsecureUrlError(ValueError):
     """A base URL that would send a secret in clear text over the network."""
+
+
+def is_certificate_error(error: BaseException) -> bool:
+    """Whether ``error`` is a server TLS certificate that failed verification (untrusted issuer, wrong
+    host name, expired): unlike a dropped connection, no retry can cure it."""
+    return isinstance(error, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def certificate_hint(variable: str) -> str:
+    return (
+        f"check {variable}; if a proxy of your network re-signs TLS traffic, set REQUESTS_CA_BUNDLE to a file "
+        "holding its CA certificate (verification itself is never turned off)"
+    )
 
 
 def checked_base_url(url: str, *, variable: str, allow_insecure_http: bool = False) -> str:
@@ -30,12 +46,24 @@ def checked_base_url(url: str, *, variable: str, allow_insecure_http: bool = Fal
         raise InsecureUrlError(f"{variable} must be an http(s) URL such as https://host, got {url!r}")
     if parts.query or parts.fragment:
         raise InsecureUrlError(f"{variable} must be a base URL without query or fragment, got {url!r}")
+    if "@" in parts.netloc or not _PLAIN_URL.fullmatch(url.strip()):
+        # Python and urllib3 disagree on which host "http://a.example\\@127.0.0.1" names (127.0.0.1
+        # and a.example): the check below would pass a URL that requests sends elsewhere. Not quoted:
+        # it may hold a password.
+        raise InsecureUrlError(
+            f"{variable} must be a plain base URL such as https://host:port, without user:password@, "
+            "backslashes, spaces or control characters"
+        )
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise InsecureUrlError(
             f"{variable} uses plain http:// for the non-local host {parts.hostname!r}: the secret would "
             "travel unencrypted. Use https://, or allow_insecure_http on the resource if you really mean it."
         )
     return url.strip().rstrip("/")
+
+
+# Printable ASCII without spaces or backslashes.
+_PLAIN_URL = re.compile(r"[!-\[\]-~]+")
 
 
 def _is_loopback(host: str) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ValidationError
 
-from tiktok_amp_assets.clients.http import RequestPacer, RetryPolicy
+from tiktok_amp_assets.clients.http import RequestPacer, RetryPolicy, certificate_hint, is_certificate_error
 from tiktok_amp_assets.core import tiktok_contract as api
 from tiktok_amp_assets.core.report_windows import report_windows
 
@@ -344,6 +344,14 @@ class TikTokClient:
                 self._base_url + path, params=query, timeout=self._timeout, allow_redirects=False
             )
         except _TRANSPORT_ERRORS as error:
+            if is_certificate_error(error):
+                raise TikTokApiError(
+                    accounts=accounts,
+                    endpoint=path,
+                    code=None,
+                    detail="the server's TLS certificate could not be verified",
+                    hint=certificate_hint("TIKTOK_API_URL"),
+                ) from None
             # The type only: the text of a requests error quotes the URL and can grow long.
             raise _TransientError(type(error).__name__) from None
         if response.status_code >= 500 or response.status_code == 429:
