@@ -42,11 +42,11 @@ from pydantic import BaseModel, ValidationError
 
 from tiktok_amp_assets.clients.http import RetryPolicy, certificate_hint, is_certificate_error
 from tiktok_amp_assets.core import amplitude_contract as amp
+from tiktok_amp_assets.core.json_codec import dump_json
 
 log = logging.getLogger(__name__)
 
 _REDACTED = "<redacted>"
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ID_FIELDS = (("device", "device_id"), ("user", "user_id"))
 # The request may or may not have reached Amplitude: retried like a 5xx.
 _NO_ANSWER = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
@@ -233,7 +233,7 @@ class AmplitudeClient:
 
     def _encode(self, event: dict[str, Any]) -> _Encoded:
         ids = tuple(f"{kind}:{event[name]}" for kind, name in _ID_FIELDS if event.get(name))
-        return _Encoded(event, _JSON.encode(event).encode("utf-8"), ids)
+        return _Encoded(event, dump_json(event), ids)
 
     def _batches(self, events: Iterable[_Encoded]) -> Iterator[list[_Encoded]]:
         """Requests as full as the endpoint allows: at most ``max_events`` events, under the byte

@@ -367,7 +367,7 @@ class TikTokClient:
                 "https://business-api.tiktok.com, with no proxy that refuses or redirects the request",
             )
         try:
-            envelope = _Envelope.model_validate(response.json())
+            envelope = _Envelope.model_validate(json.loads(response.content, parse_constant=_not_json))
         except (ValueError, ValidationError):
             # Truncated or HTML bodies come from proxies in trouble: worth another try.
             raise _TransientError("the answer was not TikTok's JSON envelope") from None
@@ -392,6 +392,12 @@ class TikTokClient:
 
 def _accounts_label(accounts: Sequence[str]) -> str:
     return ("ad account " if len(accounts) == 1 else "ad accounts ") + ", ".join(accounts)
+
+
+def _not_json(constant: str) -> Any:
+    # NaN and Infinity are not JSON: an answer carrying them is garbled, and refusing them here
+    # lets the raw reports be stored back exactly as compact JSON.
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _encode_param(value: Any) -> str:

@@ -35,7 +35,7 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from tiktok_amp_assets.core.metric_values import MetricParseError, MetricTotals, parse_count, parse_money
+from tiktok_amp_assets.core.metric_values import MAX_COUNT, MetricParseError, MetricTotals, parse_count, parse_money
 from tiktok_amp_assets.core.tiktok_contract import (
     CLICKS,
     CONVERSIONS,
@@ -46,6 +46,8 @@ from tiktok_amp_assets.core.tiktok_contract import (
     STAT_TIME_DAY_FORMAT,
 )
 from tiktok_amp_assets.core.utms import UTM_KEYS, landing_page_utms
+
+_UTM_KEY_SET = frozenset(UTM_KEYS)
 
 # TikTok ids are 64-bit numbers written as strings; letters are allowed so ids from other sources
 # or future formats still pass, but never anything that would need escaping.
@@ -112,9 +114,10 @@ class AdDayMetrics(BaseModel):
     currency: CurrencyCode
     timezone: str
     cost: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None
-    impressions: Annotated[int, Field(ge=0)] | None
-    clicks: Annotated[int, Field(ge=0)] | None
-    conversions: Annotated[int, Field(ge=0)] | None
+    # 64-bit like TikTok's counters, so stored rows read back exactly (core.json_codec).
+    impressions: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None
+    clicks: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None
+    conversions: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None
     landing_page_url: str | None
     utm_source: Name
     utm_medium: Name
@@ -132,7 +135,9 @@ class AdDayMetrics(BaseModel):
     @field_validator("utm_inferred")
     @classmethod
     def _utm_keys_sorted(cls, value: list[str]) -> list[str]:
-        unknown = set(value) - set(UTM_KEYS)
+        if not value:  # the common case: every UTM came from the URL
+            return value
+        unknown = set(value) - _UTM_KEY_SET
         if unknown:
             raise ValueError(f"not UTM keys: {sorted(unknown)}")
         return sorted(set(value))

@@ -139,7 +139,7 @@ class MetricTotals:
 
     @classmethod
     def zero(cls) -> MetricTotals:
-        return cls(cost=Decimal(0), impressions=0, clicks=0, conversions=0)
+        return _ZERO  # immutable, so one is enough however often sums start from it
 
     def __add__(self, other: MetricTotals) -> MetricTotals:
         if not isinstance(other, MetricTotals):
@@ -173,3 +173,6 @@ class MetricTotals:
     def is_zero(self) -> bool:
         # Decimal("0.00") == 0, so a cost that changed by nothing counts as zero.
         return self.cost == 0 and self.impressions == 0 and self.clicks == 0 and self.conversions == 0
+
+
+_ZERO = MetricTotals(cost=Decimal(0), impressions=0, clicks=0, conversions=0)
