@@ -1,9 +1,9 @@
 """Uploading a range of days to Amplitude: plan against the ledger, send, record, report per day.
 
-Days are read and planned a window at a time, so memory is bounded by one window however long the
-backfill. Requests do not stop at window edges: events left over after the window's full requests
-are carried into the next window's, so a year costs as few requests as the events need. A day is
-finished (its results file written) once every one of its events has been answered.
+Days are read and planned one at a time into a queue, and the queue is sent whenever it holds full
+requests; the rest waits for the next day's events. So a year costs as few requests as its events
+need, and memory holds about one request's events (plus a day's) however many days or ads. A day
+is finished (its results file written) once every one of its events has been answered.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from typing import Any
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient, Delivery
 from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
 from tiktok_amp_assets.core.reconciliation import Mismatch, undelivered_ad_days
-from tiktok_amp_assets.core.report_windows import report_windows
-from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay, PlannedEvent, RestatementPolicy, plan_events
+from tiktok_amp_assets.core.upload_plan import (
+    AdDayKey,
+    CountedAdDay,
+    PlannedEvent,
+    RestatementPolicy,
+    plan_events,
+)
 from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date, record_counts
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger
-
-# Days read and planned together.
-UPLOAD_WINDOW_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -55,37 +57,35 @@ class DayUploader:
         self._counted_before: dict[AdDayKey, CountedAdDay] = {}
 
     def upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
-        """Upload ``days`` (consecutive, sorted); yields each day as soon as it is finished."""
+        """Upload ``days`` (sorted); yields each day as soon as it is finished."""
         if self._client is not None:
             self._resend_pending(set(days))
-        carry: list[PlannedEvent] = []
-        windows = list(report_windows(days[0], days[-1], UPLOAD_WINDOW_DAYS))
-        for index, (window_start, window_end) in enumerate(windows):
-            window = [day for day in days if window_start <= day <= window_end]
-            planned = self._plan(window)
-            if self._client is None:
-                self._log.info("dry run: %d events built for %s..%s, none sent", len(planned), window[0], window[-1])
-                to_send: list[PlannedEvent] = []
-            else:
-                queue = carry + planned
-                last = index == len(windows) - 1
-                # Whole requests only, except at the very end: the rest rides with the next window.
-                cut = len(queue) if last else len(queue) - len(queue) % self._client.max_events
-                to_send, carry = queue[:cut], queue[cut:]
-                self._send(to_send)
-            waiting = {event.ad_day_event.stat_date for event in carry}
-            yield from self._finish([day for day in sorted(self._reports) if day not in waiting])
+        queue: list[PlannedEvent] = []
+        built = 0
+        for day in days:
+            planned = self._plan(day)
+            built += len(planned)
+            if self._client is not None:
+                queue.extend(planned)
+                # Whole requests only, except after the last day: the rest waits for more events.
+                cut = len(queue) if day == days[-1] else len(queue) - len(queue) % self._client.max_events
+                self._send(queue[:cut])
+                del queue[:cut]
+            # The queue holds days in order: every day before its first is answered in full.
+            first_waiting = queue[0].ad_day_event.stat_date if queue else None
+            yield from self._finish(
+                [done for done in sorted(self._reports) if first_waiting is None or done < first_waiting]
+            )
+        if self._client is None:
+            self._log.info("dry run: %d events built for %s..%s, none sent", built, days[0], days[-1])
 
-    def _plan(self, window: list[date]) -> list[PlannedEvent]:
-        for day in window:
-            self._reports.setdefault(day, DayUploadReport(day))
-            self._rows[day] = self._store.read_ad_metrics(day)
-        counted = self._ledger.counted(window)
+    def _plan(self, day: date) -> list[PlannedEvent]:
+        self._reports.setdefault(day, DayUploadReport(day))
+        self._rows[day] = self._store.read_ad_metrics(day)
+        counted = self._ledger.counted([day])
         self._counted_before.update(counted)
-        rows = [row for day in window for row in self._rows[day]]
-        planned = plan_events(rows, counted, window, policy=self._policy)
-        for event in planned:
-            self._reports[event.ad_day_event.stat_date].planned.append(event)
+        planned = plan_events(self._rows[day], counted, [day], policy=self._policy)
+        self._reports[day].planned.extend(planned)
         return planned
 
     def _send(self, planned: list[PlannedEvent]) -> None:
@@ -107,7 +107,9 @@ class DayUploader:
         self._log.warning("resending %d events left unacknowledged by an interrupted run", len(pending))
         for event in pending:
             if event.stat_date in days:
-                self._reports.setdefault(event.stat_date, DayUploadReport(event.stat_date)).resent_pending += 1
+                self._reports.setdefault(
+                    event.stat_date, DayUploadReport(event.stat_date)
+                ).resent_pending += 1
         for delivery in self._client.send([event.payload for event in pending]):
             self._record(delivery)
 
@@ -129,7 +131,9 @@ class DayUploader:
         records = [asdict(record) for record in delivery.requests]
         for day, count in events_per_day.items():
             if day in self._reports:
-                self._reports[day].requests.extend({**record, "events_of_this_day": count} for record in records)
+                self._reports[day].requests.extend(
+                    {**record, "events_of_this_day": count} for record in records
+                )
 
     def _finish(self, days: list[date]) -> Iterator[FinishedDay]:
         if not days:
@@ -147,7 +151,9 @@ class DayUploader:
                 if self._policy == "correct" or key not in counted_after:
                     undelivered[mismatch.stat_date].append(mismatch)
         for day, report in reports.items():
-            results = report.results(endpoint=self._client.path if self._client else None, policy=self._policy)
+            results = report.results(
+                endpoint=self._client.path if self._client else None, policy=self._policy
+            )
             path = self._store.write_upload_results(day, results)
             yield FinishedDay(report, results, str(path), undelivered[day])
         for key in list(before):
