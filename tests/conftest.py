@@ -16,6 +16,7 @@ from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.catalogue import Catalogue, generate_catalogue
 from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
+from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tiktok_amp_assets.settings import ProjectSettings
 
 TOKEN = "test-token-3f9a1c7e5b2d4a6c8e0f1a3b5c7d9e1f"
@@ -51,33 +52,30 @@ class Project:
         last: date | None = None,
         *,
         raise_on_error: bool = True,
+        tiktok_config: dict[str, object] | None = None,
         amplitude_config: dict[str, object] | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """Run the job for one day or a range; ``amplitude_config`` adds fields to the amplitude resource."""
+        """Run the job for one day or a range, as a user runs it. ``tiktok_config`` and
+        ``amplitude_config`` add fields to those resources (secrets stay environment variables)."""
         job = self.defs.resolve_job_def(JOB_NAME)
-        run_config = (
-            {
-                "resources": {
-                    "amplitude": {
-                        "config": {
-                            "api_key": {"env": "AMPLITUDE_API_KEY"},
-                            "api_url": {"env": "AMPLITUDE_API_URL"},
-                            **amplitude_config,
-                        }
-                    }
-                }
-            }
-            if amplitude_config
-            else None
-        )
+        resources: dict[str, object] = {}
+        if tiktok_config:
+            tiktok_env = {"access_token": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": "TIKTOK_ADVERTISER_IDS",
+                          "api_url": "TIKTOK_API_URL"}  # fmt: skip
+            config = {field: {"env": variable} for field, variable in tiktok_env.items()}
+            resources["tiktok"] = {"config": {**config, **tiktok_config}}
+        if amplitude_config:
+            config = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}}
+            resources["amplitude"] = {"config": {**config, **amplitude_config}}
+        run_config = {"resources": resources} if resources else None
         if last is None or last == first:
             return job.execute_in_process(
                 partition_key=first.isoformat(), instance=self.instance, raise_on_error=raise_on_error, run_config=run_config
             )
         return job.execute_in_process(
             tags={
-                "dagster/asset_partition_range_start": first.isoformat(),
-                "dagster/asset_partition_range_end": last.isoformat(),
+                RANGE_START_TAG: first.isoformat(),
+                RANGE_END_TAG: last.isoformat(),
             },
             instance=self.instance,
             raise_on_error=raise_on_error,

@@ -16,7 +16,6 @@ import pwd
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import pytest
 import yaml
 
 from .conftest import Project
+from .processes import stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
@@ -370,43 +370,8 @@ def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
         )
 
 
-def _process_tree(root: int) -> dict[int, int]:
-    """The root and its descendants, pid -> start time (from /proc), so a reused pid is never killed."""
-    table: dict[int, tuple[int, int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(stat.parent.name)] = (int(fields[1]), int(fields[19]))
-    tree = {root: table[root][1]} if root in table else {}
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, started) in table.items():
-            if ppid == parent and pid not in tree:
-                tree[pid] = started
-                frontier.append(pid)
-    return tree
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C, as an operator stops it; then SIGKILL whatever of its process tree is left."""
-    tree = _process_tree(process.pid)
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-    for pid, started in tree.items():
-        try:
-            if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) == started:
-                os.kill(pid, signal.SIGKILL)
-        except (OSError, IndexError, ValueError):
-            pass
-    if process.poll() is None:
-        process.wait(timeout=10)
+    stop_process_tree(process, grace_seconds=30)
 
 
 def _graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -34,14 +34,13 @@ import urllib3
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, AmplitudeClient
 from tiktok_amp_assets.clients.http import InsecureUrlError, RetryPolicy, checked_base_url
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
-from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
+from tiktok_amp_assets.code_location import build_definitions
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE, HTTP_V2_PATH
 from tiktok_amp_assets.core.tiktok_contract import ACCESS_TOKEN_HEADER, ADVERTISER_INFO_PATH
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.faults import Fault
 from tiktok_amp_assets.emulators.http_server import Request, Response
 from tiktok_amp_assets.resources import AmplitudeResource, TikTokResource
-from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
 
@@ -59,33 +58,9 @@ FAST_RETRY = RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.02)
 def _run(project: Project, first: date, last: date | None = None) -> dg.ExecuteInProcessResult:
     """The job with fast back-off, its secrets passed as users pass them: by environment variable."""
     fast = {"max_attempts": 4, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02}
-    run_config = {
-        "resources": {
-            "tiktok": {
-                "config": {
-                    "access_token": {"env": "TIKTOK_ACCESS_TOKEN"},
-                    "advertiser_ids": {"env": "TIKTOK_ADVERTISER_IDS"},
-                    "api_url": {"env": "TIKTOK_API_URL"},
-                    **fast,
-                }
-            },
-            "amplitude": {
-                "config": {
-                    "api_key": {"env": "AMPLITUDE_API_KEY"},
-                    "api_url": {"env": "AMPLITUDE_API_URL"},
-                    **fast,
-                    "throttle_pause_seconds": 0.01,
-                }
-            },
-        }
-    }
-    job = project.defs.resolve_job_def(JOB_NAME)
-    if last is None:
-        return job.execute_in_process(
-            partition_key=first.isoformat(), instance=project.instance, raise_on_error=False, run_config=run_config
-        )
-    tags = {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}
-    return job.execute_in_process(tags=tags, instance=project.instance, raise_on_error=False, run_config=run_config)
+    return project.materialize(
+        first, last, raise_on_error=False, tiktok_config=fast, amplitude_config={**fast, "throttle_pause_seconds": 0.01}
+    )
 
 
 def _fragments(secret: str) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from typing import Any
 import dagster as dg
 import pytest
 import requests
+
+from .processes import stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui_browser"
@@ -79,32 +80,6 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _process_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, start time in clock ticks), from /proc."""
-    table = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        table[int(stat.parent.name)] = (int(fields[1]), int(fields[19]))
-    return table
-
-
-def _process_tree(root: int) -> dict[int, int]:
-    """The root and all its descendants: pid -> start time (so a reused pid is never mistaken for one)."""
-    table = _process_table()
-    tree = {root: table[root][1]} if root in table else {}
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, started) in table.items():
-            if ppid == parent and pid not in tree:
-                tree[pid] = started
-                frontier.append(pid)
-    return tree
-
-
 @dataclass
 class Demo:
     process: subprocess.Popen[bytes]
@@ -146,23 +121,7 @@ class Demo:
 
     def stop(self) -> None:
         """Ctrl-C as a user would (the demo passes it on to dagster dev); then kill whatever is left."""
-        tree = _process_tree(self.process.pid)
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGINT)
-                self.process.wait(timeout=45)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        # dagster dev runs in a session of its own: sweep every process of the tree recorded above.
-        table = _process_table()
-        for pid, started in tree.items():
-            if table.get(pid, (None, None))[1] == started:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if self.process.poll() is None:
-            self.process.wait(timeout=10)
+        stop_process_tree(self.process, grace_seconds=45)
 
 
 @pytest.fixture(scope="module")
