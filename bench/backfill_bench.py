@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -29,6 +30,7 @@ from pathlib import Path
 from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.core.report_windows import report_windows
+from tiktok_amp_assets.demo import demo_environment
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.catalogue import DEFAULT_ADVERTISERS, Catalogue, generate_catalogue
 from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
@@ -36,7 +38,11 @@ from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
 API_KEY = "bench-api-key"
-STEP_NAMES = {"tiktok_raw_reports": "raw", "tiktok_ad_metrics": "metrics", "amplitude_upload_results": "upload"}
+STEP_NAMES = {
+    "tiktok_raw_reports": "raw",
+    "tiktok_ad_metrics": "metrics",
+    "amplitude_upload_results": "upload",
+}
 # The last day of every workload: fixed, so runs compare.
 LAST_DAY = date(2026, 11, 24)
 
@@ -81,8 +87,8 @@ def minimum_amplitude_requests(events: int, payload_bytes: int, batch: bool) -> 
     return max(math.ceil(events / max_events), math.ceil(payload_bytes / max_bytes), 1 if events else 0)
 
 
-def step_seconds(dagster_home: Path) -> dict[str, float]:
-    """Seconds from start to success of each step of the (only) run in this instance."""
+def step_spans(dagster_home: Path) -> dict[str, tuple[float, float]]:
+    """(start, end) wall-clock times of each step of the (only) run in this instance."""
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
@@ -92,35 +98,53 @@ def step_seconds(dagster_home: Path) -> dict[str, float]:
             of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS},
         )
     started: dict[str, float] = {}
-    seconds: dict[str, float] = {}
+    spans: dict[str, tuple[float, float]] = {}
     for event in events:
         if event.dagster_event_type == dg.DagsterEventType.STEP_START:
             started[event.step_key] = event.timestamp
         elif event.step_key in started:
-            seconds[event.step_key] = event.timestamp - started[event.step_key]
-    return seconds
+            spans[event.step_key] = (started[event.step_key], event.timestamp)
+    return spans
+
+
+def sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Event) -> None:
+    """(time, RSS in MB) of process ``pid`` every 50 ms until ``stop``: peak memory per step."""
+    status = Path(f"/proc/{pid}/status")
+    while not stop.wait(0.05):
+        try:
+            text = status.read_text()
+        except OSError:
+            return
+        kilobytes = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
+        samples.append((time.time(), kilobytes / 1024))
 
 
 def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
     specs = DEFAULT_ADVERTISERS[: workload.accounts]
-    catalogue = generate_catalogue(advertisers=list(specs), ads_per_advertiser=workload.ads, start=date(2025, 1, 1))
+    catalogue = generate_catalogue(
+        advertisers=list(specs), ads_per_advertiser=workload.ads, start=date(2025, 1, 1)
+    )
     advertiser_ids = sorted(catalogue.advertisers)
     first = LAST_DAY - timedelta(days=workload.days - 1)
     home = Path(tempfile.mkdtemp(prefix=f"bench-{workload.name}-"))
     (home / "dagster_home").mkdir()
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
-    with TikTokEmulator(catalogue, access_tokens={TOKEN: None}) as tiktok, AmplitudeEmulator(api_keys={API_KEY}) as amplitude:
+    with (
+        TikTokEmulator(catalogue, access_tokens={TOKEN: None}) as tiktok,
+        AmplitudeEmulator(api_keys={API_KEY}) as amplitude,
+    ):
         env = {
             **os.environ,
-            "DAGSTER_HOME": str(home / "dagster_home"),
-            "TIKTOK_ACCESS_TOKEN": TOKEN,
-            "TIKTOK_ADVERTISER_IDS": ",".join(advertiser_ids),
-            "TIKTOK_API_URL": tiktok.url,
-            "AMPLITUDE_API_KEY": API_KEY,
-            "AMPLITUDE_API_URL": amplitude.url,
-            "TIKTOK_AMP_START_DATE": "2025-01-01",
-            "TIKTOK_AMP_TIMEZONE": "UTC",
-            "TIKTOK_AMP_DATA_DIR": str(home / "data"),
+            **demo_environment(
+                home,
+                tiktok.url,
+                amplitude.url,
+                advertiser_ids,
+                token=TOKEN,
+                api_key=API_KEY,
+                start_date="2025-01-01",
+                timezone="UTC",
+            ),
         }
         partition_args = (
             ["--partition", first.isoformat()]
@@ -133,13 +157,25 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
         command = [*python, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
                    "--select", "*", *partition_args]  # fmt: skip
         started = time.monotonic()
-        finished = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True)
-        wall = time.monotonic() - started
-        if finished.returncode != 0:
-            sys.stderr.write(finished.stderr[-5000:])
-            raise SystemExit(f"the backfill failed (exit {finished.returncode}); data kept in {home}")
+        samples: list[tuple[float, float]] = []
+        stop_sampling = threading.Event()
+        with tempfile.TemporaryFile() as output:
+            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=output)
+            sampler = threading.Thread(
+                target=sample_rss, args=(process.pid, samples, stop_sampling), daemon=True
+            )
+            sampler.start()
+            returncode = process.wait()
+            wall = time.monotonic() - started
+            stop_sampling.set()
+            sampler.join()
+            output.seek(0)
+            log_tail = output.read()[-5000:].decode(errors="replace")
+        if returncode != 0:
+            sys.stderr.write(log_tail)
+            raise SystemExit(f"the backfill failed (exit {returncode}); data kept in {home}")
         peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        steps = step_seconds(home / "dagster_home")
+        spans = step_spans(home / "dagster_home")
 
         tiktok_log = tiktok.request_log
         amplitude_log = amplitude.request_log
@@ -156,7 +192,7 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
             "ad-day rows": rows,
             "wall s": round(wall, 1),
             # Where the wall time goes: each asset's step; the rest is Dagster's run start and end.
-            **{f"{name} s": round(steps.get(step, 0.0), 1) for step, name in STEP_NAMES.items()},
+            **{f"{name} s": round(spans[step][1] - spans[step][0], 1) for step, name in STEP_NAMES.items()},
             "rows/s": round(rows / wall),
             "TikTok calls": len(tiktok_log),
             "TikTok min": minimum_tiktok_calls(catalogue, advertiser_ids, first, LAST_DAY),
@@ -166,6 +202,13 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
             "events counted": events,
             "MB sent": round(payload_bytes / 1e6, 1),
             "peak RSS MB": round(peak_rss_mb),
+            # Sampled every 50 ms: which step holds the most memory.
+            **{
+                f"{name} MB": round(
+                    max((rss for at, rss in samples if spans[step][0] <= at <= spans[step][1]), default=0)
+                )
+                for step, name in STEP_NAMES.items()
+            },
         }
     if profile:
         import pstats
@@ -194,13 +237,17 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance and data")
     parser.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args()
-    workload = WORKLOADS.get(args.workload) or Workload(f"scale {args.ads}x{args.days}", args.accounts, args.ads, args.days)
+    workload = WORKLOADS.get(args.workload) or Workload(
+        f"scale {args.ads}x{args.days}", args.accounts, args.ads, args.days
+    )
     result = run(workload, profile=args.profile, keep=args.keep)
     text = table([result])
     print(f"\n{os.cpu_count()} cores\n{text}")
     if args.write:
         with (PROJECT_ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as results:
-            results.write(f"\n{date.today()} · {os.cpu_count()} cores · `{' '.join(sys.argv[1:])}`\n\n{text}\n")
+            results.write(
+                f"\n{date.today()} · {os.cpu_count()} cores · `{' '.join(sys.argv[1:])}`\n\n{text}\n"
+            )
 
 
 if __name__ == "__main__":

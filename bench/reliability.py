@@ -30,8 +30,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
+from tiktok_amp_assets.demo import demo_environment
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_assets.emulators.catalogue import generate_catalogue
+from tiktok_amp_assets.emulators.catalogue import Catalogue, generate_catalogue
 from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
 from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
 
@@ -92,10 +93,14 @@ class Report:
             ("duplicate events counted", self.duplicates),
             ("discrepancies", len(self.discrepancies)),
         ]
-        return "\n".join(["| figure | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)])
+        return "\n".join(
+            ["| figure | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
+        )
 
 
-def kill_points(tiktok: TikTokEmulator, amplitude: AmplitudeEmulator, data_dir: Path) -> dict[str, Callable[[], bool]]:
+def kill_points(
+    tiktok: TikTokEmulator, amplitude: AmplitudeEmulator, data_dir: Path
+) -> dict[str, Callable[[], bool]]:
     """Moments to SIGKILL the run at, each a condition polled while the run goes on. Counts are
     taken relative to the moment the run starts, so each point falls inside that run."""
 
@@ -140,7 +145,12 @@ RETRY_LINE = re.compile(r"retrying .*in \d|pausing their devices|payload too lar
 
 
 def run_backfill(
-    env: dict[str, str], config: Path, first: date, last: date, kill_when: Callable[[], bool] | None, log: Path
+    env: dict[str, str],
+    config: Path,
+    first: date,
+    last: date,
+    kill_when: Callable[[], bool] | None,
+    log: Path,
 ) -> bool:
     """One run of the range, its output in ``log``; True if it was killed, False if it finished
     (raises if it failed)."""
@@ -151,7 +161,12 @@ def run_backfill(
     # To a file, not a pipe: a full pipe would stall the run while this loop polls.
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         while process.poll() is None:
             if kill_when is not None and kill_when():
@@ -167,11 +182,20 @@ def run_backfill(
 
 def retries_logged(logs: Path) -> int:
     return sum(
-        1 for log in logs.glob("*.log") for line in log.read_text(errors="replace").splitlines() if RETRY_LINE.search(line)
+        1
+        for log in logs.glob("*.log")
+        for line in log.read_text(errors="replace").splitlines()
+        if RETRY_LINE.search(line)
     )
 
 
-def check(report: Report, catalogue, amplitude: AmplitudeEmulator, advertiser_ids: list[str], days: list[date]) -> None:
+def check(
+    report: Report,
+    catalogue: Catalogue,
+    amplitude: AmplitudeEmulator,
+    advertiser_ids: list[str],
+    days: list[date],
+) -> None:
     counted: dict[tuple[str, str, str], dict[str, Decimal]] = {}
     insert_ids: set[str] = set()
     for event in amplitude.counted_events(API_KEY):
@@ -197,7 +221,9 @@ def check(report: Report, catalogue, amplitude: AmplitudeEmulator, advertiser_id
                     }
     for key in sorted(truth.keys() | counted.keys()):
         report.ad_days_checked += 1
-        if truth.get(key, dict.fromkeys(METRICS, Decimal(0))) != counted.get(key, dict.fromkeys(METRICS, Decimal(0))):
+        if truth.get(key, dict.fromkeys(METRICS, Decimal(0))) != counted.get(
+            key, dict.fromkeys(METRICS, Decimal(0))
+        ):
             report.discrepancies.append(f"{key}: TikTok {truth.get(key)} Amplitude {counted.get(key)}")
 
 
@@ -238,21 +264,24 @@ def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int) -> Rep
         ):
             env = {
                 **os.environ,
-                "DAGSTER_HOME": str(home / "dagster_home"),
-                "TIKTOK_ACCESS_TOKEN": TOKEN,
-                "TIKTOK_ADVERTISER_IDS": ",".join(advertiser_ids),
-                "TIKTOK_API_URL": tiktok.url,
-                "AMPLITUDE_API_KEY": API_KEY,
-                "AMPLITUDE_API_URL": amplitude.url,
-                "TIKTOK_AMP_START_DATE": "2025-01-01",
-                "TIKTOK_AMP_TIMEZONE": "UTC",
-                "TIKTOK_AMP_DATA_DIR": str(home / "data"),
+                **demo_environment(
+                    home,
+                    tiktok.url,
+                    amplitude.url,
+                    advertiser_ids,
+                    token=TOKEN,
+                    api_key=API_KEY,
+                    start_date="2025-01-01",
+                    timezone="UTC",
+                ),
             }
             for name in list(kill_points(tiktok, amplitude, home / "data"))[:kills]:
                 # Made anew before each run, so its counts start from this run.
                 condition = kill_points(tiktok, amplitude, home / "data")[name]
                 report.runs += 1
-                if run_backfill(env, config, day_list[0], day_list[-1], condition, logs / f"run-{report.runs}.log"):
+                if run_backfill(
+                    env, config, day_list[0], day_list[-1], condition, logs / f"run-{report.runs}.log"
+                ):
                     report.kills.append(name)
             report.runs += 1
             run_backfill(env, config, day_list[0], day_list[-1], None, logs / f"run-{report.runs}.log")

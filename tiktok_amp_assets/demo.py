@@ -27,24 +27,37 @@ DEMO_START_DATE = "2026-09-01"
 DEMO_TIMEZONE = "America/Los_Angeles"
 
 
-def demo_environment(home: Path, tiktok_url: str, amplitude_url: str, advertiser_ids: list[str]) -> dict[str, str]:
-    """The environment variables that point the project at the emulators."""
+def demo_environment(
+    home: Path,
+    tiktok_url: str,
+    amplitude_url: str,
+    advertiser_ids: list[str],
+    *,
+    token: str = DEMO_TOKEN,
+    api_key: str = DEMO_API_KEY,
+    start_date: str = DEMO_START_DATE,
+    timezone: str = DEMO_TIMEZONE,
+) -> dict[str, str]:
+    """The environment variables that point the project at the emulators (the demo's, and the
+    benchmark scripts' with their own credentials, start and zone)."""
     return {
         "DAGSTER_HOME": str(home / "dagster_home"),
-        "TIKTOK_ACCESS_TOKEN": DEMO_TOKEN,
+        "TIKTOK_ACCESS_TOKEN": token,
         "TIKTOK_ADVERTISER_IDS": ",".join(advertiser_ids),
         "TIKTOK_API_URL": tiktok_url,
-        "AMPLITUDE_API_KEY": DEMO_API_KEY,
+        "AMPLITUDE_API_KEY": api_key,
         "AMPLITUDE_API_URL": amplitude_url,
-        "TIKTOK_AMP_START_DATE": DEMO_START_DATE,
-        "TIKTOK_AMP_TIMEZONE": DEMO_TIMEZONE,
+        "TIKTOK_AMP_START_DATE": start_date,
+        "TIKTOK_AMP_TIMEZONE": timezone,
         "TIKTOK_AMP_DATA_DIR": str(home / "data"),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", type=Path, default=Path(".demo"), help="folder for the demo's instance and data")
+    parser.add_argument(
+        "--home", type=Path, default=Path(".demo"), help="folder for the demo's instance and data"
+    )
     parser.add_argument("--port", type=int, default=3000, help="port of the Dagster UI")
     parser.add_argument("--tiktok-port", type=int, default=8701)
     parser.add_argument("--amplitude-port", type=int, default=8702)
@@ -62,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         AmplitudeEmulator(port=args.amplitude_port) as amplitude,
     ):
         env = demo_environment(home, tiktok.url, amplitude.url, advertiser_ids)
-        print("TikTok emulator:    ", tiktok.url, f"({len(advertiser_ids)} ad accounts, {len(catalogue.ads)} ads)")
+        print(
+            "TikTok emulator:    ",
+            tiktok.url,
+            f"({len(advertiser_ids)} ad accounts, {len(catalogue.ads)} ads)",
+        )
         print("Amplitude emulator: ", amplitude.url, f"(what it counted: {amplitude.url}/emulator/summary)")
         if args.emulators_only:
             print("Environment for the project:")
