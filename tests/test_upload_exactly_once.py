@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ import pytest
 import requests
 
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
-from tiktok_amp_assets.code_location import JOB_NAME
+from tiktok_amp_assets.clients.amplitude import AmplitudeClient
+from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.faults import Fault
 from tiktok_amp_assets.storage.import_store import ImportStore
+from tiktok_amp_assets.upload import DayUploader
 
 from .conftest import API_KEY, Project
 
@@ -47,13 +50,8 @@ def amplitude_config(**fields: Any) -> dict[str, Any]:
 
 
 def materialize(project: Project, day: date, **fields: Any) -> dg.ExecuteInProcessResult:
-    job = project.defs.resolve_job_def(JOB_NAME)
-    return job.execute_in_process(
-        partition_key=day.isoformat(),
-        instance=project.instance,
-        run_config=amplitude_config(**fields),
-        raise_on_error=False,
-    )
+    """One day, with ``fields`` set on the amplitude resource."""
+    return project.materialize(day, raise_on_error=False, amplitude_config=fields)
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
@@ -271,3 +269,25 @@ def test_the_api_key_stays_out_of_logs_errors_files_and_the_request_log(
         assert key not in json.dumps(run_logs)
         for path in files:
             assert key.encode() not in path.read_bytes(), path
+
+
+def test_events_left_pending_for_a_later_day_are_reported_with_that_day_once(project: Project) -> None:
+    days = [DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)]
+    assert project.materialize(days[0], days[-1], amplitude_config={"dry_run": True}).success
+    store = ImportStore(project.data_dir)
+    # A run that stopped after recording the last day's first events, before sending them.
+    last_day_events = plan_events(store.read_ad_metrics(days[-1]), {}, [days[-1]], policy="correct")
+    store.ledger().record_pending(event.ad_day_event for event in last_day_events[:5])
+
+    client = AmplitudeClient(project.amplitude.url, API_KEY, max_events=BATCH)
+    uploader = DayUploader(store, client, policy="correct", logger=logging.getLogger(__name__))
+    with closing(client):
+        finished = list(uploader.upload(days))
+
+    # Each day finished once, after its own events were planned: the resent events, opened for the
+    # last day at the start, did not finish that day early.
+    assert [day.report.day for day in finished] == days
+    assert [day.results["events_resent_after_interruption"] for day in finished] == [0, 0, 5]
+    assert finished[-1].results["events_planned"] == len(last_day_events) - 5
+    for day in days:
+        assert project.amplitude_sums(day) == project.tiktok_truth(day)

@@ -71,10 +71,11 @@ class DayUploader:
                 cut = len(queue) if day == days[-1] else len(queue) - len(queue) % self._client.max_events
                 self._send(queue[:cut])
                 del queue[:cut]
-            # The queue holds days in order: every day before its first is answered in full.
+            # The queue holds days in order: every planned day before its first is answered in full.
+            # (Only planned days: resent pending events may have opened reports of later ones.)
             first_waiting = queue[0].ad_day_event.stat_date if queue else None
             yield from self._finish(
-                [done for done in sorted(self._reports) if first_waiting is None or done < first_waiting]
+                [done for done in sorted(self._rows) if first_waiting is None or done < first_waiting]
             )
         if self._client is None:
             self._log.info("dry run: %d events built for %s..%s, none sent", built, days[0], days[-1])
