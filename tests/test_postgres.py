@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from .conftest import Project
-from .processes import stop_process_tree
+from .processes import start_process_group, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
@@ -351,25 +351,6 @@ def test_the_production_instance_config_runs_the_job_with_its_pools(
 # ------------------------------------------------------------- the production processes themselves
 
 
-# A process started from a background shell inherits SIGINT ignored, and Dagster's processes then
-# ignore Ctrl-C and SIGTERM too: restore SIGINT, then exec the command (same pid). Unlike preexec_fn,
-# this is safe while the emulators' threads run in this process.
-RESTORE_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
-
-
-def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-c", RESTORE_SIGINT, *command],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, for Ctrl-C
-        )
-
-
 def _stop(process: subprocess.Popen[bytes]) -> None:
     stop_process_tree(process, grace_seconds=30)
 
@@ -442,12 +423,12 @@ def test_the_readme_production_commands_run_the_schedule_and_a_backfill_on_postg
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     logs = [tmp_path / "webserver.log", tmp_path / "daemon.log"]
-    webserver = _start(
+    webserver = start_process_group(
         [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
         env,
         logs[0],
     )
-    daemon = _start([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs[1])
+    daemon = start_process_group([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs[1])
     try:
         _wait_for(
             "the code location loaded in the webserver",

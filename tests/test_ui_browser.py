@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 import requests
 
-from .processes import stop_process_tree
+from .processes import start_process_group, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui_browser"
@@ -62,11 +62,6 @@ def _skip_or_fail_without_prerequisites() -> None:
 
 
 # ---------------------------------------------------------------------------------------- the demo
-
-
-# A process started from a background shell inherits SIGINT ignored, and dagster dev then ignores
-# Ctrl-C and SIGTERM too: restore SIGINT, then exec the command (same pid; no preexec_fn needed).
-RESTORE_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -135,16 +130,7 @@ def demo() -> Iterator[Demo]:
         "--port", str(port), "--tiktok-port", str(tiktok_port), "--amplitude-port", str(amplitude_port),
     ]  # fmt: skip
     env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"}
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-c", RESTORE_SIGINT, *command],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, for Ctrl-C
-        )
+    process = start_process_group(command, env, log)
     running = Demo(process, home, log, port, amplitude_port)
     try:
         running.wait_until_loaded()
