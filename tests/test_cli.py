@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from tiktok_amp_assets.storage.import_store import ImportStore
+
 from .conftest import API_KEY, Project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +58,20 @@ def test_materialize_one_partition_and_a_range_from_the_cli(project: Project) ->
 def test_the_workspace_loads_the_code_location(project: Project) -> None:
     listed = dagster_cli(project, "definitions", "validate", "-w", "workspace.yaml")
     assert listed.returncode == 0, listed.stderr[-3000:]
+
+
+def test_the_readme_dry_run_config_sends_nothing(project: Project, tmp_path: Path) -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    config = readme.split("```yaml\nresources:\n  amplitude:", 1)[1].split("```", 1)[0]
+    config_file = tmp_path / "dry-run.yaml"
+    config_file.write_text("resources:\n  amplitude:" + config)
+    day = date(2025, 3, 1)
+    result = dagster_cli(
+        project,
+        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*",
+        "--partition", day.isoformat(), "-c", str(config_file),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert project.amplitude.requests_count() == 0
+    results = ImportStore(project.data_dir).read_upload_results(day, dry_run=True)
+    assert results["dry_run"] is True and results["events_planned"] == len(project.tiktok_truth(day))

@@ -185,7 +185,9 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
 
     assert project.amplitude.requests_count() == requests_before
     assert ledger_rows(project) == rows_before
-    results = ImportStore(project.data_dir).read_upload_results(DAY)
+    store = ImportStore(project.data_dir)
+    assert not store.upload_results_path(DAY).exists()  # no real upload results for an unsent day
+    results = store.read_upload_results(DAY, dry_run=True)
     truth = project.tiktok_truth(DAY)
     assert results["dry_run"] is True and results["endpoint"] is None
     assert results["events_planned"] == results["events_new"] == len(truth)
@@ -194,6 +196,13 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
         key: {"cost": str(v["cost"]), **{n: int(v[n]) for n in ("impressions", "clicks", "conversions")}}
         for key, v in truth.items()
     }
+
+    # A dry run of a day already counted plans nothing, and leaves what the real run sent on record.
+    sent_before = store.upload_results_path(DAY - timedelta(days=1)).read_bytes()
+    assert materialize(project, DAY - timedelta(days=1), dry_run=True).success
+    assert store.read_upload_results(DAY - timedelta(days=1), dry_run=True)["events_planned"] == 0
+    assert store.upload_results_path(DAY - timedelta(days=1)).read_bytes() == sent_before
+    assert project.amplitude.requests_count() == requests_before
 
 
 def test_rejected_events_fail_the_run_with_a_summary_and_the_rest_is_delivered(project: Project) -> None:

@@ -5,6 +5,8 @@ Layout under the data folder::
     raw/<YYYY-MM-DD>/<advertiser_id>.json   tiktok_raw_reports: TikTok's answers, as received
     metrics/<YYYY-MM-DD>.jsonl              tiktok_ad_metrics: one validated row per ad-day
     uploads/<YYYY-MM-DD>.json               amplitude_upload_results: what was sent and what came back
+    uploads/<YYYY-MM-DD>.dry-run.json       the same for a dry run (built, not sent), kept apart so a
+                                            dry run never hides what a real run sent
     amplitude_ledger.sqlite                 what Amplitude has counted, per event (see ledger.py)
 
 Every file is written atomically. Assets manage this I/O themselves rather than through an I/O
@@ -74,16 +76,16 @@ class ImportStore:
 
     # amplitude_upload_results
 
-    def upload_results_path(self, day: date) -> Path:
-        return self.base_dir / "uploads" / f"{day.isoformat()}.json"
+    def upload_results_path(self, day: date, *, dry_run: bool = False) -> Path:
+        return self.base_dir / "uploads" / f"{day.isoformat()}{'.dry-run' if dry_run else ''}.json"
 
     def write_upload_results(self, day: date, results: dict[str, Any]) -> Path:
-        path = self.upload_results_path(day)
+        path = self.upload_results_path(day, dry_run=results["dry_run"])
         atomic_write_json(path, results)
         return path
 
-    def read_upload_results(self, day: date) -> dict[str, Any]:
-        return read_json(self.upload_results_path(day))
+    def read_upload_results(self, day: date, *, dry_run: bool = False) -> dict[str, Any]:
+        return read_json(self.upload_results_path(day, dry_run=dry_run))
 
     def ledger(self) -> AmplitudeLedger:
         return AmplitudeLedger(self.base_dir / "amplitude_ledger.sqlite")
