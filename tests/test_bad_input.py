@@ -14,7 +14,9 @@ leaving nothing half-written behind.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -462,6 +464,22 @@ def test_in_a_range_a_bad_day_stops_the_run_and_the_other_days_stay_whole(projec
     assert run(project, days[0], days[-1]).success
     for day in days:
         assert project.amplitude_sums(day) == project.tiktok_truth(day)
+
+
+def test_the_next_run_removes_temporary_files_that_killed_writes_left(project: Project) -> None:
+    store = ImportStore(project.data_dir)
+    abandoned = store.raw_report_path(DAY, ACME).parent / f".{ACME}.json.k1ll3d.tmp"
+    in_progress = store.upload_results_path(DAY).parent / f".{DAY}.json.wr1t1ng.tmp"  # another run's
+    for path in (abandoned, in_progress):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b'{"report_rows": [')  # torn, as a kill leaves it
+    two_hours_ago = time.time() - 7200
+    os.utime(abandoned, (two_hours_ago, two_hours_ago))
+
+    assert run(project, DAY).success
+
+    assert not abandoned.exists() and in_progress.exists()
+    assert project.amplitude_sums(DAY) == project.tiktok_truth(DAY)
 
 
 # ----- "-" for a metric: the spec says "treat as missing, not zero"; the README: left out of the event.

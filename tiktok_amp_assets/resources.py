@@ -143,5 +143,11 @@ class ImportStoreResource(dg.ConfigurableResource):
 
     base_dir: str = Field(description="Data folder (TIKTOK_AMP_DATA_DIR).")
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Once per run: tidy what killed runs left behind, so the data folder does not collect it.
+        removed = self.store().remove_abandoned_temp_files()
+        if removed and context.log is not None:
+            context.log.info(f"removed {len(removed)} temporary files left by interrupted writes")
+
     def store(self) -> ImportStore:
         return ImportStore(Path(self.base_dir))

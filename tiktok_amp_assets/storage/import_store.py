@@ -25,6 +25,7 @@ from tiktok_amp_assets.storage.files import (
     atomic_write_json_lines,
     read_json,
     read_json_lines,
+    remove_abandoned_temp_files,
 )
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger
 
@@ -33,9 +34,17 @@ class MissingPartitionError(FileNotFoundError):
     """An upstream partition has not been materialized yet."""
 
 
+# A write takes seconds at most; a temporary file this old was left by a killed process.
+ABANDONED_AFTER_SECONDS = 3600.0
+
+
 class ImportStore:
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
+
+    def remove_abandoned_temp_files(self) -> list[Path]:
+        """Temporary files of writes killed mid-way (the finished files are never torn)."""
+        return remove_abandoned_temp_files(self.base_dir, ABANDONED_AFTER_SECONDS)
 
     # tiktok_raw_reports
 
