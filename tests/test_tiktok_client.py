@@ -44,26 +44,22 @@ WINDOW_START = date(2025, 3, 1)  # every running ad has started; some deleted ad
 FAST_RETRY = RetryPolicy(max_attempts=6, base_seconds=0.01, max_seconds=0.05)
 
 Key = tuple[str, str]  # (ad_id, YYYY-MM-DD)
-Hook = Callable[[Request, Response], Response]
 
 
 class TappedEmulator(TikTokEmulator):
-    """The emulator, keeping every request as it came off the wire and letting a test change answers.
+    """The emulator, keeping every request as it came off the wire (headers included).
 
-    ``hook(request, response)`` runs on the server after the emulator answered and returns what to
-    send instead (or the same response).
+    Tests change its answers with the emulator's own ``rewrite_answers``.
     """
 
     def __init__(self, catalogue: Catalogue, **kwargs: Any) -> None:
         super().__init__(catalogue, **kwargs)
         self.wire: list[Request] = []
-        self.hook: Hook | None = None
 
     def handle(self, request: Request, fault: Fault | None) -> Response:
         with self.lock:
             self.wire.append(request)
-        response = super().handle(request, fault)
-        return response if self.hook is None else self.hook(request, response)
+        return super().handle(request, fault)
 
     def report_requests(self) -> list[dict[str, Any]]:
         return [entry for entry in self.request_log if entry["path"] == REPORT_PATH]
@@ -131,12 +127,9 @@ def keyed(rows: list[dict[str, Any]]) -> dict[Key, dict[str, str]]:
     return by_key
 
 
-def drop_page_info(request: Request, response: Response) -> Response:
-    if request.path != REPORT_PATH:
-        return response
-    body = json.loads(response.body)
-    body["data"].pop("page_info", None)
-    return Response.json(response.status, body)
+def drop_page_info(query: dict[str, str], envelope: dict[str, Any]) -> dict[str, Any]:
+    envelope["data"].pop("page_info", None)
+    return envelope
 
 
 # ----- accounts, pages, windows, deleted ads
@@ -322,10 +315,7 @@ def test_unusable_answers_are_retried(
         Response(200, b'{"code": 0, "message": "OK", "data": {"list": [{"advertiser_id": "1", "balance": NaN}]}}'),
     ]
 
-    def garble(request: Request, response: Response) -> Response:
-        return garbled.pop(0) if garbled else response
-
-    emulator.hook = garble
+    emulator.rewrite_answers(ADVERTISER_INFO_PATH, lambda query, envelope: garbled.pop(0), times=len(garbled))
     client = make_client(emulator, retry=RetryPolicy(max_attempts=7, base_seconds=0.01, max_seconds=0.05))
     assert [item["advertiser_id"] for item in client.advertiser_info([ACME])] == [ACME]
     assert client.retries == 6
@@ -341,15 +331,15 @@ def test_a_page_count_that_changes_while_paging_rereads_the_window(
     gone_ad, gone_day = min(before, key=lambda key: (key[1], key[0]))
     restated = False
 
-    def restate_after_first_page(request: Request, response: Response) -> Response:
+    def restate_after_first_page(query: dict[str, str], envelope: dict[str, Any]) -> dict[str, Any]:
         nonlocal restated
-        if request.path == REPORT_PATH and request.query["page"] == "1" and not restated:
+        if query["page"] == "1" and not restated:
             fresh_catalogue.restate(gone_ad, date.fromisoformat(gone_day), None)
             restated = True
-        return response
+        return envelope
 
     with tapped(fresh_catalogue) as server, caplog.at_level(logging.WARNING):
-        server.hook = restate_after_first_page
+        server.rewrite_answers(REPORT_PATH, restate_after_first_page)
         client = make_client(server, page_size=page_size)
         rows = list(client.ad_day_report(ACME, WINDOW_START, WINDOW_START + timedelta(days=29)))
         after = truth(fresh_catalogue, ACME, WINDOW_START, 30)
@@ -370,14 +360,14 @@ def test_a_page_count_that_never_settles_fails_with_a_clear_error(
         if (metrics := fresh_catalogue.daily_metrics(ad.ad_id, WINDOW_START)) is not None
     )
 
-    def flip_every_first_page(request: Request, response: Response) -> Response:
-        if request.path == REPORT_PATH and request.query["page"] == "1":
+    def flip_every_first_page(query: dict[str, str], envelope: dict[str, Any]) -> dict[str, Any]:
+        if query["page"] == "1":
             present = fresh_catalogue.daily_metrics(ad.ad_id, WINDOW_START) is not None
             fresh_catalogue.restate(ad.ad_id, WINDOW_START, None if present else metrics)
-        return response
+        return envelope
 
     with tapped(fresh_catalogue) as server:
-        server.hook = flip_every_first_page
+        server.rewrite_answers(REPORT_PATH, flip_every_first_page)
         client = make_client(server, page_size=100)
         with pytest.raises(TikTokApiError, match="kept changing while paging") as raised:
             list(client.ad_day_report(SAKURA, WINDOW_START, WINDOW_START + timedelta(days=9)))
@@ -387,7 +377,7 @@ def test_a_page_count_that_never_settles_fails_with_a_clear_error(
 def test_missing_page_info_is_accepted_only_when_the_answer_is_evidently_complete(
     emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
 ) -> None:
-    emulator.hook = drop_page_info
+    emulator.rewrite_answers(REPORT_PATH, drop_page_info)
     one_day = list(make_client(emulator).ad_day_report(ACME, WINDOW_START, WINDOW_START))
     assert keyed(one_day) == truth(emulator.catalogue, ACME, WINDOW_START, 1)
 
@@ -456,8 +446,11 @@ def test_a_redirect_is_not_followed_so_the_token_stays_home(
     catalogue: Catalogue, emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
 ) -> None:
     with tapped(catalogue) as elsewhere:
-        emulator.hook = lambda request, response: Response(
-            302, b"", content_type="text/plain", headers={"Location": elsewhere.url + request.path}
+        emulator.rewrite_answers(
+            ADVERTISER_INFO_PATH,
+            lambda query, envelope: Response(
+                302, b"", content_type="text/plain", headers={"Location": elsewhere.url + ADVERTISER_INFO_PATH}
+            ),
         )
         with pytest.raises(TikTokApiError, match="redirect"):
             make_client(emulator).advertiser_info([ACME])
