@@ -6,23 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
+from tiktok_amp_assets.demo import with_sigint_restored
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# A process started from a background shell inherits SIGINT ignored, and dagster dev then ignores
-# Ctrl-C and SIGTERM too: restore SIGINT, then exec the command (same pid). Unlike preexec_fn, this
-# is safe while the emulators' threads run in the test process.
-RESTORE_SIGINT = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
-)
 
 
 def start_process_group(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """``command`` in a process group of its own (for Ctrl-C), its output in ``log``."""
     with log.open("wb") as output:
         return subprocess.Popen(
-            [sys.executable, "-c", RESTORE_SIGINT, *command],
+            with_sigint_restored(command),
             cwd=PROJECT_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

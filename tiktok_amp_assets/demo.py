@@ -90,19 +90,25 @@ def main(argv: list[str] | None = None) -> int:
         return _run_dagster_dev(args.port, {**os.environ, **env})
 
 
+# A process started from a background shell inherits SIGINT ignored, and dagster dev then ignores
+# Ctrl-C and SIGTERM too: restore SIGINT, then exec the command (same pid). Unlike preexec_fn, this
+# is safe while the emulators' threads run in this process.
+_RESTORE_SIGINT = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+def with_sigint_restored(command: list[str]) -> list[str]:
+    """``command`` (an executable's path first) run so that it takes Ctrl-C whatever its parent ignored."""
+    return [sys.executable, "-c", _RESTORE_SIGINT, *command]
+
+
 def _run_dagster_dev(port: int, env: dict[str, str]) -> int:
     command = [
         sys.executable, "-m", "dagster", "dev",
         "-w", str(PROJECT_ROOT / "workspace.yaml"),
         "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
-    # dagster dev ignores SIGINT when it inherits SIG_IGN (a background shell): restore it.
     process = subprocess.Popen(
-        command,
-        cwd=PROJECT_ROOT,
-        env=env,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        with_sigint_restored(command), cwd=PROJECT_ROOT, env=env, start_new_session=True
     )
     try:
         return process.wait()
