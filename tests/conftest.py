@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tiktok_amp_assets.core.tiktok_contract import CLICKS, CONVERSIONS, IMPRESSIONS, SPEND
 from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
+from tiktok_amp_assets.core.tiktok_contract import CLICKS, CONVERSIONS, IMPRESSIONS, SPEND
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.catalogue import Catalogue, generate_catalogue
 from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
@@ -70,7 +70,10 @@ class Project:
         run_config = {"resources": resources} if resources else None
         if last is None or last == first:
             return job.execute_in_process(
-                partition_key=first.isoformat(), instance=self.instance, raise_on_error=raise_on_error, run_config=run_config
+                partition_key=first.isoformat(),
+                instance=self.instance,
+                raise_on_error=raise_on_error,
+                run_config=run_config,
             )
         return job.execute_in_process(
             tags={
@@ -105,7 +108,9 @@ class Project:
             if properties["stat_date"] != day.isoformat():
                 continue
             key = (properties["ad_account_id"], properties["ad_id"])
-            totals = sums.setdefault(key, dict.fromkeys(("cost", "impressions", "clicks", "conversions"), Decimal(0)))
+            totals = sums.setdefault(
+                key, dict.fromkeys(("cost", "impressions", "clicks", "conversions"), Decimal(0))
+            )
             for name in totals:
                 # str() of the JSON float gives the decimal the sender meant (12.3 for "12.30").
                 totals[name] += Decimal(str(properties.get(f"ad_metrics.{name}", 0)))

@@ -59,7 +59,9 @@ _LONE_SURROGATES = ("\ud83d", "\udc00", "\udfff")
 
 _texts = st.lists(
     st.one_of(
-        st.characters(), st.sampled_from(_LONE_SURROGATES), st.sampled_from(["-", " ", "\x00", "é", "%", "__CID__"])
+        st.characters(),
+        st.sampled_from(_LONE_SURROGATES),
+        st.sampled_from(["-", " ", "\x00", "é", "%", "__CID__"]),
     ),
     max_size=12,
 ).map("".join)
@@ -178,7 +180,9 @@ _any_reports = st.fixed_dictionaries(
                         {
                             "ad_id": st.one_of(_ids, _json_values),
                             "stat_time_day": st.one_of(
-                                st.just(f"{_STAT_DATE} 00:00:00"), st.just("2026-11-24 00:00:00"), _json_values
+                                st.just(f"{_STAT_DATE} 00:00:00"),
+                                st.just("2026-11-24 00:00:00"),
+                                _json_values,
                             ),
                         }
                     ).flatmap(_sometimes_without_keys),
@@ -231,7 +235,9 @@ def _assert_stored_and_sendable(rows: list[AdDayMetrics]) -> None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_well_formed_reports)
-def test_any_value_in_a_well_formed_report_gives_a_named_error_or_sendable_events(raw: dict[str, Any]) -> None:
+def test_any_value_in_a_well_formed_report_gives_a_named_error_or_sendable_events(
+    raw: dict[str, Any],
+) -> None:
     try:
         rows = normalize_account_day(raw)
     except ReportRowError as error:
@@ -262,9 +268,9 @@ FAST_TIKTOK = {"max_attempts": 2, "backoff_base_seconds": 0.01, "backoff_max_sec
 Change = Callable[[dict[str, Any], list[str]], "dict[str, Any] | Response"]
 
 
-
 def _refuse(constant: str) -> object:
     raise ValueError(f"{constant} is not JSON")
+
 
 def run(project: Project, first: date, last: date | None = None) -> dg.ExecuteInProcessResult:
     """The job for one day or a range, as a user runs it, with TikTok's back-off shortened."""
@@ -295,11 +301,17 @@ def on_report(project: Project, change: Change) -> list[str]:
 
 
 def pick_row(
-    envelope: dict[str, Any], touched: list[str], *, day: date = DAY, where: Callable[[dict[str, Any]], bool] = bool
+    envelope: dict[str, Any],
+    touched: list[str],
+    *,
+    day: date = DAY,
+    where: Callable[[dict[str, Any]], bool] = bool,
 ) -> dict[str, Any]:
     """The first row of ``day`` that satisfies ``where``, noted in ``touched``."""
     rows = envelope["data"]["list"]
-    row = next(row for row in rows if row["dimensions"]["stat_time_day"].startswith(day.isoformat()) and where(row))
+    row = next(
+        row for row in rows if row["dimensions"]["stat_time_day"].startswith(day.isoformat()) and where(row)
+    )
     touched.append(row["dimensions"]["ad_id"])
     return row
 
@@ -335,7 +347,9 @@ def assert_nothing_half_written(project: Project, day: date) -> None:
     assert not store.upload_results_path(day).exists()
     assert [path for path in project.data_dir.rglob("*") if path.name.endswith(".tmp")] == []
     assert project.amplitude.requests_count() == 0
-    assert day.isoformat() not in project.instance.get_materialized_partitions(dg.AssetKey("tiktok_ad_metrics"))
+    assert day.isoformat() not in project.instance.get_materialized_partitions(
+        dg.AssetKey("tiktok_ad_metrics")
+    )
 
 
 def _html_page(envelope: dict[str, Any], touched: list[str]) -> Response:
@@ -378,7 +392,14 @@ def _row_for_another_day(envelope: dict[str, Any], touched: list[str]) -> dict[s
         (_without_dimension("ad_id"), "field 'dimensions.ad_id'"),
         (_row_for_another_day, "field 'dimensions.stat_time_day'"),
     ],
-    ids=["html-page", "empty-page", "list-of-wrong-type", "row-without-day", "row-without-ad-id", "row-of-other-day"],
+    ids=[
+        "html-page",
+        "empty-page",
+        "list-of-wrong-type",
+        "row-without-day",
+        "row-without-ad-id",
+        "row-of-other-day",
+    ],
 )
 def test_a_malformed_answer_fails_its_account_by_name_and_keeps_the_other(
     project: Project, change: Change, named: str
@@ -497,7 +518,9 @@ def test_a_dash_for_a_metric_is_missing_and_left_out_of_the_event(project: Proje
     (ad_id,) = set(touched)
     (row,) = [row for row in ImportStore(project.data_dir).read_ad_metrics(DAY) if row.ad_id == ad_id]
     assert row.conversions is None and row.impressions is not None
-    (sent,) = [e for e in project.amplitude.counted_events(API_KEY) if e["event_properties"]["ad_id"] == ad_id]
+    (sent,) = [
+        e for e in project.amplitude.counted_events(API_KEY) if e["event_properties"]["ad_id"] == ad_id
+    ]
     properties = sent["event_properties"]
     assert "ad_metrics.conversions" not in properties
     assert {"ad_metrics.cost", "ad_metrics.impressions", "ad_metrics.clicks"} <= properties.keys()
@@ -507,7 +530,9 @@ def test_a_dash_for_a_metric_is_missing_and_left_out_of_the_event(project: Proje
 def test_a_dash_for_spend_that_the_account_total_counts_blocks_the_upload(project: Project) -> None:
     # "-" is missing, not zero: when TikTok's own account total has that spend, the day is incomplete.
     def dash(envelope: dict[str, Any], touched: list[str]) -> dict[str, Any]:
-        pick_row(envelope, touched, where=lambda row: row["metrics"]["spend"] != "0.00")["metrics"]["spend"] = "-"
+        pick_row(envelope, touched, where=lambda row: row["metrics"]["spend"] != "0.00")["metrics"][
+            "spend"
+        ] = "-"
         return envelope
 
     touched = on_report(project, dash)
@@ -522,7 +547,9 @@ def test_a_dash_for_spend_that_the_account_total_counts_blocks_the_upload(projec
     assert not check.passed
     assert f"(ad account {ACME} on {DAY})" in str(check.description)
     mismatches = check.metadata["mismatches"].value
-    assert [(mismatch["advertiser_id"], mismatch["stat_date"]) for mismatch in mismatches] == [(ACME, DAY.isoformat())]
+    assert [(mismatch["advertiser_id"], mismatch["stat_date"]) for mismatch in mismatches] == [
+        (ACME, DAY.isoformat())
+    ]
     assert project.amplitude.requests_count() == 0
     assert not ImportStore(project.data_dir).upload_results_path(DAY).exists()
 
@@ -542,7 +569,9 @@ def test_a_name_cut_mid_emoji_is_stored_exactly_and_sent_as_valid_text(project: 
     raw = ImportStore(project.data_dir).read_raw_report(DAY, ACME)
     names = [row["metrics"]["ad_name"] for row in raw["report_rows"] if row["dimensions"]["ad_id"] == ad_id]
     assert names == ["Sale \ud83d"]
-    (sent,) = [e for e in project.amplitude.counted_events(API_KEY) if e["event_properties"]["ad_id"] == ad_id]
+    (sent,) = [
+        e for e in project.amplitude.counted_events(API_KEY) if e["event_properties"]["ad_id"] == ad_id
+    ]
     assert sent["event_properties"]["ad_name"] == "Sale \ufffd"
     assert project.amplitude_sums(DAY) == project.tiktok_truth(DAY)
 
@@ -559,7 +588,9 @@ def test_an_unknown_account_is_named_and_nothing_reaches_amplitude(
     assert where == "tiktok_raw_reports"
     assert f"ad account {unknown}" in message and "40001" in message and "TIKTOK_ADVERTISER_IDS" in message
     assert f"Not imported for this account: {DAY}" in message
-    assert unknown not in {entry["advertiser_id"] for entry in project.tiktok.request_log if entry["path"] == REPORT_PATH}
+    assert unknown not in {
+        entry["advertiser_id"] for entry in project.tiktok.request_log if entry["path"] == REPORT_PATH
+    }
     assert project.amplitude.requests_count() == 0
 
 
@@ -596,7 +627,12 @@ def test_a_wrong_api_key_counts_nothing_and_the_next_run_delivers_everything(
         ("AMPLITUDE_API_KEY", "   ", "resources", "AMPLITUDE_API_KEY is empty"),
         ("TIKTOK_API_URL", "http://business-api.tiktok.com", "tiktok_raw_reports", "plain http://"),
         # Python reads the host as 127.0.0.1 (loopback, allowed), urllib3 as tiktok.example.
-        ("TIKTOK_API_URL", "http://tiktok.example\\@127.0.0.1:9", "tiktok_raw_reports", "without user:password@"),
+        (
+            "TIKTOK_API_URL",
+            "http://tiktok.example\\@127.0.0.1:9",
+            "tiktok_raw_reports",
+            "without user:password@",
+        ),
     ],
     ids=["amplitude-url-http", "amplitude-key-blank", "tiktok-url-http", "tiktok-url-two-hosts"],
 )

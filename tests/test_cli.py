@@ -32,7 +32,15 @@ def dagster_cli(project: Project, *args: str) -> subprocess.CompletedProcess[str
 def test_materialize_one_partition_and_a_range_from_the_cli(project: Project) -> None:
     day = date(2025, 3, 1)
     single = dagster_cli(
-        project, "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*", "--partition", day.isoformat()
+        project,
+        "asset",
+        "materialize",
+        "-m",
+        "tiktok_amp_assets.definitions",
+        "--select",
+        "*",
+        "--partition",
+        day.isoformat(),
     )
     assert single.returncode == 0, single.stderr[-3000:]
     assert project.amplitude_sums(day) == project.tiktok_truth(day)
@@ -49,10 +57,15 @@ def test_materialize_one_partition_and_a_range_from_the_cli(project: Project) ->
     for asset in ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results"):
         assert instance.get_materialized_partitions(dg.AssetKey(asset)) == expected
     for offset in range(1, 4):
-        assert project.amplitude_sums(day + timedelta(days=offset)) == project.tiktok_truth(day + timedelta(days=offset))
+        assert project.amplitude_sums(day + timedelta(days=offset)) == project.tiktok_truth(
+            day + timedelta(days=offset)
+        )
     # One run for the whole range, as a single-run backfill launches it.
     assert len(instance.get_runs()) == 2
-    assert all(event["event_properties"]["ad_platform"] == "tiktok" for event in project.amplitude.counted_events(API_KEY))
+    assert all(
+        event["event_properties"]["ad_platform"] == "tiktok"
+        for event in project.amplitude.counted_events(API_KEY)
+    )
 
 
 def test_the_workspace_loads_the_code_location(project: Project) -> None:

@@ -22,11 +22,15 @@ def test_missing_access_token_names_the_variable(project: Project, monkeypatch: 
 
 
 @pytest.mark.parametrize("ids", ["", "acme, 123", "7000000000000000001;7000000000000000002"])
-def test_malformed_advertiser_ids_name_the_variable(project: Project, monkeypatch: pytest.MonkeyPatch, ids: str) -> None:
+def test_malformed_advertiser_ids_name_the_variable(
+    project: Project, monkeypatch: pytest.MonkeyPatch, ids: str
+) -> None:
     monkeypatch.setenv("TIKTOK_ADVERTISER_IDS", ids)
     result = project.materialize(date(2025, 3, 1), raise_on_error=False)
     assert not result.success
-    message = next(event for event in result.all_events if event.is_step_failure).step_failure_data.error.message
+    message = next(
+        event for event in result.all_events if event.is_step_failure
+    ).step_failure_data.error.message
     assert "TIKTOK_ADVERTISER_IDS" in message
     assert project.tiktok.request_log == [], "no data should move with a bad configuration"
 
@@ -61,9 +65,11 @@ def _tick(settings: ProjectSettings, when: datetime) -> dg.RunRequest | dg.SkipR
     schedule = defs.resolve_schedule_def(SCHEDULE_NAME)
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     with dg.instance_for_test() as instance:
-        result = schedule.evaluate_tick(dg.build_schedule_context(
+        result = schedule.evaluate_tick(
+            dg.build_schedule_context(
                 scheduled_execution_time=when, instance=instance, repository_def=defs.get_repository_def()
-            ))
+            )
+        )
     return (result.run_requests or [None])[0] or result.skip_message
 
 

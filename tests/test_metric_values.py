@@ -18,7 +18,7 @@ from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
     [
         ("12.30", Decimal("12.30")),
         ("0.00", Decimal("0.00")),
-        ("0", Decimal("0")),
+        ("0", Decimal(0)),
         (" 7.05 ", Decimal("7.05")),
         ("1234567890.12", Decimal("1234567890.12")),
         (12, Decimal(12)),

@@ -47,7 +47,9 @@ def test_a_day_arrives_in_amplitude_exactly_once(project: Project) -> None:
     events = project.amplitude.counted_events(API_KEY)
     assert len(events) == len(truth)
     deleted_ad_ids = {ad.ad_id for ad in project.catalogue.ads.values() if ad.status == DELETE}
-    assert deleted_ad_ids & {event["event_properties"]["ad_id"] for event in events}, "deleted ads' spend is missing"
+    assert deleted_ad_ids & {event["event_properties"]["ad_id"] for event in events}, (
+        "deleted ads' spend is missing"
+    )
     for event in events:
         ad = project.catalogue.ads[event["event_properties"]["ad_id"]]
         advertiser = project.catalogue.advertisers[ad.advertiser_id]
@@ -139,7 +141,11 @@ def test_revised_figures_are_corrected_without_double_counting(project: Project)
     project.materialize(day)
     truth = project.tiktok_truth(day)
     (changed_account, changed_ad), (gone_account, gone_ad) = sorted(truth)[:2]
-    project.catalogue.restate(changed_ad, day, {"conversion": str(int(truth[(changed_account, changed_ad)]["conversions"]) + 5), "spend": "0.50"})
+    project.catalogue.restate(
+        changed_ad,
+        day,
+        {"conversion": str(int(truth[(changed_account, changed_ad)]["conversions"]) + 5), "spend": "0.50"},
+    )
     project.catalogue.restate(gone_ad, day, None)
 
     assert project.materialize(day).success
@@ -154,7 +160,9 @@ def test_revised_figures_are_corrected_without_double_counting(project: Project)
     assert len(project.amplitude.counted_events(API_KEY)) == counted
 
 
-def test_one_failing_account_is_named_and_the_other_is_kept(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_failing_account_is_named_and_the_other_is_kept(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     allowed, refused = project.advertiser_ids
     project.tiktok.access_tokens[TOKEN] = {allowed}
     day = day_with_deleted_spend(project)

@@ -428,7 +428,9 @@ def test_the_readme_production_commands_run_the_schedule_and_a_backfill_on_postg
         env,
         logs[0],
     )
-    daemon = start_process_group([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs[1])
+    daemon = start_process_group(
+        [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs[1]
+    )
     try:
         _wait_for(
             "the code location loaded in the webserver",

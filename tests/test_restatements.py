@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import dagster as dg
 import pytest
-
 from dagster._core.test_utils import freeze_time
 
 from tiktok_amp_assets.assets import DELIVERY_CHECK, RECONCILIATION_CHECK, TIMEZONE_CHECK
@@ -25,14 +24,20 @@ def restate_three_ads(project: Project, day: date) -> tuple[str, str, str]:
     truth = project.tiktok_truth(day)
     (_, more_conversions), (_, refunded), (_, gone) = sorted(truth)[:3]
     before = {ad_id: figures for (_, ad_id), figures in truth.items()}
-    project.catalogue.restate(more_conversions, day, {"conversion": str(int(before[more_conversions]["conversions"]) + 7)})
-    project.catalogue.restate(refunded, day, {"spend": str((before[refunded]["cost"] * Decimal("0.6")).quantize(Decimal("0.01")))})
+    project.catalogue.restate(
+        more_conversions, day, {"conversion": str(int(before[more_conversions]["conversions"]) + 7)}
+    )
+    project.catalogue.restate(
+        refunded, day, {"spend": str((before[refunded]["cost"] * Decimal("0.6")).quantize(Decimal("0.01")))}
+    )
     project.catalogue.restate(gone, day, None)
     return more_conversions, refunded, gone
 
 
 def check_result(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
-    return next(evaluation for evaluation in result.get_asset_check_evaluations() if evaluation.check_name == name)
+    return next(
+        evaluation for evaluation in result.get_asset_check_evaluations() if evaluation.check_name == name
+    )
 
 
 def test_the_next_scheduled_run_corrects_amplitude_to_the_new_figures(project: Project) -> None:
@@ -47,7 +52,9 @@ def test_the_next_scheduled_run_corrects_amplitude_to_the_new_figures(project: P
     assert rerun.success and check_result(rerun, DELIVERY_CHECK).passed
     assert project.amplitude_sums(DAY) == {**project.tiktok_truth(DAY), gone_key: ZERO}
     corrections = project.amplitude.counted_events(API_KEY)[counted_before:]
-    day_corrections = [event for event in corrections if event["event_properties"]["stat_date"] == DAY.isoformat()]
+    day_corrections = [
+        event for event in corrections if event["event_properties"]["stat_date"] == DAY.isoformat()
+    ]
     assert len(day_corrections) == 3
     assert all(event["event_properties"]["ad_metrics_correction"] is True for event in day_corrections)
     assert all(event["event_properties"]["ad_metrics_revision"] == 1 for event in day_corrections)
@@ -58,7 +65,9 @@ def test_the_next_scheduled_run_corrects_amplitude_to_the_new_figures(project: P
     assert changed, "the results should show the day's figures before and after"
     day_event = next(
         record.asset_materialization
-        for record in project.instance.fetch_materializations(dg.AssetKey("amplitude_upload_results"), limit=20).records
+        for record in project.instance.fetch_materializations(
+            dg.AssetKey("amplitude_upload_results"), limit=20
+        ).records
         if record.asset_materialization.partition == DAY.isoformat()
     )
     assert "changes" in day_event.metadata
@@ -70,7 +79,9 @@ def test_the_next_scheduled_run_corrects_amplitude_to_the_new_figures(project: P
     assert project.amplitude.requests_count() == requests
 
 
-def test_freeze_never_sends_changes_for_a_counted_day(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_freeze_never_sends_changes_for_a_counted_day(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TIKTOK_AMP_RESTATEMENT_POLICY", "freeze")
     project.rebuild()
     first_truth = project.tiktok_truth(DAY)
@@ -121,7 +132,7 @@ def test_freshness_check_fails_when_yesterday_is_missing_after_the_deadline(proj
     job = dg.define_asset_job("freshness_probe", selection=dg.AssetSelection.checks(*checks))
     defs = dg.Definitions.merge(project.defs, dg.Definitions(jobs=[job]))
     # 20:00 in Los Angeles on the day after DAY: DAY is complete and the 10:00 deadline has passed.
-    late = datetime.combine(DAY + timedelta(days=2), datetime.min.time(), timezone.utc) + timedelta(hours=4)
+    late = datetime.combine(DAY + timedelta(days=2), datetime.min.time(), UTC) + timedelta(hours=4)
     probe = defs.resolve_job_def("freshness_probe")
     with freeze_time(late):
         missing = probe.execute_in_process(instance=project.instance, raise_on_error=False)

@@ -6,7 +6,7 @@ Uses Dagster's own test utilities for the daemon (internal, version-pinned with 
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -33,12 +33,14 @@ def test_a_tick_imports_yesterday_and_the_lookback_window(project: Project, monk
     (tmp_path / "daemon_home").mkdir()
     with (
         dg.instance_for_test(
-            temp_dir=str(tmp_path / "daemon_home"), synchronous_run_coordinator=True, synchronous_run_launcher=True
+            temp_dir=str(tmp_path / "daemon_home"),
+            synchronous_run_coordinator=True,
+            synchronous_run_launcher=True,
         ) as instance,
         create_test_daemon_workspace_context(target, instance) as workspace,
     ):
         # The schedule is on by default: the first iteration sees it, the second crosses 06:00.
-        for moment in (datetime(2025, 3, 10, 5, 59, tzinfo=timezone.utc), datetime(2025, 3, 10, 6, 1, tzinfo=timezone.utc)):
+        for moment in (datetime(2025, 3, 10, 5, 59, tzinfo=UTC), datetime(2025, 3, 10, 6, 1, tzinfo=UTC)):
             with freeze_time(moment):
                 list(launch_scheduled_runs(workspace, logging.getLogger(__name__), moment, {}))
         runs = instance.get_runs()
@@ -46,7 +48,10 @@ def test_a_tick_imports_yesterday_and_the_lookback_window(project: Project, monk
         run = runs[0]
         assert run.status == dg.DagsterRunStatus.SUCCESS
         assert run.tags["dagster/schedule_name"] == SCHEDULE_NAME
-        assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
+        assert (
+            run.tags["dagster/asset_partition_range_start"],
+            run.tags["dagster/asset_partition_range_end"],
+        ) == (
             "2025-03-06",
             "2025-03-09",
         )

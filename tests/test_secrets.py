@@ -59,7 +59,11 @@ def _run(project: Project, first: date, last: date | None = None) -> dg.ExecuteI
     """The job with fast back-off, its secrets passed as users pass them: by environment variable."""
     fast = {"max_attempts": 4, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02}
     return project.materialize(
-        first, last, raise_on_error=False, tiktok_config=fast, amplitude_config={**fast, "throttle_pause_seconds": 0.01}
+        first,
+        last,
+        raise_on_error=False,
+        tiktok_config=fast,
+        amplitude_config={**fast, "throttle_pause_seconds": 0.01},
     )
 
 
@@ -188,7 +192,9 @@ def test_plain_http_is_allowed_for_loopback_only_unless_asked() -> None:
     for url in ("http://0.0.0.0:1", "http://10.1.2.3", "http://localhost.example", "http://[::ffff:8.8.8.8]"):
         with pytest.raises(InsecureUrlError, match="plain http://"):
             checked_base_url(url, variable="AMPLITUDE_API_URL")
-    allowed = AmplitudeResource(api_key=API_KEY, api_url="http://amplitude-proxy.internal", allow_insecure_http=True)
+    allowed = AmplitudeResource(
+        api_key=API_KEY, api_url="http://amplitude-proxy.internal", allow_insecure_http=True
+    )
     assert allowed.client(days=1).path == HTTP_V2_PATH
     with pytest.raises(ConfigurationError, match="plain http://"):
         AmplitudeResource(api_key=API_KEY, api_url="http://amplitude-proxy.internal").client(days=1)
@@ -214,7 +220,9 @@ def test_amplitude_redirects_are_not_followed_so_the_key_stays_home(status: int)
         with _RedirectingAmplitude(elsewhere.url + HTTP_V2_PATH, status) as proxy:
             client = AmplitudeClient(proxy.url, API_KEY, retry=FAST_RETRY)
             event = {"event_type": EVENT_TYPE, "device_id": "tiktok-ad-1", "insert_id": "tiktok-x", "time": 1}
-            with pytest.raises(AmplitudeApiError, match=f"HTTP {status} \\(a redirect, not followed\\)") as raised:
+            with pytest.raises(
+                AmplitudeApiError, match=f"HTTP {status} \\(a redirect, not followed\\)"
+            ) as raised:
                 list(client.send([event]))
             client.close()
         assert "AMPLITUDE_API_URL" in str(raised.value) and API_KEY not in str(raised.value)

@@ -179,8 +179,7 @@ def test_a_45_day_range_takes_two_report_windows(
     rows = list(client.ad_day_report(SAKURA, WINDOW_START, last))
     assert keyed(rows) == truth(emulator.catalogue, SAKURA, WINDOW_START, 45)
     windows = [
-        (entry["params"]["start_date"], entry["params"]["end_date"])
-        for entry in emulator.report_requests()
+        (entry["params"]["start_date"], entry["params"]["end_date"]) for entry in emulator.report_requests()
     ]
     # This account's first window holds more than 1,000 rows: two pages, so three calls for two windows.
     assert len(windows) == 3
@@ -312,7 +311,9 @@ def test_unusable_answers_are_retried(
         Response.json(200, {"code": 0, "message": "OK", "data": {}}),  # no data.list
         Response(200, b'{"code": 0, "message": "OK", "data": {"list": [{"advert'),
         # NaN is not JSON: taken as is, it would be stored and re-encoded as something else.
-        Response(200, b'{"code": 0, "message": "OK", "data": {"list": [{"advertiser_id": "1", "balance": NaN}]}}'),
+        Response(
+            200, b'{"code": 0, "message": "OK", "data": {"list": [{"advertiser_id": "1", "balance": NaN}]}}'
+        ),
     ]
 
     emulator.rewrite_answers(ADVERTISER_INFO_PATH, lambda query, envelope: garbled.pop(0), times=len(garbled))
@@ -449,7 +450,10 @@ def test_a_redirect_is_not_followed_so_the_token_stays_home(
         emulator.rewrite_answers(
             ADVERTISER_INFO_PATH,
             lambda query, envelope: Response(
-                302, b"", content_type="text/plain", headers={"Location": elsewhere.url + ADVERTISER_INFO_PATH}
+                302,
+                b"",
+                content_type="text/plain",
+                headers={"Location": elsewhere.url + ADVERTISER_INFO_PATH},
             ),
         )
         with pytest.raises(TikTokApiError, match="redirect"):

@@ -26,8 +26,8 @@ import dagster as dg
 import pytest
 import requests
 
-from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
+from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.faults import Fault

@@ -5,11 +5,10 @@ per day itself, and records metadata per partition. The work is done by the plai
 ``core``, the clients in ``clients`` and the store in ``storage``; this module only wires them.
 """
 
-
 from collections import defaultdict
-from contextlib import closing
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, time, timezone
+from contextlib import closing
+from datetime import UTC, date, datetime, time, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,8 +16,13 @@ import dagster as dg
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, ReportRowError, account_timezone, normalize_account_day
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
+from tiktok_amp_assets.core.ad_metrics import (
+    AdDayMetrics,
+    ReportRowError,
+    account_timezone,
+    normalize_account_day,
+)
 from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
 from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
@@ -68,7 +72,9 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         rows_per_day: dict[date, int] = defaultdict(int)
         with closing(_configured(lambda: tiktok.client(logger=context.log))) as client:
             infos, refused = _account_facts(client, advertiser_ids)
-            failures = {advertiser_id: f"{error}. {_not_imported(days)}" for advertiser_id, error in refused.items()}
+            failures = {
+                advertiser_id: f"{error}. {_not_imported(days)}" for advertiser_id, error in refused.items()
+            }
             for advertiser_id, info in infos.items():
                 stored = 0
                 try:
@@ -80,7 +86,10 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     # with the days left without its report (windows are stored in order).
                     failures[advertiser_id] = f"{error}. {_not_imported(days[stored:])}"
                     context.log.error(failures[advertiser_id])
-            run_figures = {"run_tiktok_calls": sum(client.calls.values()), "run_tiktok_retries": client.retries}
+            run_figures = {
+                "run_tiktok_calls": sum(client.calls.values()),
+                "run_tiktok_retries": client.retries,
+            }
         zones = {advertiser_id: account_timezone(info) for advertiser_id, info in infos.items()}
         if failures:
             raise dg.Failure(
@@ -114,7 +123,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     description=" ".join(mismatched.values()) or None,
                     metadata={"partitions_timezone": settings.timezone, "account_timezones": zones},
                 )
-            ]
+            ],
         )
 
     @dg.asset(
@@ -160,7 +169,9 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                             "tiktok-amp-assets if the value looks valid."
                         )
                     ) from None
-                mismatch = reconcile_account_day(advertiser_id, day, account_rows, raw.get(ACCOUNT_TOTALS_KEY))
+                mismatch = reconcile_account_day(
+                    advertiser_id, day, account_rows, raw.get(ACCOUNT_TOTALS_KEY)
+                )
                 if mismatch is not None:
                     mismatches.append(mismatch)
                 rows.extend(account_rows)
@@ -217,7 +228,11 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
     ) -> dg.MaterializeResult:
         days = partition_days(context)
-        client = None if amplitude.dry_run else _configured(lambda: amplitude.client(days=len(days), logger=context.log))
+        client = (
+            None
+            if amplitude.dry_run
+            else _configured(lambda: amplitude.client(days=len(days), logger=context.log))
+        )
         uploader = DayUploader(
             import_store.store(), client, policy=amplitude.restatement_policy, logger=context.log
         )
@@ -262,7 +277,9 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                         if undelivered
                         else None
                     ),
-                    metadata={"differences": dg.MetadataValue.json([m.as_record() for m in undelivered[:50]])},
+                    metadata={
+                        "differences": dg.MetadataValue.json([m.as_record() for m in undelivered[:50]])
+                    },
                 )
             ]
         )
@@ -278,7 +295,9 @@ def _configured(build: Any) -> Any:
         raise dg.Failure(description=str(error)) from None
 
 
-def _account_facts(client: TikTokClient, advertiser_ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def _account_facts(
+    client: TikTokClient, advertiser_ids: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Each account's ``advertiser/info`` item, and the accounts whose facts TikTok refused.
 
     One request serves up to 100 accounts; when TikTok refuses it, each account is asked on its
@@ -316,9 +335,11 @@ def _fetch_account_days(
         new_ad_ids = {str(row["dimensions"]["ad_id"]) for row in rows} - ads_by_id.keys()
         for item in client.ads(advertiser_id, new_ad_ids):
             if not _usable_id(item.get("ad_id")):
-                raise _malformed_answer(window, tiktok_api.AD_PATH, "ad_id", f"an item has {item.get('ad_id')!r}")
+                raise _malformed_answer(
+                    window, tiktok_api.AD_PATH, "ad_id", f"an item has {item.get('ad_id')!r}"
+                )
             ads_by_id[str(item["ad_id"])] = item
-        fetched_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
         for day in sorted(wanted):
             if not window_start <= day <= window_end:
                 continue
@@ -383,7 +404,9 @@ def _usable_id(value: object) -> bool:
     return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value).strip())
 
 
-def _malformed_answer(window: tuple[str, date, date], endpoint: str, field: str, problem: str) -> TikTokApiError:
+def _malformed_answer(
+    window: tuple[str, date, date], endpoint: str, field: str, problem: str
+) -> TikTokApiError:
     advertiser_id, first, last = window
     return TikTokApiError(
         accounts=[advertiser_id],
@@ -420,6 +443,7 @@ def _timezone_mismatches(zones: dict[str, str | None], partitions_timezone: str,
 def _same_offsets(zone_a: str, zone_b: str, day: date) -> bool:
     moments = [datetime.combine(day.replace(month=month, day=1), time(12)) for month in (1, 7)]
     return all(
-        moment.replace(tzinfo=ZoneInfo(zone_a)).utcoffset() == moment.replace(tzinfo=ZoneInfo(zone_b)).utcoffset()
+        moment.replace(tzinfo=ZoneInfo(zone_a)).utcoffset()
+        == moment.replace(tzinfo=ZoneInfo(zone_b)).utcoffset()
         for moment in moments
     )

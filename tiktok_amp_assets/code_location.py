@@ -63,4 +63,3 @@ def build_definitions(settings: ProjectSettings) -> dg.Definitions:
             "import_store": ImportStoreResource(base_dir=str(settings.data_dir)),
         },
     )
-

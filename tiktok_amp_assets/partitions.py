@@ -16,7 +16,9 @@ def daily_partitions(settings: ProjectSettings) -> dg.DailyPartitionsDefinition:
     account's own time zone). The partitions' time zone only decides when a day counts as over,
     so set it to the (westernmost) accounts' zone: then "yesterday" is complete for every account.
     """
-    return dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat(), timezone=settings.timezone)
+    return dg.DailyPartitionsDefinition(
+        start_date=settings.start_date.isoformat(), timezone=settings.timezone
+    )
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:

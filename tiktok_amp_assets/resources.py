@@ -29,10 +29,16 @@ class TikTokResource(dg.ConfigurableResource):
     """The TikTok API for Business: which ad accounts to read and how hard to push the API."""
 
     access_token: str = Field(repr=False, description="Long-term access token (TIKTOK_ACCESS_TOKEN).")
-    advertiser_ids: str = Field(description="Ad account ids to import, comma-separated (TIKTOK_ADVERTISER_IDS).")
+    advertiser_ids: str = Field(
+        description="Ad account ids to import, comma-separated (TIKTOK_ADVERTISER_IDS)."
+    )
     api_url: str = Field(default=tiktok_api.DEFAULT_API_URL, description="Base URL (TIKTOK_API_URL).")
-    requests_per_second: float = Field(default=10.0, gt=0, description="Request rate shared by a run's calls.")
-    max_attempts: int = Field(default=6, ge=1, description="Tries per request on rate limits and server errors.")
+    requests_per_second: float = Field(
+        default=10.0, gt=0, description="Request rate shared by a run's calls."
+    )
+    max_attempts: int = Field(
+        default=6, ge=1, description="Tries per request on rate limits and server errors."
+    )
     backoff_base_seconds: float = Field(default=1.0, ge=0)
     backoff_max_seconds: float = Field(default=60.0, ge=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -52,7 +58,9 @@ class TikTokResource(dg.ConfigurableResource):
     def client(self, logger: Any = None) -> TikTokClient:
         """A client for one run: its pacer is shared by every request the run makes."""
         if not self.access_token.strip():
-            raise ConfigurationError("TIKTOK_ACCESS_TOKEN is empty: set it to the app's long-term access token")
+            raise ConfigurationError(
+                "TIKTOK_ACCESS_TOKEN is empty: set it to the app's long-term access token"
+            )
         try:
             return TikTokClient(
                 checked_base_url(

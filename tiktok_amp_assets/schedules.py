@@ -1,6 +1,5 @@
 """The daily schedule: yesterday's partition, plus a trailing window of days TikTok may have revised."""
 
-
 from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -38,7 +37,9 @@ def build_daily_schedule(job: Any, settings: ProjectSettings) -> dg.ScheduleDefi
         today = context.scheduled_execution_time.astimezone(ZoneInfo(settings.timezone)).date()
         days = days_to_import(today - timedelta(days=1), settings)
         if days is None:
-            return dg.SkipReason(f"yesterday ({today - timedelta(days=1)}) is before the first partition {settings.start_date}")
+            return dg.SkipReason(
+                f"yesterday ({today - timedelta(days=1)}) is before the first partition {settings.start_date}"
+            )
         first, last = days
         if first == last:
             return dg.RunRequest(run_key=last.isoformat(), partition_key=last.isoformat())

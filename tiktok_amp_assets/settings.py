@@ -55,7 +55,9 @@ class ProjectSettings(BaseModel):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProjectSettings:
         env = os.environ if env is None else env
-        schedule_hour = _int_setting(env, SCHEDULE_HOUR_VAR, DEFAULT_SCHEDULE_HOUR, 0, 23, "an hour of the day")
+        schedule_hour = _int_setting(
+            env, SCHEDULE_HOUR_VAR, DEFAULT_SCHEDULE_HOUR, 0, 23, "an hour of the day"
+        )
         return cls(
             start_date=_date_setting(env, START_DATE_VAR, DEFAULT_START_DATE),
             timezone=_timezone_setting(env, TIMEZONE_VAR, DEFAULT_TIMEZONE),
@@ -70,7 +72,12 @@ class ProjectSettings(BaseModel):
             ),
             restatement_policy=_choice_setting(env, RESTATEMENT_POLICY_VAR, RESTATEMENT_POLICIES),
             lookback_days=_int_setting(
-                env, LOOKBACK_DAYS_VAR, DEFAULT_LOOKBACK_DAYS, 0, MAX_LOOKBACK_DAYS, "a number of days (0 disables)"
+                env,
+                LOOKBACK_DAYS_VAR,
+                DEFAULT_LOOKBACK_DAYS,
+                0,
+                MAX_LOOKBACK_DAYS,
+                "a number of days (0 disables)",
             ),
             data_dir=_data_dir_setting(env),
         )
@@ -88,7 +95,9 @@ def _date_setting(env: Mapping[str, str], name: str, default: date) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a date written YYYY-MM-DD, such as 2025-12-01; got {value!r}") from None
+        raise ConfigurationError(
+            f"{name} must be a date written YYYY-MM-DD, such as 2025-12-01; got {value!r}"
+        ) from None
 
 
 def _timezone_setting(env: Mapping[str, str], name: str, default: str) -> str:
@@ -111,7 +120,9 @@ def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high
     except ValueError:
         number = low - 1
     if not low <= number <= high:
-        raise ConfigurationError(f"{name} must be {meaning}, a whole number from {low} to {high}; got {value!r}")
+        raise ConfigurationError(
+            f"{name} must be {meaning}, a whole number from {low} to {high}; got {value!r}"
+        )
     return number
 
 

@@ -35,7 +35,13 @@ from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from tiktok_amp_assets.core.metric_values import MAX_COUNT, MetricParseError, MetricTotals, parse_count, parse_money
+from tiktok_amp_assets.core.metric_values import (
+    MAX_COUNT,
+    MetricParseError,
+    MetricTotals,
+    parse_count,
+    parse_money,
+)
 from tiktok_amp_assets.core.tiktok_contract import (
     CLICKS,
     CONVERSIONS,

@@ -8,7 +8,9 @@ from datetime import date, timedelta
 from tiktok_amp_assets.core.tiktok_contract import MAX_REPORT_SPAN_DAYS
 
 
-def report_windows(start: date, end: date, days_per_window: int = MAX_REPORT_SPAN_DAYS) -> Iterator[tuple[date, date]]:
+def report_windows(
+    start: date, end: date, days_per_window: int = MAX_REPORT_SPAN_DAYS
+) -> Iterator[tuple[date, date]]:
     """Consecutive inclusive ``(start, end)`` windows of at most ``days_per_window`` days covering ``start..end``.
 
     TikTok rejects a daily report spanning more than 30 days. Sources disagree on whether that

@@ -50,7 +50,9 @@ def top_campaigns_markdown(rows: Sequence[AdDayMetrics], limit: int = TOP_CAMPAI
         .sort_values("cost", ascending=False)
         .head(limit)
     )
-    header = "| account | campaign | cost | impressions | clicks | conversions |\n|---|---|---:|---:|---:|---:|\n"
+    header = (
+        "| account | campaign | cost | impressions | clicks | conversions |\n|---|---|---:|---:|---:|---:|\n"
+    )
     lines = [
         f"| {r.account} | {_cell(r.campaign)} | {r.cost} {r.currency} | {r.impressions} | {r.clicks} | {r.conversions} |"
         for r in top.itertuples()

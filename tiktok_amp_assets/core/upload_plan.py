@@ -64,6 +64,8 @@ class CountedAdDay:
 
     def last_payload(self) -> dict[str, Any]:
         return load_json(self.last_payload_json)
+
+
 EventKind = Literal["new", "correction", "removal"]
 
 
@@ -100,7 +102,12 @@ def plan_events(
             continue
         event = daily_ad_metrics_event(row, metrics=difference, revision=already.next_revision)
         planned.append(
-            PlannedEvent("correction", _ad_day_event(key, already.next_revision, difference, event), already.totals, current)
+            PlannedEvent(
+                "correction",
+                _ad_day_event(key, already.next_revision, difference, event),
+                already.totals,
+                current,
+            )
         )
     if policy == "correct":
         for key, already in sorted(counted.items()):
@@ -110,7 +117,10 @@ def plan_events(
             event = _correction_of(already.last_payload(), key, difference, already.next_revision)
             planned.append(
                 PlannedEvent(
-                    "removal", _ad_day_event(key, already.next_revision, difference, event), already.totals, MetricTotals.zero()
+                    "removal",
+                    _ad_day_event(key, already.next_revision, difference, event),
+                    already.totals,
+                    MetricTotals.zero(),
                 )
             )
     return planned
@@ -129,7 +139,9 @@ def _ad_day_event(key: AdDayKey, revision: int, totals: MetricTotals, event: dic
     )
 
 
-def _correction_of(previous: dict[str, Any], key: AdDayKey, metrics: MetricTotals, revision: int) -> dict[str, Any]:
+def _correction_of(
+    previous: dict[str, Any], key: AdDayKey, metrics: MetricTotals, revision: int
+) -> dict[str, Any]:
     """A correction built from the ad-day's last counted event, for an ad-day TikTok no longer
     reports: same ids, names and UTMs; figures and insert_id replaced."""
     event = copy.deepcopy(previous)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
-from collections.abc import Mapping
 
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay, PlannedEvent

@@ -47,7 +47,12 @@ class FaultInjector:
         rate: float = 0.0,
         *,
         seed: int = 0,
-        kinds: tuple[Fault, ...] = (Fault.RATE_LIMIT, Fault.SERVER_ERROR, Fault.HTTP_503, Fault.DROP_CONNECTION),
+        kinds: tuple[Fault, ...] = (
+            Fault.RATE_LIMIT,
+            Fault.SERVER_ERROR,
+            Fault.HTTP_503,
+            Fault.DROP_CONNECTION,
+        ),
         slow_seconds: float = 2.0,
     ) -> None:
         if not 0.0 <= rate <= 1.0:

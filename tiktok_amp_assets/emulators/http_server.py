@@ -148,7 +148,9 @@ class _Server(ThreadingHTTPServer):
 class EmulatorServer:
     """Base class: a real HTTP server on loopback running in a background thread."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, faults: FaultInjector | None = None) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, faults: FaultInjector | None = None
+    ) -> None:
         self.faults = faults or FaultInjector()
         self._host = host
         self._port = port
@@ -174,7 +176,12 @@ class EmulatorServer:
 
     def start(self) -> Self:
         self._server = _Server((self._host, self._port), self)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=type(self).__name__,
+            daemon=True,
+        )
         self._thread.start()
         return self
 

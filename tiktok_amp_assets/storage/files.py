@@ -11,7 +11,6 @@ from typing import Any
 
 from tiktok_amp_assets.core.json_codec import dump_json, load_json
 
-
 TEMP_SUFFIX = ".tmp"
 
 

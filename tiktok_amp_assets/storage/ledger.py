@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -154,7 +154,17 @@ class AmplitudeLedger:
                 f"WHERE status = 'acknowledged' AND stat_date IN ({placeholders}) ORDER BY revision",
                 days,
             ).fetchall()
-        for advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions, payload in rows:
+        for (
+            advertiser_id,
+            ad_id,
+            stat_date,
+            revision,
+            cost,
+            impressions,
+            clicks,
+            conversions,
+            payload,
+        ) in rows:
             key = (advertiser_id, ad_id, date.fromisoformat(stat_date))
             totals = MetricTotals(Decimal(cost), impressions, clicks, conversions)
             before = counted.get(key)
@@ -165,17 +175,21 @@ class AmplitudeLedger:
 
 
 def _ad_day_event(row: tuple[Any, ...]) -> AdDayEvent:
-    insert_id, advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions, payload = row
+    insert_id, advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions, payload = (
+        row
+    )
     return AdDayEvent(
         insert_id=insert_id,
         advertiser_id=advertiser_id,
         ad_id=ad_id,
         stat_date=date.fromisoformat(stat_date),
         revision=revision,
-        totals=MetricTotals(cost=Decimal(cost), impressions=impressions, clicks=clicks, conversions=conversions),
+        totals=MetricTotals(
+            cost=Decimal(cost), impressions=impressions, clicks=clicks, conversions=conversions
+        ),
         payload=load_json(payload),
     )
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
