@@ -6,7 +6,7 @@ Uses Dagster's own test utilities for the daemon (internal, version-pinned with 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg

@@ -8,7 +8,7 @@ per day itself, and records metadata per partition. The work is done by the plai
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from datetime import UTC, date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 

@@ -335,8 +335,8 @@ class AmplitudeClient:
         ]
         if not any(is_throttled):  # a 429 that names nothing: all of it waits
             is_throttled = [True] * len(batch.events)
-        throttled = [event for event, flag in zip(batch.events, is_throttled) if flag]
-        rest = [event for event, flag in zip(batch.events, is_throttled) if not flag]
+        throttled = [event for event, flag in zip(batch.events, is_throttled, strict=True) if flag]
+        rest = [event for event, flag in zip(batch.events, is_throttled, strict=True) if not flag]
         delay = self._next_delay(batch, batch.records[-1])
         pause = max(self._throttle_pause, delay)
         resume_at = self._clock() + pause
