@@ -30,7 +30,7 @@ from pathlib import Path
 from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.core.report_windows import report_windows
-from tiktok_amp_assets.demo import demo_environment
+from tiktok_amp_assets.demo import demo_environment, prepare_home
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.catalogue import DEFAULT_ADVERTISERS, Catalogue, generate_catalogue
 from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
@@ -127,8 +127,7 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
     advertiser_ids = sorted(catalogue.advertisers)
     first = LAST_DAY - timedelta(days=workload.days - 1)
     home = Path(tempfile.mkdtemp(prefix=f"bench-{workload.name}-"))
-    (home / "dagster_home").mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    prepare_home(home)
     with (
         TikTokEmulator(catalogue, access_tokens={TOKEN: None}) as tiktok,
         AmplitudeEmulator(api_keys={API_KEY}) as amplitude,

@@ -30,7 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
-from tiktok_amp_assets.demo import demo_environment
+from tiktok_amp_assets.demo import demo_environment, prepare_home
 from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_assets.emulators.catalogue import Catalogue, generate_catalogue
 from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
@@ -232,8 +232,7 @@ def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int) -> Rep
     advertiser_ids = sorted(catalogue.advertisers)
     day_list = [FIRST_DAY + timedelta(days=offset) for offset in range(days)]
     home = Path(tempfile.mkdtemp(prefix="reliability-"))
-    (home / "dagster_home").mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    prepare_home(home)
     logs = home / "logs"
     logs.mkdir()
     config = home / "run_config.yaml"

@@ -1,5 +1,5 @@
-"""Starting a server the tests need (dagster dev, the demo, the daemon) as an operator would, and
-stopping it with every process it spawned."""
+"""Starting a server the tests need (dagster dev, the demo, the daemon) as an operator would, asking
+its GraphQL API, and stopping it with every process it spawned."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import requests
 
 from tiktok_amp_assets.demo import with_sigint_restored
 
@@ -25,6 +28,17 @@ def start_process_group(command: list[str], env: dict[str, str], log: Path) -> s
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def dagster_graphql(base_url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``query`` against a running Dagster webserver's GraphQL API; its ``data``, or a failed test."""
+    response = requests.post(
+        f"{base_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body["errors"]
+    return body["data"]
 
 
 def process_table() -> dict[int, tuple[int, int]]:

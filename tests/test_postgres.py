@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from .conftest import Project
-from .processes import start_process_group, stop_process_tree
+from .processes import dagster_graphql, start_process_group, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
@@ -356,15 +356,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    import requests
-
-    response = requests.post(
-        f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
+    return dagster_graphql(f"http://127.0.0.1:{port}", query, variables)
 
 
 def _wait_for(what: str, check, timeout: float, logs: list[Path]) -> Any:

@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 import requests
 
-from .processes import start_process_group, stop_process_tree
+from .processes import dagster_graphql, start_process_group, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui_browser"
@@ -88,13 +88,7 @@ class Demo:
         return f"http://127.0.0.1:{self.port}"
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = requests.post(
-            f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
-        )
-        response.raise_for_status()
-        body = response.json()
-        assert "errors" not in body, body["errors"]
-        return body["data"]
+        return dagster_graphql(self.url, query, variables)
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""

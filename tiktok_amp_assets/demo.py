@@ -27,6 +27,12 @@ DEMO_START_DATE = "2026-09-01"
 DEMO_TIMEZONE = "America/Los_Angeles"
 
 
+def prepare_home(home: Path) -> None:
+    """A folder for a Dagster instance on the embedded default (``home/dagster_home``, SQLite)."""
+    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+
+
 def demo_environment(
     home: Path,
     tiktok_url: str,
@@ -65,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = args.home.resolve()
-    (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    prepare_home(home)
 
     catalogue = generate_catalogue()
     advertiser_ids = sorted(catalogue.advertisers)

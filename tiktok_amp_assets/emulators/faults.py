@@ -70,10 +70,6 @@ class FaultInjector:
         with self._lock:
             self._scripted.extend([fault] * count)
 
-    def set_rate(self, rate: float) -> None:
-        with self._lock:
-            self.rate = rate
-
     def draw(self, request: Request) -> Fault | None:
         if request.path.startswith(CONTROL_PATH_PREFIX):
             return None
