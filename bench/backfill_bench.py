@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.catalogue import DEFAULT_ADVERTISERS, Catalogue, generate_catalogue
+from tiktok_amp_emulators.demo import demo_environment, prepare_home
+from tiktok_amp_emulators.tiktok_server import TikTokEmulator
+
 from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.core.report_windows import report_windows
-from tiktok_amp_assets.demo import demo_environment, prepare_home
-from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_assets.emulators.catalogue import DEFAULT_ADVERTISERS, Catalogue, generate_catalogue
-from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"

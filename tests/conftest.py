@@ -10,12 +10,12 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.catalogue import Catalogue, generate_catalogue
+from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
 from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
 from tiktok_amp_assets.core.tiktok_contract import CLICKS, CONVERSIONS, IMPRESSIONS, SPEND
-from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_assets.emulators.catalogue import Catalogue, generate_catalogue
-from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
 from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tiktok_amp_assets.settings import ProjectSettings
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-from tiktok_amp_assets.demo import with_sigint_restored
+from tiktok_amp_emulators.demo import with_sigint_restored
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

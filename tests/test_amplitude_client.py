@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 import requests
+from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.faults import Fault, FaultInjector
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, AmplitudeClient, Delivery
 from tiktok_amp_assets.clients.http import RetryPolicy
@@ -28,8 +30,6 @@ from tiktok_amp_assets.core.amplitude_contract import (
     HTTP_V2_MAX_EVENTS,
     HTTP_V2_PATH,
 )
-from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
 
 API_KEY = "client-test-key-7c1e9a3b5d"
 UNKNOWN_KEY = "unknown-key-2f4e6a8c0b"

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+from tiktok_amp_emulators.amplitude_server import DEFAULT_API_KEY, AmplitudeEmulator
+from tiktok_amp_emulators.faults import Fault, FaultInjector
+from tiktok_amp_emulators.http_server import Request
 
 from tiktok_amp_assets.core.amplitude_contract import (
     BATCH_DAILY_QUOTA_PER_ID,
@@ -26,9 +29,6 @@ from tiktok_amp_assets.core.amplitude_contract import (
     HTTP_V2_MAX_EVENTS,
     HTTP_V2_PATH,
 )
-from tiktok_amp_assets.emulators.amplitude_server import DEFAULT_API_KEY, AmplitudeEmulator
-from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
-from tiktok_amp_assets.emulators.http_server import Request
 
 PROJECT_B_KEY = "project-b-key"
 SECRET_KEY = "sEcReT-ampl1tude-key-4711"

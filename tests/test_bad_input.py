@@ -26,6 +26,7 @@ import dagster as dg
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from tiktok_amp_emulators.http_server import Response
 
 from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, ReportRowError, normalize_account_day
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE, MAX_STRING_LENGTH
@@ -40,7 +41,6 @@ from tiktok_amp_assets.core.tiktok_contract import (
 )
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.core.utms import UTM_KEYS
-from tiktok_amp_assets.emulators.http_server import Response
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 from .conftest import API_KEY, Project

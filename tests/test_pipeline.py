@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
+from tiktok_amp_emulators.catalogue import DELETE
 
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE
-from tiktok_amp_assets.emulators.catalogue import DELETE
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 from .conftest import API_KEY, TOKEN, Project

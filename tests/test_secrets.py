@@ -30,6 +30,9 @@ from typing import Any
 import dagster as dg
 import pytest
 import urllib3
+from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.faults import Fault
+from tiktok_amp_emulators.http_server import Request, Response
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, AmplitudeClient
 from tiktok_amp_assets.clients.http import InsecureUrlError, RetryPolicy, checked_base_url
@@ -37,9 +40,6 @@ from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
 from tiktok_amp_assets.code_location import build_definitions
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE, HTTP_V2_PATH
 from tiktok_amp_assets.core.tiktok_contract import ACCESS_TOKEN_HEADER, ADVERTISER_INFO_PATH
-from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_assets.emulators.faults import Fault
-from tiktok_amp_assets.emulators.http_server import Request, Response
 from tiktok_amp_assets.resources import AmplitudeResource, TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore

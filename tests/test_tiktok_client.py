@@ -18,6 +18,10 @@ from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from tiktok_amp_emulators.catalogue import DELETE, AdvertiserSpec, Catalogue, generate_catalogue
+from tiktok_amp_emulators.faults import Fault, FaultInjector
+from tiktok_amp_emulators.http_server import Request, Response
+from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
 from tiktok_amp_assets.clients.http import InsecureUrlError, RequestPacer, RetryPolicy, checked_base_url
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
@@ -29,10 +33,6 @@ from tiktok_amp_assets.core.tiktok_contract import (
     PERFORMANCE_METRICS,
     REPORT_PATH,
 )
-from tiktok_amp_assets.emulators.catalogue import DELETE, AdvertiserSpec, Catalogue, generate_catalogue
-from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
-from tiktok_amp_assets.emulators.http_server import Request, Response
-from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
 from tiktok_amp_assets.resources import TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError
 

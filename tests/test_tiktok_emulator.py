@@ -16,6 +16,16 @@ from typing import Any
 
 import pytest
 import requests
+from tiktok_amp_emulators.catalogue import (
+    DELETE,
+    DISABLE,
+    LONG_NAME_LENGTH,
+    AdvertiserSpec,
+    Catalogue,
+    generate_catalogue,
+)
+from tiktok_amp_emulators.faults import Fault, FaultInjector
+from tiktok_amp_emulators.tiktok_server import DEFAULT_ACCESS_TOKEN, HEALTH_PATH, TikTokEmulator
 
 from tiktok_amp_assets.core.tiktok_contract import (
     AD_PATH,
@@ -28,16 +38,6 @@ from tiktok_amp_assets.core.tiktok_contract import (
     PERFORMANCE_METRICS,
     REPORT_PATH,
 )
-from tiktok_amp_assets.emulators.catalogue import (
-    DELETE,
-    DISABLE,
-    LONG_NAME_LENGTH,
-    AdvertiserSpec,
-    Catalogue,
-    generate_catalogue,
-)
-from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
-from tiktok_amp_assets.emulators.tiktok_server import DEFAULT_ACCESS_TOKEN, HEALTH_PATH, TikTokEmulator
 
 ACME = "7000000000000000001"
 SAKURA = "7000000000000000002"

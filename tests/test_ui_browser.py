@@ -120,7 +120,7 @@ def demo() -> Iterator[Demo]:
     port, tiktok_port, amplitude_port = _free_ports(3)
     log = home / "demo.log"
     command = [
-        sys.executable, "-m", "tiktok_amp_assets.demo", "--home", str(home),
+        sys.executable, "-m", "tiktok_amp_emulators.demo", "--home", str(home),
         "--port", str(port), "--tiktok-port", str(tiktok_port), "--amplitude-port", str(amplitude_port),
     ]  # fmt: skip
     env = {name: value for name, value in os.environ.items() if name != "DAGSTER_HOME"}

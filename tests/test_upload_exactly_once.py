@@ -25,12 +25,12 @@ from typing import Any
 import dagster as dg
 import pytest
 import requests
+from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.faults import Fault
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
-from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_assets.emulators.faults import Fault
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.upload import DayUploader
 

@@ -14,7 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tiktok_amp_assets.emulators.http_server import Request
+    from tiktok_amp_emulators.http_server import Request
 
 # Paths under this prefix are the emulators' own read-back endpoints: never faulted.
 CONTROL_PATH_PREFIX = "/emulator/"

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 
-from tiktok_amp_assets.emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_assets.emulators.catalogue import generate_catalogue
-from tiktok_amp_assets.emulators.tiktok_server import TikTokEmulator
+from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.catalogue import generate_catalogue
+from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The demo's instance and workspace files travel with the package, so the demo runs from a wheel too.
+INSTANCE_FILES = files("tiktok_amp_emulators") / "instance"
 DEMO_TOKEN = "emulator-token"
 DEMO_API_KEY = "emulator-api-key"
 # Fixed, like a real deployment's: partitions never shift between demo sessions.
@@ -28,9 +29,11 @@ DEMO_TIMEZONE = "America/Los_Angeles"
 
 
 def prepare_home(home: Path) -> None:
-    """A folder for a Dagster instance on the embedded default (``home/dagster_home``, SQLite)."""
+    """A folder for a Dagster instance on the embedded default (``home/dagster_home``, SQLite) and
+    the workspace file that loads the installed code location (``home/workspace.yaml``)."""
     (home / "dagster_home").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster_home" / "dagster.yaml")
+    (home / "dagster_home" / "dagster.yaml").write_bytes((INSTANCE_FILES / "dagster.yaml").read_bytes())
+    (home / "workspace.yaml").write_bytes((INSTANCE_FILES / "workspace.yaml").read_bytes())
 
 
 def demo_environment(
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  export {name}={value}")
             return _wait_for_interrupt()
         print(f"Dagster UI:          http://127.0.0.1:{args.port}  (Ctrl-C stops everything)")
-        return _run_dagster_dev(args.port, {**os.environ, **env})
+        return _run_dagster_dev(home, args.port, {**os.environ, **env})
 
 
 # A process started from a background shell inherits SIGINT ignored, and dagster dev then ignores
@@ -106,15 +109,14 @@ def with_sigint_restored(command: list[str]) -> list[str]:
     return [sys.executable, "-c", _RESTORE_SIGINT, *command]
 
 
-def _run_dagster_dev(port: int, env: dict[str, str]) -> int:
+def _run_dagster_dev(home: Path, port: int, env: dict[str, str]) -> int:
     command = [
         sys.executable, "-m", "dagster", "dev",
-        "-w", str(PROJECT_ROOT / "workspace.yaml"),
+        "-w", str(home / "workspace.yaml"),
         "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        with_sigint_restored(command), cwd=PROJECT_ROOT, env=env, start_new_session=True
-    )
+    # From the demo's own folder: no dagster.yaml there but the instance's, so Dagster sees one instance.
+    process = subprocess.Popen(with_sigint_restored(command), cwd=home, env=env, start_new_session=True)
     try:
         return process.wait()
     except KeyboardInterrupt:

@@ -41,8 +41,8 @@ from tiktok_amp_assets.core.amplitude_contract import (
     MIN_ID_LENGTH,
 )
 from tiktok_amp_assets.core.json_codec import load_json
-from tiktok_amp_assets.emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
-from tiktok_amp_assets.emulators.http_server import EmulatorServer, Request, Response
+from tiktok_amp_emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
+from tiktok_amp_emulators.http_server import EmulatorServer, Request, Response
 
 log = logging.getLogger(__name__)
 

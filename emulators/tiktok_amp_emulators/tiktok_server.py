@@ -66,7 +66,7 @@ from tiktok_amp_assets.core.tiktok_contract import (
     SPEND,
     STAT_TIME_DAY_FORMAT,
 )
-from tiktok_amp_assets.emulators.catalogue import (
+from tiktok_amp_emulators.catalogue import (
     DELETE,
     DISABLE,
     ENABLE,
@@ -78,8 +78,8 @@ from tiktok_amp_assets.emulators.catalogue import (
     Performance,
     format_spend,
 )
-from tiktok_amp_assets.emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
-from tiktok_amp_assets.emulators.http_server import EmulatorServer, Request, Response
+from tiktok_amp_emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
+from tiktok_amp_emulators.http_server import EmulatorServer, Request, Response
 
 DEFAULT_ACCESS_TOKEN = "emulator-token"
 HEALTH_PATH = f"{CONTROL_PATH_PREFIX}health"

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from tiktok_amp_assets.emulators.faults import Fault, FaultInjector
+from tiktok_amp_emulators.faults import Fault, FaultInjector
 
 log = logging.getLogger(__name__)
 
