@@ -15,12 +15,14 @@ from tiktok_amp_emulators.demo import with_sigint_restored
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_process_group(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_process_group(
+    command: list[str], env: dict[str, str], log: Path, *, cwd: Path = PROJECT_ROOT
+) -> subprocess.Popen[bytes]:
     """``command`` in a process group of its own (for Ctrl-C), its output in ``log``."""
     with log.open("wb") as output:
         return subprocess.Popen(
             with_sigint_restored(command),
-            cwd=PROJECT_ROOT,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=output,

@@ -1,0 +1,407 @@
+"""Client of the TikTok API for Business v1.3: reports, ad metadata and account facts.
+
+Answers are returned as TikTok sent them (plain dicts, metric values still the strings TikTok
+wrote), so the raw asset can keep them as received and parsing stays in ``core``; only the
+envelope and paging fields are validated here, with pydantic.
+
+Failure rules (``shared/specs/tiktok_business_api.md``): rate limits, server errors, timeouts,
+dropped connections, truncated or non-JSON bodies are retried with back-off; auth, permission and
+parameter codes, and HTTP statuses other than 429 and 5xx, fail at once, since retrying cannot
+help. Every error names the account(s), the endpoint, the code and what to do, never the token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import date
+from typing import Any
+
+import requests
+from pydantic import BaseModel, ValidationError
+
+from tiktok_amp_assets.clients.http import RequestPacer, RetryPolicy, certificate_hint, is_certificate_error
+from tiktok_amp_assets.core import tiktok_contract as api
+from tiktok_amp_assets.core.report_windows import report_windows
+
+log = logging.getLogger(__name__)
+
+
+class TikTokApiError(RuntimeError):
+    """TikTok refused a request, or kept failing after every retry.
+
+    The message names the account(s), the endpoint, the code and what to do; it never contains the
+    access token (the token only ever travels in a request header).
+    """
+
+    def __init__(
+        self, *, accounts: Sequence[str], endpoint: str, code: int | None, detail: str, hint: str
+    ) -> None:
+        self.accounts = tuple(accounts)
+        self.endpoint = endpoint
+        self.code = code
+        self.detail = detail
+        self.hint = hint
+        code_text = f" (code {code})" if code is not None else ""
+        super().__init__(
+            f"{_accounts_label(self.accounts)}: {endpoint} failed{code_text}: {detail}. What to do: {hint}"
+        )
+
+
+class _TransientError(Exception):
+    """A failure worth retrying: rate limit, server error, timeout, reset, garbled answer."""
+
+    def __init__(self, reason: str, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code  # TikTok's code when the answer had one, for the final error
+
+
+# Transport failures that a later try can cure. ChunkedEncodingError is what requests raises for
+# a body cut short (fewer bytes than Content-Length); ContentDecodingError for a garbled gzip body.
+_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+# What an HTTP header value may hold, checked up front: requests would otherwise raise an error
+# that quotes the header value, the token, in its message.
+_HEADER_SAFE_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+class _PageInfo(BaseModel):
+    page: int
+    page_size: int
+    total_number: int
+    total_page: int
+
+
+class _Envelope(BaseModel):
+    code: int
+    message: str = ""
+    request_id: str | None = None
+    data: dict[str, Any] | None = None
+
+
+class _ListData(BaseModel):
+    list: list[dict[str, Any]]
+    page_info: _PageInfo | None = None  # on paged endpoints; advertiser/info/ has none
+
+
+# A page count that changes while paging means rows moved under us: start the window again.
+MAX_PAGINATION_RESTARTS = 3
+
+
+class TikTokClient:
+    """One run's connection to TikTok: a session holding the token, a retry policy and a pacer.
+
+    ``calls`` counts successful answers per path and ``retries`` the retried attempts, for the
+    run's metadata. ``page_size`` is TikTok's maximum by default (fewest calls); tests lower it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        *,
+        retry: RetryPolicy | None = None,
+        pacer: RequestPacer | None = None,
+        timeout_seconds: float = 60.0,
+        page_size: int = api.MAX_PAGE_SIZE,
+        sleep: Callable[[float], None] = time.sleep,
+        logger: logging.Logger | Any = None,
+    ) -> None:
+        if not _HEADER_SAFE_TOKEN.fullmatch(access_token):
+            raise ValueError(
+                "the access token is empty or holds spaces, line breaks or non-ASCII characters, which an "
+                "HTTP header cannot carry: set TIKTOK_ACCESS_TOKEN to the token exactly as TikTok issued it"
+            )
+        if not 1 <= page_size <= api.MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {api.MAX_PAGE_SIZE}, got {page_size}")
+        self._base_url = base_url.rstrip("/")
+        self._session = requests.Session()
+        self._session.headers[api.ACCESS_TOKEN_HEADER] = access_token
+        self._retry = retry or RetryPolicy()
+        self._pacer = pacer
+        self._timeout = timeout_seconds
+        self._page_size = page_size
+        self._sleep = sleep
+        self._log = logger or log
+        self._rng = random.Random()
+        self.calls: Counter[str] = Counter()  # successful answers per endpoint path
+        self.retries = 0
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- endpoints ------------------------------------------------------------------------------
+
+    def advertiser_info(self, advertiser_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """``advertiser/info/`` items (time zone, currency, name) for the given accounts."""
+        ids = list(advertiser_ids)
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(ids), api.MAX_FILTER_IDS):
+            chunk = ids[start : start + api.MAX_FILTER_IDS]
+            data = self._get(
+                api.ADVERTISER_INFO_PATH,
+                {"advertiser_ids": chunk, "fields": list(api.ADVERTISER_FIELDS)},
+                accounts=chunk,
+            )
+            items.extend(data.list)
+        found = {str(item.get("advertiser_id")) for item in items}
+        missing = [advertiser_id for advertiser_id in ids if advertiser_id not in found]
+        if missing:
+            raise TikTokApiError(
+                accounts=missing,
+                endpoint=api.ADVERTISER_INFO_PATH,
+                code=None,
+                detail=f"TikTok returned no account facts for {', '.join(missing)}",
+                hint="check the ids in TIKTOK_ADVERTISER_IDS and that the token can access them",
+            )
+        return items
+
+    def ad_day_report(self, advertiser_id: str, start: date, end: date) -> Iterator[dict[str, Any]]:
+        """Every ad-level daily row from ``start`` to ``end`` (inclusive), deleted ads included.
+
+        The range is cut into the fewest windows TikTok allows; rows are yielded window by window,
+        so a caller can keep memory bounded by one window.
+        """
+        for window_start, window_end in report_windows(start, end):
+            yield from self._all_pages(
+                api.REPORT_PATH,
+                advertiser_id,
+                {
+                    "advertiser_id": advertiser_id,
+                    "report_type": api.REPORT_TYPE,
+                    "data_level": api.AD_DATA_LEVEL,
+                    "dimensions": list(api.AD_DAY_DIMENSIONS),
+                    "metrics": list(api.AD_REPORT_METRICS),
+                    "start_date": window_start.isoformat(),
+                    "end_date": window_end.isoformat(),
+                    # Without this TikTok silently drops the rows of deleted ads, and their spend.
+                    "filtering": api.AD_STATUS_ALL_FILTER,
+                },
+            )
+
+    def account_day_totals(self, advertiser_id: str, start: date, end: date) -> list[dict[str, Any]]:
+        """Account-level daily rows (``AUCTION_ADVERTISER``) from ``start`` to ``end``: TikTok's own
+        totals, against which the ad-level rows are reconciled."""
+        rows: list[dict[str, Any]] = []
+        for window_start, window_end in report_windows(start, end):
+            rows.extend(
+                self._all_pages(
+                    api.REPORT_PATH,
+                    advertiser_id,
+                    {
+                        "advertiser_id": advertiser_id,
+                        "report_type": api.REPORT_TYPE,
+                        "data_level": api.ADVERTISER_DATA_LEVEL,
+                        "dimensions": list(api.ADVERTISER_DAY_DIMENSIONS),
+                        "metrics": list(api.PERFORMANCE_METRICS),
+                        "start_date": window_start.isoformat(),
+                        "end_date": window_end.isoformat(),
+                    },
+                )
+            )
+        return rows
+
+    def ads(self, advertiser_id: str, ad_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """``ad/get/`` items for exactly these ads, deleted ones included.
+
+        Only the ids asked for are fetched (a report names few of an account's ads), in chunks of
+        the 100 ids TikTok's filter takes. Without ``primary_status`` = ``STATUS_ALL`` TikTok leaves
+        deleted ads out, and their spend would arrive without names or UTMs.
+        """
+        ids = sorted(set(ad_ids))
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(ids), api.MAX_FILTER_IDS):
+            chunk = ids[start : start + api.MAX_FILTER_IDS]
+            items.extend(
+                self._all_pages(
+                    api.AD_PATH,
+                    advertiser_id,
+                    {
+                        "advertiser_id": advertiser_id,
+                        "fields": list(api.AD_FIELDS),
+                        "filtering": {"ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
+                    },
+                )
+            )
+        return items
+
+    # -- paging ---------------------------------------------------------------------------------
+
+    def _all_pages(self, path: str, advertiser_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """All pages of one listing, read again from page 1 if TikTok's page count moves while paging."""
+        for _read in range(MAX_PAGINATION_RESTARTS + 1):
+            rows = self._read_pages(path, advertiser_id, params)
+            if rows is not None:
+                return rows
+        raise TikTokApiError(
+            accounts=[advertiser_id],
+            endpoint=path,
+            code=None,
+            detail=f"the row count kept changing while paging ({MAX_PAGINATION_RESTARTS + 1} tries)",
+            hint="TikTok is still updating this data: run the partition again later",
+        )
+
+    def _read_pages(
+        self, path: str, advertiser_id: str, params: dict[str, Any]
+    ) -> list[dict[str, Any]] | None:
+        """Every page of one listing, or None when the total changed between two pages.
+
+        Rows added or removed while paging shift the others across page boundaries, so the pages
+        already read may repeat or miss rows: they are thrown away rather than mixed.
+        """
+        rows: list[dict[str, Any]] = []
+        first: _PageInfo | None = None
+        page = 1
+        while True:
+            data = self._get(
+                path, {**params, "page": page, "page_size": self._page_size}, accounts=[advertiser_id]
+            )
+            rows.extend(data.list)
+            info = data.page_info
+            if info is None:
+                # Without page_info only a first page that is not full is known to be complete.
+                if page == 1 and len(data.list) < self._page_size:
+                    return rows
+                raise TikTokApiError(
+                    accounts=[advertiser_id],
+                    endpoint=path,
+                    code=None,
+                    detail=f"page {page} came without page_info and {len(data.list)} rows, so whether more "
+                    "rows follow cannot be told",
+                    hint="run the partition again; if it persists, TikTok changed its answers: report it to "
+                    "the maintainers of tiktok-amp-assets",
+                )
+            if first is None:
+                first = info
+            elif (info.total_number, info.total_page) != (first.total_number, first.total_page):
+                self._log.warning(
+                    "TikTok %s for ad account %s changed from %s rows to %s rows while paging: "
+                    "reading the window again",
+                    path,
+                    advertiser_id,
+                    first.total_number,
+                    info.total_number,
+                )
+                return None
+            if page >= info.total_page:
+                if len(rows) != info.total_number:
+                    raise TikTokApiError(
+                        accounts=[advertiser_id],
+                        endpoint=path,
+                        code=None,
+                        detail=f"TikTok announced {info.total_number} rows but sent {len(rows)}",
+                        hint="run the partition again; if it persists, report it to TikTok",
+                    )
+                return rows
+            page += 1
+
+    # -- one request ----------------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict[str, Any], *, accounts: Sequence[str]) -> _ListData:
+        """One API call, retried with back-off on transient failures; ``data`` of a code-0 answer."""
+        query = {key: _encode_param(value) for key, value in params.items()}
+        delays = self._retry.delays(self._rng)
+        while True:
+            try:
+                return self._attempt(path, query, accounts)
+            except _TransientError as transient:
+                delay = next(delays, None)
+                if delay is None:
+                    raise TikTokApiError(
+                        accounts=accounts,
+                        endpoint=path,
+                        code=transient.code,
+                        detail=f"still failing after {self._retry.max_attempts} attempts, last: {transient}",
+                        hint="TikTok is throttling or unavailable: run the partition again later, or lower "
+                        "requests_per_second (or raise max_attempts) of the TikTok resource",
+                    ) from None
+                self.retries += 1
+                self._log.warning(
+                    "TikTok %s for %s: %s; retrying in %.2fs",
+                    path,
+                    _accounts_label(accounts),
+                    transient,
+                    delay,
+                )
+                self._sleep(delay)
+
+    def _attempt(self, path: str, query: dict[str, str], accounts: Sequence[str]) -> _ListData:
+        if self._pacer is not None:
+            self._pacer.wait()
+        try:
+            # Redirects are not followed: requests would resend the Access-Token header to
+            # whatever host the Location names.
+            response = self._session.get(
+                self._base_url + path, params=query, timeout=self._timeout, allow_redirects=False
+            )
+        except _TRANSPORT_ERRORS as error:
+            if is_certificate_error(error):
+                raise TikTokApiError(
+                    accounts=accounts,
+                    endpoint=path,
+                    code=None,
+                    detail="the server's TLS certificate could not be verified",
+                    hint=certificate_hint("TIKTOK_API_URL"),
+                ) from None
+            # The type only: the text of a requests error quotes the URL and can grow long.
+            raise _TransientError(type(error).__name__) from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _TransientError(f"HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise TikTokApiError(
+                accounts=accounts,
+                endpoint=path,
+                code=None,
+                detail=f"HTTP {response.status_code}"
+                + (" (a redirect, not followed)" if response.is_redirect else ""),
+                hint="check TIKTOK_API_URL: it must be the API's base URL itself, such as "
+                "https://business-api.tiktok.com, with no proxy that refuses or redirects the request",
+            )
+        try:
+            envelope = _Envelope.model_validate(json.loads(response.content, parse_constant=_not_json))
+        except (ValueError, ValidationError):
+            # Truncated or HTML bodies come from proxies in trouble: worth another try.
+            raise _TransientError("the answer was not TikTok's JSON envelope") from None
+        if envelope.code != api.OK:
+            kind, hint = api.error_kind(envelope.code)
+            if kind is api.ErrorKind.RETRY:
+                raise _TransientError(f"code {envelope.code}: {envelope.message}", envelope.code)
+            raise TikTokApiError(
+                accounts=accounts,
+                endpoint=path,
+                code=envelope.code,
+                detail=f"{envelope.message or 'no message'} (request_id {envelope.request_id})",
+                hint=hint,
+            )
+        try:
+            data = _ListData.model_validate(envelope.data or {})
+        except ValidationError:
+            raise _TransientError("the answer had code 0 but no data.list") from None
+        self.calls[path] += 1
+        return data
+
+
+def _accounts_label(accounts: Sequence[str]) -> str:
+    return ("ad account " if len(accounts) == 1 else "ad accounts ") + ", ".join(accounts)
+
+
+def _not_json(constant: str) -> Any:
+    # NaN and Infinity are not JSON: an answer carrying them is garbled, and refusing them here
+    # lets the raw reports be stored back exactly as compact JSON.
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _encode_param(value: Any) -> str:
+    """TikTok wants lists and objects as JSON strings inside the query string."""
+    if isinstance(value, (list, dict, tuple)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)

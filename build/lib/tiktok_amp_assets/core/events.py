@@ -1,0 +1,158 @@
+"""The Amplitude ``Daily Ad Metrics`` event for one ad-day: the contract with Amplitude's dashboards.
+
+The event has the shape of Amplitude's own TikTok Ads source, so the Ad Performance dashboard of
+Out-of-the-box Marketing Analytics reads it unchanged: flat event properties ``ad_metrics.cost``,
+``ad_metrics.impressions``, ``ad_metrics.clicks``, ``ad_metrics.conversions``, ``ad_account_id``,
+``ad_group_id``, ``ad_group_name``, ``ad_id``, ``ad_name``, ``ad_platform``, ``campaign_id``,
+``campaign_name`` (plus ``currency``, ``advertiser_name`` and ``stat_date``), and user properties
+``utm_source``, ``utm_medium``, ``utm_campaign``, ``utm_content``.
+
+Restatements: TikTok revises a day's figures for days and weeks. A correction is sent as another
+event for the same ad-day whose ``ad_metrics.*`` are the difference (current - already sent), with
+``revision`` > 0 and ``ad_metrics_correction: true``, so sums over the ad-day come out right while
+the first import stays untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
+from tiktok_amp_assets.core.amplitude_contract import AD_PLATFORM, EVENT_TYPE, MAX_STRING_LENGTH
+from tiktok_amp_assets.core.metric_values import MetricTotals
+
+DEVICE_ID_PREFIX = "tiktok-ad-"
+INSERT_ID_PREFIX = "tiktok-"
+# 7 + 48 = 55 characters: well under 64, and 192 bits of hash leave no room for collisions.
+_INSERT_ID_HASH_CHARS = 48
+
+COST = "ad_metrics.cost"
+IMPRESSIONS = "ad_metrics.impressions"
+CLICKS = "ad_metrics.clicks"
+CONVERSIONS = "ad_metrics.conversions"
+METRIC_PROPERTIES = (COST, IMPRESSIONS, CLICKS, CONVERSIONS)
+CORRECTION_PROPERTY = "ad_metrics_correction"
+REVISION_PROPERTY = "ad_metrics_revision"
+
+# Local noon: see event_time_ms.
+_EVENT_LOCAL_TIME = time(12, 0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ad_device_id(ad_id: str) -> str:
+    """The synthetic Amplitude device id of an ad: ``tiktok-ad-<ad_id>``.
+
+    Ad events map to no real user (TikTok exports no user identifiers), so each ad gets its own
+    synthetic device. One device per ad, rather than one per account, does two things: Amplitude
+    throttles per device (30 events/s on HTTP V2), so a large account's upload spreads over many
+    devices instead of being serialized through one; and a device's user properties are that ad's
+    UTM values, which Amplitude joins to product events — a shared device would keep only the last
+    ad's UTMs. The prefix keeps the id above Amplitude's 5-character minimum for any ad id.
+    """
+    if not ad_id:
+        raise ValueError("ad_id is empty: an ad event needs an ad id for its device id")
+    return f"{DEVICE_ID_PREFIX}{ad_id}"
+
+
+def ad_day_insert_id(advertiser_id: str, ad_id: str, stat_date: date, revision: int = 0) -> str:
+    """Amplitude's dedup key for one ad-day at one revision, the same in every process and run.
+
+    sha256 over ``advertiser|ad|date|revision`` (not ``hash()``, which changes per process), so a
+    resent batch is dropped by Amplitude as a duplicate within its 7-day window, while each
+    correction (a new revision) is a new event.
+    """
+    if revision < 0:
+        raise ValueError(f"revision must be 0 or more, got {revision}")
+    key = f"{advertiser_id}|{ad_id}|{stat_date.isoformat()}|{revision}"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return INSERT_ID_PREFIX + digest[:_INSERT_ID_HASH_CHARS]
+
+
+def event_time_ms(stat_date: date, timezone: str) -> int:
+    """12:00 of ``stat_date`` in the account's IANA ``timezone``, in milliseconds since the epoch.
+
+    TikTok's day is the account's local day, while Amplitude charts days in the project's time zone.
+    An event at local noon falls on the same calendar day in any project time zone less than 12 hours
+    away from the account's (so anything within ±11 h), where midnight would slip into the previous
+    day for every project west of the account. Noon is never skipped or repeated by a DST change.
+    """
+    local_noon = datetime.combine(stat_date, _EVENT_LOCAL_TIME, tzinfo=ZoneInfo(timezone))
+    # Integer arithmetic on timedeltas: no float rounding in the millisecond count.
+    return (local_noon - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _cut(value: Any) -> Any:
+    """Strings cut to Amplitude's limit by characters (code points), so no character is split."""
+    if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+        return value[:MAX_STRING_LENGTH]
+    return value
+
+
+def _cost_number(cost: Any) -> float:
+    number = float(cost)
+    if not math.isfinite(number):
+        # json.dumps would write "Infinity", which is not JSON and which Amplitude rejects.
+        raise ValueError(f"cost {cost} does not fit in a JSON number")
+    return number
+
+
+def daily_ad_metrics_event(
+    row: AdDayMetrics, *, metrics: MetricTotals | None = None, revision: int = 0
+) -> dict[str, Any]:
+    """The JSON-ready ``Daily Ad Metrics`` event for ``row``.
+
+    Without ``metrics`` the row's own figures are sent and a metric TikTok did not report is left
+    out (absent, not 0 or null, so Amplitude's sums are not diluted by fake zeros). With ``metrics``
+    (a restatement correction) those figures are sent instead, all four, zeros included. A
+    ``revision`` above 0 marks the event as a correction.
+    """
+    event_properties: dict[str, Any] = {
+        "ad_account_id": row.advertiser_id,
+        "ad_group_id": row.adgroup_id,
+        "ad_group_name": row.adgroup_name,
+        "ad_id": row.ad_id,
+        "ad_name": row.ad_name,
+        "ad_platform": AD_PLATFORM,
+        "campaign_id": row.campaign_id,
+        "campaign_name": row.campaign_name,
+        "currency": row.currency,
+        "advertiser_name": row.advertiser_name,
+        "stat_date": row.stat_date.isoformat(),
+    }
+    if metrics is not None:
+        event_properties[COST] = _cost_number(metrics.cost)
+        event_properties[IMPRESSIONS] = metrics.impressions
+        event_properties[CLICKS] = metrics.clicks
+        event_properties[CONVERSIONS] = metrics.conversions
+    else:
+        if row.cost is not None:
+            event_properties[COST] = _cost_number(row.cost)
+        for name, value in (
+            (IMPRESSIONS, row.impressions),
+            (CLICKS, row.clicks),
+            (CONVERSIONS, row.conversions),
+        ):
+            if value is not None:
+                event_properties[name] = value
+    if revision > 0:
+        event_properties[CORRECTION_PROPERTY] = True
+        event_properties[REVISION_PROPERTY] = revision
+
+    user_properties = {
+        "utm_source": row.utm_source,
+        "utm_medium": row.utm_medium,
+        "utm_campaign": row.utm_campaign,
+        "utm_content": row.utm_content,
+    }
+    return {
+        "event_type": EVENT_TYPE,
+        "device_id": ad_device_id(row.ad_id),
+        "insert_id": ad_day_insert_id(row.advertiser_id, row.ad_id, row.stat_date, revision),
+        "time": event_time_ms(row.stat_date, row.timezone),
+        "event_properties": {key: _cut(value) for key, value in event_properties.items()},
+        "user_properties": {key: _cut(value) for key, value in user_properties.items()},
+    }

@@ -1,0 +1,178 @@
+"""Exact parsing of TikTok's string metric values, and the four totals the importer sends.
+
+TikTok's report API writes every metric as a string: money with two decimals in the account
+currency (``"12.30"``), counts as integers (``"1000"``). Money is parsed into :class:`~decimal.Decimal`
+straight from the text, never through ``float``, so ``"12.30"`` stays ``Decimal("12.30")`` and sums
+of many rows stay exact.
+
+Rules:
+
+- ``None`` and the markers in :data:`MISSING_METRIC_VALUES` (``""``, ``"-"``, ``"--"``, ``"N/A"``,
+  ``"null"``, ``"None"``, surrounding whitespace ignored) mean *missing*, returned as ``None`` and
+  never as zero: a metric TikTok does not report is not a metric that was zero.
+- Text must be plain decimal notation (``"12"``, ``"12.30"``); exponents, thousands separators,
+  ``NaN``/``Infinity`` and anything else are a :class:`MetricParseError`.
+- Negative values are a :class:`MetricParseError`: spend and counts of a report row cannot be
+  negative (negative figures only arise as corrections, computed from :class:`MetricTotals`).
+- Figures no report reaches are a :class:`MetricParseError` too, rather than a crash further on: a
+  count above 2**63 - 1 (the ledger's SQLite integers, like TikTok's own counters, are 64-bit), money
+  of 10**15 or more or with more than 6 decimals (sums of a backfill's amounts must stay exact within
+  Decimal's 28 digits).
+- ``int`` and finite ``float`` (converted through ``str``, so ``12.3`` becomes ``Decimal("12.3")``)
+  are accepted too; ``bool`` is not a number here.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
+
+# ASCII digits only: ``\d`` would also take other scripts' digits, which TikTok never sends.
+_DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# Error messages quote the value; cap it so a garbage payload cannot flood the logs.
+_MAX_QUOTED_VALUE_LENGTH = 80
+MAX_COUNT = 2**63 - 1
+MAX_MONEY = Decimal(10) ** 15
+MAX_MONEY_PLACES = 6
+_MONEY_QUANTUM = Decimal(1).scaleb(-MAX_MONEY_PLACES)
+
+
+class MetricParseError(ValueError):
+    """A metric value that is neither a number nor a missing-value marker."""
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        self.field = field
+        self.value = value
+        quoted = repr(value)
+        if len(quoted) > _MAX_QUOTED_VALUE_LENGTH:
+            quoted = quoted[:_MAX_QUOTED_VALUE_LENGTH] + "..."
+        super().__init__(f"metric {field!r} has value {quoted}: {problem}")
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in MISSING_METRIC_VALUES)
+
+
+def _exact_decimal(value: object, *, field: str) -> Decimal:
+    """``value`` as an exact, finite Decimal; raises MetricParseError for anything else."""
+    # bool is an int subclass; True as "1 click" would only hide a bug upstream.
+    if isinstance(value, bool):
+        raise MetricParseError(field, value, "expected a number, got a boolean")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MetricParseError(field, value, "expected a finite number")
+        # str() gives the shortest text that round-trips, so 12.3 becomes Decimal("12.3"),
+        # not Decimal(12.3) = 12.300000000000000710542735760100185871124267578125.
+        return Decimal(str(value))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise MetricParseError(field, value, "expected a finite number")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise MetricParseError(field, value, "expected a decimal number such as '12.30'")
+        return Decimal(text)
+    raise MetricParseError(field, value, f"expected a string or a number, got {type(value).__name__}")
+
+
+def parse_money(value: object, *, field: str) -> Decimal | None:
+    """An amount of money in the account currency, exactly; ``None`` when TikTok marks it missing."""
+    if _is_missing(value):
+        return None
+    amount = _exact_decimal(value, field=field)
+    if amount < 0:
+        raise MetricParseError(field, value, "an amount reported by TikTok cannot be negative")
+    # Magnitude first: then quantize (to 21 digits at most) cannot exceed Decimal's precision.
+    if amount >= MAX_MONEY or amount != amount.quantize(_MONEY_QUANTUM):
+        raise MetricParseError(
+            field, value, f"not a plausible amount (below 10**15, at most {MAX_MONEY_PLACES} decimals)"
+        )
+    return amount
+
+
+def parse_count(value: object, *, field: str) -> int | None:
+    """A whole, non-negative count (``"12"`` or ``"12.0"``); ``None`` when TikTok marks it missing."""
+    if _is_missing(value):
+        return None
+    number = _exact_decimal(value, field=field)
+    if number < 0:
+        raise MetricParseError(field, value, "a count cannot be negative")
+    if number != number.to_integral_value():
+        raise MetricParseError(field, value, "a count must be a whole number")
+    if number > MAX_COUNT:
+        raise MetricParseError(field, value, f"the number is too large for a count (at most {MAX_COUNT})")
+    try:
+        return int(number)
+    except (ValueError, OverflowError) as exc:  # absurdly long digit strings
+        raise MetricParseError(field, value, "the number is too large") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class MetricTotals:
+    """Cost and counts of one ad-day, or of a correction to it (then figures may be negative).
+
+    A restatement correction is ``current - already_counted``; ``is_zero()`` tells whether there
+    is anything to send. A plain dataclass rather than a pydantic model: a year's backfill adds
+    millions of these, and the type check below is all the validation it needs.
+    """
+
+    cost: Decimal
+    impressions: int
+    clicks: int
+    conversions: int
+
+    def __post_init__(self) -> None:
+        # Only a Decimal is a cost here, so no float can slip in and lose cents.
+        if not isinstance(self.cost, Decimal):
+            raise TypeError(f"cost must be a Decimal, got {type(self.cost).__name__}")
+        for name in ("impressions", "clicks", "conversions"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+    @classmethod
+    def zero(cls) -> MetricTotals:
+        return _ZERO  # immutable, so one is enough however often sums start from it
+
+    def __add__(self, other: MetricTotals) -> MetricTotals:
+        if not isinstance(other, MetricTotals):
+            return NotImplemented
+        return MetricTotals(
+            cost=self.cost + other.cost,
+            impressions=self.impressions + other.impressions,
+            clicks=self.clicks + other.clicks,
+            conversions=self.conversions + other.conversions,
+        )
+
+    def __sub__(self, other: MetricTotals) -> MetricTotals:
+        if not isinstance(other, MetricTotals):
+            return NotImplemented
+        return MetricTotals(
+            cost=self.cost - other.cost,
+            impressions=self.impressions - other.impressions,
+            clicks=self.clicks - other.clicks,
+            conversions=self.conversions - other.conversions,
+        )
+
+    def as_record(self) -> dict[str, str | int]:
+        """JSON-safe: the cost as its exact decimal string."""
+        return {
+            "cost": str(self.cost),
+            "impressions": self.impressions,
+            "clicks": self.clicks,
+            "conversions": self.conversions,
+        }
+
+    def is_zero(self) -> bool:
+        # Decimal("0.00") == 0, so a cost that changed by nothing counts as zero.
+        return self.cost == 0 and self.impressions == 0 and self.clicks == 0 and self.conversions == 0
+
+
+_ZERO = MetricTotals(cost=Decimal(0), impressions=0, clicks=0, conversions=0)

@@ -1,0 +1,161 @@
+"""Dagster resources: the configuration of each API and of the local store.
+
+Secrets come in through ``dg.EnvVar`` (the UI shows the variable's name, never its value) and are
+kept out of ``repr``. Each resource builds the plain client the assets use.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from tiktok_amp_assets.clients.amplitude import AmplitudeClient
+from tiktok_amp_assets.clients.http import InsecureUrlError, RequestPacer, RetryPolicy, checked_base_url
+from tiktok_amp_assets.clients.tiktok import TikTokClient
+from tiktok_amp_assets.core import amplitude_contract as amp
+from tiktok_amp_assets.core import tiktok_contract as tiktok_api
+from tiktok_amp_assets.settings import ConfigurationError
+from tiktok_amp_assets.storage.import_store import ImportStore
+
+ADVERTISER_IDS_VAR = "TIKTOK_ADVERTISER_IDS"
+_ADVERTISER_ID = re.compile(r"^[0-9]{5,25}$")
+
+
+class TikTokResource(dg.ConfigurableResource):
+    """The TikTok API for Business: which ad accounts to read and how hard to push the API."""
+
+    access_token: str = Field(repr=False, description="Long-term access token (TIKTOK_ACCESS_TOKEN).")
+    advertiser_ids: str = Field(
+        description="Ad account ids to import, comma-separated (TIKTOK_ADVERTISER_IDS)."
+    )
+    api_url: str = Field(default=tiktok_api.DEFAULT_API_URL, description="Base URL (TIKTOK_API_URL).")
+    requests_per_second: float = Field(
+        default=10.0, gt=0, description="Request rate shared by a run's calls."
+    )
+    max_attempts: int = Field(
+        default=6, ge=1, description="Tries per request on rate limits and server errors."
+    )
+    backoff_base_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    allow_insecure_http: bool = Field(default=False, description="Allow http:// to a non-loopback host.")
+
+    def advertiser_id_list(self) -> list[str]:
+        ids = [part.strip() for part in self.advertiser_ids.split(",") if part.strip()]
+        bad = [advertiser_id for advertiser_id in ids if not _ADVERTISER_ID.match(advertiser_id)]
+        if not ids or bad:
+            raise ConfigurationError(
+                f"{ADVERTISER_IDS_VAR} must list TikTok ad account ids (digits) separated by commas, "
+                f"such as 7000000000000000001,7000000000000000002; "
+                + (f"these are not ids: {', '.join(repr(b) for b in bad)}" if bad else "it is empty")
+            )
+        return list(dict.fromkeys(ids))
+
+    def client(self, logger: Any = None) -> TikTokClient:
+        """A client for one run: its pacer is shared by every request the run makes."""
+        if not self.access_token.strip():
+            raise ConfigurationError(
+                "TIKTOK_ACCESS_TOKEN is empty: set it to the app's long-term access token"
+            )
+        try:
+            return TikTokClient(
+                checked_base_url(
+                    self.api_url, variable="TIKTOK_API_URL", allow_insecure_http=self.allow_insecure_http
+                ),
+                self.access_token.strip(),
+                retry=RetryPolicy(self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds),
+                pacer=RequestPacer(self.requests_per_second),
+                timeout_seconds=self.timeout_seconds,
+                logger=logger,
+            )
+        except ValueError as error:  # an insecure URL or a token no header can carry; never quotes the token
+            raise ConfigurationError(str(error)) from None
+
+
+class AmplitudeResource(dg.ConfigurableResource):
+    """Amplitude's ingestion API: where events go and how corrections are handled."""
+
+    api_key: str = Field(repr=False, description="The Amplitude project's API key (AMPLITUDE_API_KEY).")
+    api_url: str = Field(default=amp.DEFAULT_API_URL, description="Base URL (AMPLITUDE_API_URL).")
+    endpoint: Literal["auto", "http_v2", "batch"] = Field(
+        default="auto",
+        description="auto: Batch Event Upload for runs over several days (backfills), HTTP V2 for one day.",
+    )
+    dry_run: bool = Field(default=False, description="Build and record events without sending them.")
+    restatement_policy: Literal["correct", "freeze"] = Field(
+        default="correct",
+        description="correct: send the difference when TikTok revises a counted day; freeze: never.",
+    )
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_base_seconds: float = Field(default=1.0, ge=0)
+    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    throttle_pause_seconds: float = Field(
+        default=amp.THROTTLE_PAUSE_SECONDS,
+        ge=0,
+        description="How long a device Amplitude throttled (429) waits; other devices go on meanwhile.",
+    )
+    max_events_per_request: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Fewer events per request than the endpoint allows (HTTP V2: 2,000, never more; Batch: 20,000). "
+            "Unset: as many as fit, bytes permitting."
+        ),
+    )
+    gzip_requests: bool = Field(
+        default=True,
+        description="Compress request bodies (Content-Encoding: gzip): about 10x fewer bytes on the wire.",
+    )
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    allow_insecure_http: bool = Field(default=False, description="Allow http:// to a non-loopback host.")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # With the in-process executor, resources start with the run, before any step: a bad URL or
+        # an empty key stops the run before anything is fetched from TikTok, not at the upload.
+        if not self.dry_run:
+            self._checked_base_url()
+
+    def _checked_base_url(self) -> str:
+        try:
+            base_url = checked_base_url(
+                self.api_url, variable="AMPLITUDE_API_URL", allow_insecure_http=self.allow_insecure_http
+            )
+        except InsecureUrlError as error:
+            raise ConfigurationError(str(error)) from None
+        if not self.api_key.strip():
+            raise ConfigurationError("AMPLITUDE_API_KEY is empty: set it to the Amplitude project's API key")
+        return base_url
+
+    def client(self, *, days: int, logger: Any = None) -> AmplitudeClient:
+        base_url = self._checked_base_url()
+        use_batch = self.endpoint == "batch" or (self.endpoint == "auto" and days > 1)
+        return AmplitudeClient(
+            base_url,
+            self.api_key.strip(),
+            path=amp.BATCH_PATH if use_batch else amp.HTTP_V2_PATH,
+            max_events=self.max_events_per_request,
+            retry=RetryPolicy(self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds),
+            throttle_pause_seconds=self.throttle_pause_seconds,
+            gzip_requests=self.gzip_requests,
+            timeout_seconds=self.timeout_seconds,
+            logger=logger,
+        )
+
+
+class ImportStoreResource(dg.ConfigurableResource):
+    """The local folder holding raw reports, normalized metrics, upload results and the ledger."""
+
+    base_dir: str = Field(description="Data folder (TIKTOK_AMP_DATA_DIR).")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Once per run: tidy what killed runs left behind, so the data folder does not collect it.
+        removed = self.store().remove_abandoned_temp_files()
+        if removed and context.log is not None:
+            context.log.info(f"removed {len(removed)} temporary files left by interrupted writes")
+
+    def store(self) -> ImportStore:
+        return ImportStore(Path(self.base_dir))

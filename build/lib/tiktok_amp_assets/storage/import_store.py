@@ -1,0 +1,100 @@
+"""Where each asset keeps its partitions on disk, one file per day (and per account for raw reports).
+
+Layout under the data folder::
+
+    raw/<YYYY-MM-DD>/<advertiser_id>.json   tiktok_raw_reports: TikTok's answers, as received
+    metrics/<YYYY-MM-DD>.jsonl              tiktok_ad_metrics: one validated row per ad-day
+    uploads/<YYYY-MM-DD>.json               amplitude_upload_results: what was sent and what came back
+    uploads/<YYYY-MM-DD>.dry-run.json       the same for a dry run (built, not sent), kept apart so a
+                                            dry run never hides what a real run sent
+    amplitude_ledger.sqlite                 what Amplitude has counted, per event (see ledger.py)
+
+Every file is written atomically. Assets manage this I/O themselves rather than through an I/O
+manager because a range run (a backfill) writes many partitions in one step.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
+from tiktok_amp_assets.storage.files import (
+    atomic_write_json,
+    atomic_write_json_lines,
+    read_json,
+    read_json_lines,
+    remove_abandoned_temp_files,
+)
+from tiktok_amp_assets.storage.ledger import AmplitudeLedger
+
+
+class MissingPartitionError(FileNotFoundError):
+    """An upstream partition has not been materialized yet."""
+
+
+# A write takes seconds at most; a temporary file this old was left by a killed process.
+ABANDONED_AFTER_SECONDS = 3600.0
+
+
+class ImportStore:
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+
+    def remove_abandoned_temp_files(self) -> list[Path]:
+        """Temporary files of writes killed mid-way (the finished files are never torn)."""
+        return remove_abandoned_temp_files(self.base_dir, ABANDONED_AFTER_SECONDS)
+
+    # tiktok_raw_reports
+
+    def raw_report_path(self, day: date, advertiser_id: str) -> Path:
+        return self.base_dir / "raw" / day.isoformat() / f"{advertiser_id}.json"
+
+    def write_raw_report(self, day: date, advertiser_id: str, raw: dict[str, Any]) -> Path:
+        path = self.raw_report_path(day, advertiser_id)
+        atomic_write_json(path, raw)
+        return path
+
+    def read_raw_report(self, day: date, advertiser_id: str) -> dict[str, Any]:
+        path = self.raw_report_path(day, advertiser_id)
+        if not path.exists():
+            raise MissingPartitionError(
+                f"no raw TikTok report for ad account {advertiser_id} on {day}: materialize "
+                f"tiktok_raw_reports for partition {day} first"
+            )
+        return read_json(path)
+
+    # tiktok_ad_metrics
+
+    def metrics_path(self, day: date) -> Path:
+        return self.base_dir / "metrics" / f"{day.isoformat()}.jsonl"
+
+    def write_ad_metrics(self, day: date, rows: list[AdDayMetrics]) -> Path:
+        path = self.metrics_path(day)
+        atomic_write_json_lines(path, [row.to_record() for row in rows])
+        return path
+
+    def read_ad_metrics(self, day: date) -> list[AdDayMetrics]:
+        path = self.metrics_path(day)
+        if not path.exists():
+            raise MissingPartitionError(
+                f"no normalized ad metrics for {day}: materialize tiktok_ad_metrics for partition {day} first"
+            )
+        return [AdDayMetrics.from_record(record) for record in read_json_lines(path)]
+
+    # amplitude_upload_results
+
+    def upload_results_path(self, day: date, *, dry_run: bool = False) -> Path:
+        return self.base_dir / "uploads" / f"{day.isoformat()}{'.dry-run' if dry_run else ''}.json"
+
+    def write_upload_results(self, day: date, results: dict[str, Any]) -> Path:
+        path = self.upload_results_path(day, dry_run=results["dry_run"])
+        atomic_write_json(path, results)
+        return path
+
+    def read_upload_results(self, day: date, *, dry_run: bool = False) -> dict[str, Any]:
+        return read_json(self.upload_results_path(day, dry_run=dry_run))
+
+    def ledger(self) -> AmplitudeLedger:
+        return AmplitudeLedger(self.base_dir / "amplitude_ledger.sqlite")

@@ -1,0 +1,774 @@
+"""A local emulator of the TikTok API for Business v1.3, served over real HTTP on loopback.
+
+It answers the endpoints the importer calls (``report/integrated/get/``, ``ad/get/``,
+``adgroup/get/``, ``campaign/get/``, ``advertiser/info/``) from a :class:`Catalogue`, the way the
+real API does (see ``shared/specs/tiktok_business_api.md``): JSON-encoded list parameters, the
+``{code, message, request_id, data}`` envelope in an HTTP 200 for API errors, the 30-day window,
+page sizes up to 1,000, deleted ads silently left out of reports unless ``ad_status`` is filtered
+with ``STATUS_ALL``, rate limits as code 40100. Validation is strict so that a client bug shows up
+here instead of in production.
+
+Requests are recorded in ``request_log`` (never the token) so tests and benchmarks can count calls.
+
+For tests of malformed answers, :meth:`TikTokEmulator.rewrite_answers` scripts a change to the
+successful answers of one endpoint (and optionally one advertiser): a row without a field, a metric
+of the wrong type, an HTML page, a body that is not JSON, an empty page. The emulator then sends
+what the rewrite returns instead of its own answer, on the wire, as a misbehaving TikTok would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from tiktok_amp_assets.core.tiktok_contract import (
+    ACCESS_TOKEN_EMPTY,
+    ACCESS_TOKEN_HEADER,
+    ACCESS_TOKEN_INVALID,
+    AD_DATA_LEVEL,
+    AD_DAY_DIMENSIONS,
+    AD_FIELDS,
+    AD_PATH,
+    ADGROUP_FIELDS,
+    ADGROUP_PATH,
+    ADVERTISER_DATA_LEVEL,
+    ADVERTISER_DAY_DIMENSIONS,
+    ADVERTISER_FIELDS,
+    ADVERTISER_INFO_PATH,
+    ATTRIBUTE_METRICS,
+    CAMPAIGN_FIELDS,
+    CAMPAIGN_PATH,
+    CLICKS,
+    CONVERSIONS,
+    DATE_FORMAT,
+    DEFAULT_PAGE_SIZE,
+    IMPRESSIONS,
+    INTERNAL_ERROR,
+    KNOWN_METRICS,
+    MAX_FILTER_IDS,
+    MAX_PAGE_SIZE,
+    MAX_REPORT_SPAN_DAYS,
+    NO_PERMISSION,
+    OK,
+    PARAMETER_ERROR,
+    PRIMARY_STATUS_ALL,
+    RATE_LIMITED,
+    REPORT_PATH,
+    REPORT_TYPE,
+    SPEND,
+    STAT_TIME_DAY_FORMAT,
+)
+from tiktok_amp_emulators.catalogue import (
+    DELETE,
+    DISABLE,
+    ENABLE,
+    Ad,
+    AdStatus,
+    Advertiser,
+    Catalogue,
+    DayDelivery,
+    Performance,
+    format_spend,
+)
+from tiktok_amp_emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
+from tiktok_amp_emulators.http_server import EmulatorServer, Request, Response
+
+DEFAULT_ACCESS_TOKEN = "emulator-token"
+HEALTH_PATH = f"{CONTROL_PATH_PREFIX}health"
+
+# Reports: metrics when none are asked for (uncertain on the real API), dimension names the API
+# knows (anything else is an unknown dimension), and the status filter of the ad level.
+DEFAULT_REPORT_METRICS = (SPEND, IMPRESSIONS)
+KNOWN_DIMENSIONS = frozenset(
+    {"ad_id", "adgroup_id", "campaign_id", "advertiser_id", "stat_time_day", "stat_time_hour"}
+)
+OTHER_DATA_LEVELS = frozenset({"AUCTION_ADGROUP", "AUCTION_CAMPAIGN"})
+AD_STATUS_FIELD = "ad_status"
+OTHER_LEVEL_STATUS_FIELDS = frozenset({"adgroup_status", "campaign_status"})
+FILTER_TYPE_IN = "IN"
+# ad_status filter value -> (live ads' rows, deleted ads' rows)
+_AD_STATUS_FILTER_VALUES = {
+    "STATUS_ALL": (True, True),
+    "STATUS_NOT_DELETE": (True, False),
+    "STATUS_DELETE": (False, True),
+}
+# Attribute metrics that describe the ad itself: written as deleted_attribute_value for deleted ads.
+_AD_ATTRIBUTES = frozenset(ATTRIBUTE_METRICS) - {"currency"}
+# Entities: primary_status filter value -> statuses included. Deleted ones only on request.
+_PRIMARY_STATUSES: dict[str, frozenset[AdStatus]] = {
+    PRIMARY_STATUS_ALL: frozenset({ENABLE, DISABLE, DELETE}),
+    "STATUS_NOT_DELETE": frozenset({ENABLE, DISABLE}),
+    "STATUS_DELIVERY_OK": frozenset({ENABLE}),
+    "STATUS_DISABLE": frozenset({DISABLE}),
+    "STATUS_DELETE": frozenset({DELETE}),
+}
+DEFAULT_PRIMARY_STATUS = "STATUS_NOT_DELETE"
+
+_DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ID_PATTERN = re.compile(r"\d{1,20}")
+_INTEGER_PATTERN = re.compile(r"[+-]?\d+")
+_CENT = Decimal("0.01")
+
+
+class ApiError(Exception):
+    """An API-level error: rendered as the envelope with a non-zero code in an HTTP 200."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _parameter_error(message: str) -> ApiError:
+    return ApiError(PARAMETER_ERROR, message)
+
+
+def _ratio(numerator: Decimal, denominator: int) -> str:
+    """A rate or unit cost with two decimals; "0.00" when nothing to divide by (TikTok's habit)."""
+    if denominator == 0:
+        return "0.00"
+    return str((numerator / denominator).quantize(_CENT, rounding=ROUND_HALF_UP))
+
+
+def _spend(performance: Performance) -> Decimal:
+    return Decimal(performance.spend_hundredths) / 100
+
+
+# Metrics computed from a row's performance, as TikTok writes them (strings, 2 decimals for money
+# and percentages).
+_COMPUTED_METRICS: dict[str, Callable[[Performance], str]] = {
+    SPEND: lambda p: format_spend(p.spend_hundredths),
+    IMPRESSIONS: lambda p: str(p.impressions),
+    CLICKS: lambda p: str(p.clicks),
+    CONVERSIONS: lambda p: str(p.conversions),
+    "cpc": lambda p: _ratio(_spend(p), p.clicks),
+    "cpm": lambda p: _ratio(_spend(p) * 1000, p.impressions),
+    "ctr": lambda p: _ratio(Decimal(p.clicks) * 100, p.impressions),
+    "conversion_rate": lambda p: _ratio(Decimal(p.conversions) * 100, p.clicks),
+    "cost_per_conversion": lambda p: _ratio(_spend(p), p.conversions),
+    "reach": lambda p: str(p.impressions * 4 // 5),
+}
+
+
+# A rewrite gets the request's query and the envelope the emulator would send (a fresh dict it may
+# change in place), and returns the envelope to send as JSON, or a Response to send as it is.
+AnswerRewriter = Callable[[dict[str, str], dict[str, Any]], "dict[str, Any] | Response"]
+
+
+@dataclass
+class AnswerRewrite:
+    """A scripted change to the emulator's successful (code 0) answers: see ``rewrite_answers``."""
+
+    path: str
+    rewrite: AnswerRewriter
+    advertiser_id: str | None = None  # matched against the request's advertiser_id parameter
+    times: int | None = None  # answers to change; None: every matching answer
+    applied: int = 0  # answers changed so far
+
+    def matches(self, request: Request) -> bool:
+        return (
+            request.path == self.path
+            and (self.advertiser_id is None or request.query.get("advertiser_id") == self.advertiser_id)
+            and (self.times is None or self.applied < self.times)
+        )
+
+
+@dataclass(frozen=True)
+class _ReportQuery:
+    """A validated report request."""
+
+    advertiser: Advertiser
+    ad_level: bool  # AUCTION_AD; else AUCTION_ADVERTISER
+    dimensions: list[str]
+    metrics: list[str]
+    start: date
+    end: date
+    page: int
+    page_size: int
+    live: bool  # rows of ads not deleted
+    deleted: bool  # rows of deleted ads
+
+
+@dataclass(frozen=True)
+class _EntityKind:
+    """How one of ad/get/, adgroup/get/, campaign/get/ lists its entities."""
+
+    fields: tuple[str, ...]
+    id_filters: tuple[str, ...]  # filtering keys holding id lists, e.g. "ad_ids"
+    status_prefix: str  # secondary_status values are e.g. "AD_STATUS_DELIVERY_OK"
+
+
+_AD_KIND = _EntityKind(AD_FIELDS, ("ad_ids", "adgroup_ids", "campaign_ids"), "AD")
+_ADGROUP_KIND = _EntityKind(ADGROUP_FIELDS, ("adgroup_ids", "campaign_ids"), "ADGROUP")
+_CAMPAIGN_KIND = _EntityKind(CAMPAIGN_FIELDS, ("campaign_ids",), "CAMPAIGN")
+
+
+class TikTokEmulator(EmulatorServer):
+    """The TikTok API for Business v1.3 over HTTP, answering from a :class:`Catalogue`.
+
+    ``access_tokens`` maps each valid token to the advertiser ids it may read (None: all).
+    ``deleted_attribute_value`` is what reports write for attribute metrics of deleted ads (the
+    real API's choice between "-" and "" is uncertain). ``qps_limit`` answers 40100 once more
+    requests than that arrived within the last second.
+    """
+
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        *,
+        access_tokens: dict[str, set[str] | None] | None = None,
+        faults: FaultInjector | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        deleted_attribute_value: str = "-",
+        qps_limit: float | None = None,
+    ) -> None:
+        super().__init__(host=host, port=port, faults=faults)
+        self.catalogue = catalogue
+        self.access_tokens: dict[str, set[str] | None] = (
+            {DEFAULT_ACCESS_TOKEN: None} if access_tokens is None else dict(access_tokens)
+        )
+        self.deleted_attribute_value = deleted_attribute_value
+        self.qps_limit = qps_limit
+        self.request_log: list[dict[str, Any]] = []
+        self.answer_rewrites: list[AnswerRewrite] = []
+        self._recent_requests: deque[float] = deque()
+        self._request_numbers = itertools.count(1)
+        self._routes: dict[str, Callable[[dict[str, str], set[str] | None], dict[str, Any]]] = {
+            REPORT_PATH: self._report,
+            AD_PATH: lambda query, allowed: self._entities(query, allowed, _AD_KIND),
+            ADGROUP_PATH: lambda query, allowed: self._entities(query, allowed, _ADGROUP_KIND),
+            CAMPAIGN_PATH: lambda query, allowed: self._entities(query, allowed, _CAMPAIGN_KIND),
+            ADVERTISER_INFO_PATH: self._advertiser_info,
+        }
+
+    # ----- accounting
+
+    def calls(self, path_suffix: str | None = None) -> int:
+        """How many API requests reached the emulator, optionally only those whose path ends so."""
+        with self.lock:
+            if path_suffix is None:
+                return len(self.request_log)
+            return sum(1 for entry in self.request_log if entry["path"].endswith(path_suffix))
+
+    def _record(self, request: Request, code: int, rows: int) -> None:
+        params = {name: value for name, value in request.query.items() if not _is_secret(name)}
+        with self.lock:
+            self.request_log.append(
+                {
+                    "path": request.path,
+                    "advertiser_id": request.query.get("advertiser_id"),
+                    "params": params,
+                    "code": code,
+                    "rows": rows,
+                }
+            )
+
+    # ----- dispatch
+
+    def handle(self, request: Request, fault: Fault | None) -> Response:
+        """Route one request; API-level failures become an envelope with a code in an HTTP 200."""
+        if request.path == HEALTH_PATH:
+            return Response.json(200, {"ok": True})
+        route = self._routes.get(request.path)
+        if route is None:
+            self._record(request, 404, 0)
+            return Response.json(404, self._envelope(404, f"Not Found: {request.path}", {}))
+        if request.method != "GET":
+            self._record(request, 405, 0)
+            return Response.json(405, self._envelope(405, f"Method {request.method} not allowed", {}))
+        try:
+            if fault is Fault.RATE_LIMIT:
+                raise ApiError(RATE_LIMITED, "Too many requests. Please retry in some time.")
+            if fault is not None:  # SERVER_ERROR, and Amplitude-only faults have no other meaning here
+                raise ApiError(INTERNAL_ERROR, "Internal service error. Please retry later.")
+            self._throttle()
+            allowed = self._authenticate(request)
+            data = route(request.query, allowed)
+        except ApiError as error:
+            self._record(request, error.code, 0)
+            return Response.json(200, self._envelope(error.code, error.message, {}))
+        self._record(request, OK, len(data.get("list", ())))
+        return self._answer(request, self._envelope(OK, "OK", data))
+
+    def rewrite_answers(
+        self,
+        path: str,
+        rewrite: AnswerRewriter,
+        *,
+        advertiser_id: str | None = None,
+        times: int | None = None,
+    ) -> AnswerRewrite:
+        """From now on, send ``rewrite(query, envelope)`` instead of the successful answers to ``path``
+        (only those for ``advertiser_id`` when given; only the next ``times`` when given).
+
+        The first matching rewrite applies; ``applied`` on the returned entry counts its uses, so a
+        test can tell that the malformed answer was actually served. API errors are not rewritten.
+        """
+        entry = AnswerRewrite(path, rewrite, advertiser_id, times)
+        with self.lock:
+            self.answer_rewrites.append(entry)
+        return entry
+
+    def _answer(self, request: Request, envelope: dict[str, Any]) -> Response:
+        with self.lock:
+            rewrite = next((entry for entry in self.answer_rewrites if entry.matches(request)), None)
+            if rewrite is not None:
+                rewrite.applied += 1
+        if rewrite is None:
+            return Response.json(200, envelope)
+        changed = rewrite.rewrite(request.query, envelope)
+        return changed if isinstance(changed, Response) else Response.json(200, changed)
+
+    def _envelope(self, code: int, message: str, data: dict[str, Any]) -> dict[str, Any]:
+        request_id = f"{datetime.now(UTC):%Y%m%d%H%M%S}{next(self._request_numbers):010d}"
+        return {"code": code, "message": message, "request_id": request_id, "data": data}
+
+    def _throttle(self) -> None:
+        """Answer 40100 beyond qps_limit requests within the last second (rejected ones do not count)."""
+        if self.qps_limit is None:
+            return
+        now = time.monotonic()
+        with self.lock:
+            while self._recent_requests and now - self._recent_requests[0] >= 1.0:
+                self._recent_requests.popleft()
+            if len(self._recent_requests) >= self.qps_limit:
+                raise ApiError(RATE_LIMITED, "Too many requests. Please retry in some time.")
+            self._recent_requests.append(now)
+
+    def _authenticate(self, request: Request) -> set[str] | None:
+        """The advertiser ids the header's token may read; a token anywhere else does not count."""
+        token = request.headers.get(ACCESS_TOKEN_HEADER.lower(), "").strip()
+        if not token:
+            raise ApiError(ACCESS_TOKEN_EMPTY, "Access token is null, please check your access token.")
+        if token not in self.access_tokens:
+            raise ApiError(ACCESS_TOKEN_INVALID, "Access token is incorrect or has been revoked.")
+        return self.access_tokens[token]
+
+    def _advertiser(self, advertiser_id: str, allowed: set[str] | None) -> Advertiser:
+        """The advertiser if the token may read it; unknown ids are a permission error, as on TikTok."""
+        if not _ID_PATTERN.fullmatch(advertiser_id):
+            raise _parameter_error(f"advertiser_id: {advertiser_id!r} is not a numeric id")
+        advertiser = self.catalogue.advertisers.get(advertiser_id)
+        if advertiser is None or (allowed is not None and advertiser_id not in allowed):
+            raise ApiError(NO_PERMISSION, f"No permission to operate advertiser {advertiser_id}.")
+        return advertiser
+
+    # ----- report/integrated/get/
+
+    def _report(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
+        report = self._parse_report(query, allowed)
+        days = [
+            report.start + timedelta(days=offset) for offset in range((report.end - report.start).days + 1)
+        ]
+        deliveries = [self.catalogue.day_delivery(report.advertiser.advertiser_id, day) for day in days]
+        if report.ad_level:
+            total, rows = self._ad_rows(report, deliveries)
+        else:
+            total, rows = self._advertiser_rows(report, deliveries)
+        return {"list": rows, "page_info": _page_info(report.page, report.page_size, total)}
+
+    def _parse_report(self, query: dict[str, str], allowed: set[str] | None) -> _ReportQuery:
+        """Validate the report parameters in the order the failures are most useful to read."""
+        advertiser = self._advertiser(_required(query, "advertiser_id"), allowed)
+        report_type = _required(query, "report_type")
+        if report_type != REPORT_TYPE:
+            raise _parameter_error(f"report_type: only {REPORT_TYPE} is supported, got {report_type!r}")
+        service_type = query.get("service_type", "AUCTION")
+        if service_type != "AUCTION":
+            raise _parameter_error(f"service_type: only AUCTION is supported, got {service_type!r}")
+        if query.get("query_lifetime", "false") != "false":
+            raise _parameter_error("query_lifetime: only false is supported by the emulator")
+        data_level = _required(query, "data_level")
+        dimensions = _string_list(query, "dimensions", required=True)
+        unknown_dimensions = [name for name in dimensions if name not in KNOWN_DIMENSIONS]
+        if unknown_dimensions:
+            raise _parameter_error(f"dimensions: unknown dimension(s) {unknown_dimensions}")
+        ad_level = self._check_level(data_level, dimensions)
+        metrics = _string_list(query, "metrics", required=False) or list(DEFAULT_REPORT_METRICS)
+        unknown_metrics = [name for name in metrics if name not in KNOWN_METRICS]
+        if unknown_metrics:
+            raise _parameter_error(f"metrics: unknown metric(s) {unknown_metrics}")
+        if not ad_level and _AD_ATTRIBUTES.intersection(metrics):
+            raise _parameter_error(
+                f"metrics: {sorted(_AD_ATTRIBUTES.intersection(metrics))} are not available at {data_level}"
+            )
+        start = _date(query, "start_date")
+        end = _date(query, "end_date")
+        if start > end:
+            raise _parameter_error("start_date: must not be after end_date")
+        if (end - start).days > MAX_REPORT_SPAN_DAYS:
+            raise _parameter_error(
+                f"end_date: the time span between start_date and end_date must not exceed "
+                f"{MAX_REPORT_SPAN_DAYS} days when stat_time_day is a dimension"
+            )
+        page, page_size = _paging(query)
+        live, deleted = self._status_filter(query, ad_level, data_level)
+        return _ReportQuery(
+            advertiser, ad_level, dimensions, metrics, start, end, page, page_size, live, deleted
+        )
+
+    @staticmethod
+    def _check_level(data_level: str, dimensions: list[str]) -> bool:
+        """Whether the report is at ad level; rejects levels and dimension sets the emulator lacks."""
+        if data_level == AD_DATA_LEVEL:
+            if sorted(dimensions) != sorted(AD_DAY_DIMENSIONS):
+                raise _parameter_error(f"dimensions: {AD_DATA_LEVEL} supports {list(AD_DAY_DIMENSIONS)}")
+            return True
+        if data_level == ADVERTISER_DATA_LEVEL:
+            if sorted(dimensions) not in (
+                sorted(ADVERTISER_DAY_DIMENSIONS),
+                ["advertiser_id", "stat_time_day"],
+            ):
+                raise _parameter_error(
+                    f"dimensions: {ADVERTISER_DATA_LEVEL} supports {list(ADVERTISER_DAY_DIMENSIONS)} "
+                    'or ["advertiser_id", "stat_time_day"]'
+                )
+            return False
+        if data_level in OTHER_DATA_LEVELS:
+            raise _parameter_error(f"data_level: {data_level} is not supported by the emulator")
+        raise _parameter_error(f"data_level: invalid value {data_level!r}")
+
+    @staticmethod
+    def _status_filter(query: dict[str, str], ad_level: bool, data_level: str) -> tuple[bool, bool]:
+        """(live rows, deleted rows) asked for by ``filtering``; deleted ads are out by default."""
+        filters = _json(query, "filtering", list, required=False) or []
+        live, deleted = True, False
+        for entry in filters:
+            if (
+                not isinstance(entry, dict)
+                or not {"field_name", "filter_type", "filter_value"} <= entry.keys()
+            ):
+                raise _parameter_error(
+                    "filtering: each filter needs field_name, filter_type and filter_value"
+                )
+            field_name = entry["field_name"]
+            if not ad_level or field_name in OTHER_LEVEL_STATUS_FIELDS:
+                raise _parameter_error(
+                    f"filtering: field_name {field_name!r} does not fit data_level {data_level}"
+                )
+            if field_name != AD_STATUS_FIELD:
+                raise _parameter_error(
+                    f"filtering: field_name {field_name!r} is not supported by the emulator"
+                )
+            if entry["filter_type"] != FILTER_TYPE_IN:
+                raise _parameter_error(
+                    f"filtering: filter_type of {AD_STATUS_FIELD} must be {FILTER_TYPE_IN}"
+                )
+            raw_value = entry["filter_value"]
+            if not isinstance(raw_value, str):
+                raise _parameter_error("filtering: filter_value must be a JSON-encoded string")
+            try:
+                statuses = json.loads(raw_value)
+            except json.JSONDecodeError as error:
+                raise _parameter_error(f"filtering: filter_value {raw_value!r} is not JSON") from error
+            if not isinstance(statuses, list) or not statuses:
+                raise _parameter_error("filtering: filter_value of ad_status must be a non-empty JSON list")
+            unknown = [status for status in statuses if status not in _AD_STATUS_FILTER_VALUES]
+            if unknown:
+                raise _parameter_error(f"filtering: unsupported ad_status value(s) {unknown}")
+            live = any(_AD_STATUS_FILTER_VALUES[status][0] for status in statuses)
+            deleted = any(_AD_STATUS_FILTER_VALUES[status][1] for status in statuses)
+        return live, deleted
+
+    def _ad_rows(
+        self, report: _ReportQuery, deliveries: list[DayDelivery]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Rows of one page in (stat_time_day, ad_id) order; only the page's rows are formatted."""
+        selections = [delivery.select(live=report.live, deleted=report.deleted) for delivery in deliveries]
+        total = sum(len(selection) for selection in selections)
+        page_size, dimensions, metrics = report.page_size, report.dimensions, report.metrics
+        skip = (report.page - 1) * page_size
+        rows: list[dict[str, Any]] = []
+        attributes: dict[str, dict[str, str]] = {}
+        for delivery, selection in zip(deliveries, selections, strict=True):
+            if len(rows) == page_size:
+                break
+            if skip >= len(selection):
+                skip -= len(selection)
+                continue
+            chosen = selection[skip : skip + page_size - len(rows)]
+            skip = 0
+            stat_time_day = _stat_time_day(delivery.day)
+            for ad_id, performance in delivery.performance(chosen):
+                if ad_id not in attributes:
+                    attributes[ad_id] = self._ad_attributes(self.catalogue.ads[ad_id], report.advertiser)
+                values = attributes[ad_id]
+                rows.append(
+                    {
+                        "dimensions": {
+                            name: (ad_id if name == "ad_id" else stat_time_day) for name in dimensions
+                        },
+                        "metrics": {
+                            name: values[name] if name in values else _COMPUTED_METRICS[name](performance)
+                            for name in metrics
+                        },
+                    }
+                )
+        return total, rows
+
+    def _ad_attributes(self, ad: Ad, advertiser: Advertiser) -> dict[str, str]:
+        """Attribute metrics from the ad's current state; blanked out once the ad is deleted."""
+        account = {
+            "currency": advertiser.currency,
+            "advertiser_id": advertiser.advertiser_id,
+            "advertiser_name": advertiser.name,
+        }
+        if ad.status == DELETE:
+            return {name: self.deleted_attribute_value for name in _AD_ATTRIBUTES} | account
+        return {
+            "ad_name": ad.name,
+            "adgroup_id": ad.adgroup_id,
+            "adgroup_name": self.catalogue.adgroups[ad.adgroup_id].name,
+            "campaign_id": ad.campaign_id,
+            "campaign_name": self.catalogue.campaigns[ad.campaign_id].name,
+        } | account
+
+    @staticmethod
+    def _advertiser_rows(
+        report: _ReportQuery, deliveries: list[DayDelivery]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One row per day with delivery: the account total over every ad, deleted ones included."""
+        advertiser, dimensions, metrics = report.advertiser, report.dimensions, report.metrics
+        page, page_size = report.page, report.page_size
+        delivered = [delivery for delivery in deliveries if len(delivery)]
+        account = {
+            "currency": advertiser.currency,
+            "advertiser_id": advertiser.advertiser_id,
+            "advertiser_name": advertiser.name,
+        }
+        rows = []
+        for delivery in delivered[(page - 1) * page_size : page * page_size]:
+            total = delivery.total()
+            rows.append(
+                {
+                    "dimensions": {
+                        name: (
+                            advertiser.advertiser_id
+                            if name == "advertiser_id"
+                            else _stat_time_day(delivery.day)
+                        )
+                        for name in dimensions
+                    },
+                    "metrics": {
+                        name: account[name] if name in account else _COMPUTED_METRICS[name](total)
+                        for name in metrics
+                    },
+                }
+            )
+        return len(delivered), rows
+
+    # ----- ad/get/, adgroup/get/, campaign/get/
+
+    def _entities(self, query: dict[str, str], allowed: set[str] | None, kind: _EntityKind) -> dict[str, Any]:
+        advertiser = self._advertiser(_required(query, "advertiser_id"), allowed)
+        fields = _fields(query, kind.fields)
+        filtering = _json(query, "filtering", dict, required=False) or {}
+        known_filters = {*kind.id_filters, "primary_status"}
+        unknown = sorted(set(filtering) - known_filters)
+        if unknown:
+            raise _parameter_error(
+                f"filtering: unsupported key(s) {unknown}; supported: {sorted(known_filters)}"
+            )
+        primary_status = filtering.get("primary_status", DEFAULT_PRIMARY_STATUS)
+        if primary_status not in _PRIMARY_STATUSES:
+            raise _parameter_error(f"filtering: invalid primary_status {primary_status!r}")
+        statuses = _PRIMARY_STATUSES[primary_status]
+        id_filters = {
+            name: _id_list(filtering[name], f"filtering.{name}")
+            for name in kind.id_filters
+            if name in filtering
+        }
+        page, page_size = _paging(query)
+        records = [
+            record
+            for record in self._entity_records(advertiser.advertiser_id, kind)
+            if record["status"] in statuses
+            and all(record[name.removesuffix("s")] in ids for name, ids in id_filters.items())
+        ]
+        chosen = records[(page - 1) * page_size : page * page_size]
+        return {
+            "list": [{name: record[name] for name in fields} for record in chosen],
+            "page_info": _page_info(page, page_size, len(records)),
+        }
+
+    def _entity_records(self, advertiser_id: str, kind: _EntityKind) -> list[dict[str, str]]:
+        """Every entity of the kind with all its fields plus its raw status, in id order."""
+        catalogue = self.catalogue
+        if kind is _AD_KIND:
+            return [
+                {
+                    "ad_id": ad.ad_id,
+                    "ad_name": ad.name,
+                    "adgroup_id": ad.adgroup_id,
+                    "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
+                    "campaign_id": ad.campaign_id,
+                    "campaign_name": catalogue.campaigns[ad.campaign_id].name,
+                    "advertiser_id": advertiser_id,
+                    "landing_page_url": ad.landing_page_url,
+                    **_status_fields(ad.status, kind),
+                }
+                for ad in catalogue.ads_of(advertiser_id)
+            ]
+        if kind is _ADGROUP_KIND:
+            return [
+                {
+                    "adgroup_id": group.adgroup_id,
+                    "adgroup_name": group.name,
+                    "campaign_id": group.campaign_id,
+                    "campaign_name": catalogue.campaigns[group.campaign_id].name,
+                    "advertiser_id": advertiser_id,
+                    **_status_fields(group.status, kind),
+                }
+                for group in catalogue.adgroups_of(advertiser_id)
+            ]
+        return [
+            {
+                "campaign_id": campaign.campaign_id,
+                "campaign_name": campaign.name,
+                "advertiser_id": advertiser_id,
+                **_status_fields(campaign.status, kind),
+            }
+            for campaign in catalogue.campaigns_of(advertiser_id)
+        ]
+
+    # ----- advertiser/info/
+
+    def _advertiser_info(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
+        advertiser_ids = _id_list(_json(query, "advertiser_ids", list, required=True), "advertiser_ids")
+        if not advertiser_ids:
+            raise _parameter_error("advertiser_ids: must not be empty")
+        fields = _fields(query, ADVERTISER_FIELDS)
+        advertisers = [self._advertiser(advertiser_id, allowed) for advertiser_id in advertiser_ids]
+        records = [
+            {
+                "advertiser_id": advertiser.advertiser_id,
+                "name": advertiser.name,
+                "currency": advertiser.currency,
+                "timezone": advertiser.timezone,
+                "display_timezone": advertiser.display_timezone,
+                "status": advertiser.status,
+            }
+            for advertiser in advertisers
+        ]
+        return {"list": [{name: record[name] for name in fields} for record in records]}
+
+
+# ----- parameter parsing (every failure is a 40002 naming the parameter)
+
+
+def _is_secret(name: str) -> bool:
+    lowered = name.lower()
+    return "token" in lowered or "secret" in lowered
+
+
+def _required(query: dict[str, str], name: str) -> str:
+    value = query.get(name, "")
+    if not value:
+        raise _parameter_error(f"{name}: required")
+    return value
+
+
+def _json(
+    query: dict[str, str], name: str, expected: type[list[Any]] | type[dict[str, Any]], *, required: bool
+) -> Any:
+    """A JSON-encoded list or object parameter; None when absent and not required."""
+    raw = query.get(name, "")
+    if not raw:
+        if required:
+            raise _parameter_error(f"{name}: required")
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise _parameter_error(
+            f"{name}: must be a JSON-encoded {expected.__name__}, got {raw[:100]!r}"
+        ) from error
+    if not isinstance(value, expected):
+        raise _parameter_error(f"{name}: must be a JSON-encoded {expected.__name__}, got {raw[:100]!r}")
+    return value
+
+
+def _string_list(query: dict[str, str], name: str, *, required: bool) -> list[str]:
+    values: list[str] | None = _json(query, name, list, required=required)
+    if values is None:
+        return []
+    if not all(isinstance(value, str) for value in values):
+        raise _parameter_error(f"{name}: must be a list of strings")
+    if required and not values:
+        raise _parameter_error(f"{name}: must not be empty")
+    return values
+
+
+def _id_list(values: Any, name: str) -> set[str]:
+    """A list of at most MAX_FILTER_IDS numeric id strings."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, str) and _ID_PATTERN.fullmatch(v) for v in values
+    ):
+        raise _parameter_error(f"{name}: must be a list of numeric id strings")
+    if len(values) > MAX_FILTER_IDS:
+        raise _parameter_error(f"{name}: at most {MAX_FILTER_IDS} ids, got {len(values)}")
+    return set(values)
+
+
+def _fields(query: dict[str, str], known: Sequence[str]) -> list[str]:
+    fields = _string_list(query, "fields", required=False) or list(known)
+    unknown = [name for name in fields if name not in known]
+    if unknown:
+        raise _parameter_error(f"fields: unknown field(s) {unknown}")
+    return fields
+
+
+def _date(query: dict[str, str], name: str) -> date:
+    raw = _required(query, name)
+    if not _DATE_PATTERN.fullmatch(raw):
+        raise _parameter_error(f"{name}: must be YYYY-MM-DD, got {raw!r}")
+    try:
+        return datetime.strptime(raw, DATE_FORMAT).date()
+    except ValueError as error:
+        raise _parameter_error(f"{name}: {raw!r} is not a valid date") from error
+
+
+def _integer(query: dict[str, str], name: str, default: int, low: int, high: int | None) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER_PATTERN.fullmatch(raw):
+        raise _parameter_error(f"{name}: must be an integer, got {raw!r}")
+    value = int(raw)
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _parameter_error(f"{name}: must be {bounds}, got {value}")
+    return value
+
+
+def _paging(query: dict[str, str]) -> tuple[int, int]:
+    return _integer(query, "page", 1, 1, None), _integer(
+        query, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE
+    )
+
+
+def _page_info(page: int, page_size: int, total: int) -> dict[str, int]:
+    return {"page": page, "page_size": page_size, "total_number": total, "total_page": -(-total // page_size)}
+
+
+def _stat_time_day(day: date) -> str:
+    return datetime(day.year, day.month, day.day).strftime(STAT_TIME_DAY_FORMAT)
+
+
+def _status_fields(status: AdStatus, kind: _EntityKind) -> dict[str, str]:
+    """operation_status / secondary_status as TikTok writes them, plus the raw status for filtering."""
+    secondary = {ENABLE: "DELIVERY_OK", DISABLE: "DISABLE", DELETE: "DELETE"}[status]
+    return {
+        "operation_status": ENABLE if status == ENABLE else DISABLE,
+        "secondary_status": f"{kind.status_prefix}_STATUS_{secondary}",
+        "status": status,
+    }
