@@ -12,9 +12,9 @@ import dagster as dg
 
 from tiktok_amp_assets.storage.import_store import ImportStore
 
-from .conftest import API_KEY, Project
+from ..conftest import API_KEY, Project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def dagster_cli(project: Project, *args: str) -> subprocess.CompletedProcess[str]:

@@ -43,7 +43,7 @@ from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.core.utms import UTM_KEYS
 from tiktok_amp_assets.storage.import_store import ImportStore
 
-from .conftest import API_KEY, Project
+from ..conftest import API_KEY, Project
 
 ACME = "7000000000000000001"
 SAKURA = "7000000000000000002"

@@ -26,9 +26,9 @@ import dagster as dg
 import pytest
 import requests
 
-from .processes import dagster_graphql, start_process_group, stop_process_tree
+from ..processes import dagster_graphql, start_process_group, stop_process_tree
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui_browser"
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for this machine's closed network (no background connections, no first-run, no sandbox as root).

@@ -34,9 +34,9 @@ from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.upload import DayUploader
 
-from .conftest import API_KEY, Project
+from ..conftest import API_KEY, Project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2025, 3, 1)  # 40 ad-days in the test catalogue
 BATCH = 10
 FAST = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05, "throttle_pause_seconds": 0.05}

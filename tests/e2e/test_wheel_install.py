@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from .processes import PROJECT_ROOT, dagster_graphql, start_process_group, stop_process_tree
+from ..processes import PROJECT_ROOT, dagster_graphql, start_process_group, stop_process_tree
 from .test_ui_browser import LOCATION, _free_ports
 
 pytestmark = pytest.mark.timeout(300)

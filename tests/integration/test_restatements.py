@@ -13,7 +13,7 @@ from tiktok_amp_assets.assets import DELIVERY_CHECK, RECONCILIATION_CHECK, TIMEZ
 from tiktok_amp_assets.storage.files import atomic_write_json
 from tiktok_amp_assets.storage.import_store import ImportStore
 
-from .conftest import API_KEY, Project
+from ..conftest import API_KEY, Project
 
 DAY = date(2025, 3, 3)
 ZERO = dict.fromkeys(("cost", "impressions", "clicks", "conversions"), Decimal(0))

@@ -15,7 +15,7 @@ from tiktok_amp_emulators.catalogue import DELETE
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE
 from tiktok_amp_assets.storage.import_store import ImportStore
 
-from .conftest import API_KEY, TOKEN, Project
+from ..conftest import API_KEY, TOKEN, Project
 
 EVENT_PROPERTIES = {
     "ad_account_id", "ad_group_id", "ad_group_name", "ad_id", "ad_name", "ad_platform", "campaign_id",

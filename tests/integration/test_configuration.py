@@ -12,7 +12,7 @@ from tiktok_amp_assets.code_location import build_definitions
 from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG, SCHEDULE_NAME
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 
-from .conftest import Project
+from ..conftest import Project
 
 
 def test_missing_access_token_names_the_variable(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,10 +31,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from .conftest import Project
-from .processes import dagster_graphql, start_process_group, stop_process_tree
+from ..conftest import Project
+from ..processes import dagster_graphql, start_process_group, stop_process_tree
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
 ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
 SERVER_USER = "postgres"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "reliability.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "reliability.py"
 
 
 def _reliability_script() -> ModuleType:

@@ -16,9 +16,9 @@ from dagster._scheduler.scheduler import launch_scheduled_runs
 
 from tiktok_amp_assets.schedules import SCHEDULE_NAME
 
-from .conftest import Project
+from ..conftest import Project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_tick_imports_yesterday_and_the_lookback_window(project: Project, monkeypatch, tmp_path) -> None:

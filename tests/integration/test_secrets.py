@@ -44,7 +44,7 @@ from tiktok_amp_assets.resources import AmplitudeResource, TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
 
-from .conftest import API_KEY, TOKEN, Project
+from ..conftest import API_KEY, TOKEN, Project
 
 ACME = "7000000000000000001"
 DAY = date(2025, 3, 1)
@@ -359,7 +359,7 @@ def test_a_process_killed_mid_write_leaves_the_old_file_or_the_new_one(tmp_path:
         writer = subprocess.Popen(
             [sys.executable, "-c", _WRITER, str(tmp_path)],
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         )
         assert writer.stdout is not None and writer.stdout.readline() == b"ready\n"
         time.sleep(0.05 + 0.013 * kills)  # a few writes in, at another moment of the cycle each time
