@@ -129,6 +129,12 @@ class DayUploader:
             events_per_day[day] += 1
             if day in self._reports:
                 self._reports[day].rejected[rejected.insert_id] = rejected.reason
+        # Parked events stay pending in the ledger: the next run resends them first.
+        for parked in delivery.parked:
+            day = event_stat_date(parked.event)
+            events_per_day[day] += 1
+            if day in self._reports:
+                self._reports[day].parked[parked.insert_id] = parked.reason
         records = [asdict(record) for record in delivery.requests]
         for day, count in events_per_day.items():
             if day in self._reports:
