@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from tiktok_amp_assets.core.metric_values import MetricTotals
-from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay, PlannedEvent
+from tiktok_amp_assets.core.upload_plan import AdDayKey, PlannedEvent
 
 
 def event_stat_date(event: dict[str, Any]) -> date:
@@ -115,11 +115,11 @@ def _empty() -> dict[str, Any]:
 
 def record_counts(
     reports: Mapping[date, DayUploadReport],
-    before: Mapping[AdDayKey, CountedAdDay],
-    after: Mapping[AdDayKey, CountedAdDay],
+    before: Mapping[AdDayKey, MetricTotals],
+    after: Mapping[AdDayKey, MetricTotals],
 ) -> None:
     """What Amplitude had counted per account and day before the upload, and after it."""
     for side, counted in (("before", before), ("after", after)):
-        for (advertiser_id, _ad_id, stat_date), ad_day in counted.items():
+        for (advertiser_id, _ad_id, stat_date), totals in counted.items():
             if stat_date in reports:
-                reports[stat_date].add_counted(side, advertiser_id, ad_day.totals)
+                reports[stat_date].add_counted(side, advertiser_id, totals)
