@@ -314,13 +314,16 @@ def main() -> None:
     )
     if args.lookback:
         workload = replace(workload, name=f"{workload.name} +{args.lookback}", lookback=args.lookback)
+    load_before = os.getloadavg()[0]
     result = run(workload, profile=args.profile, keep=args.keep)
     text = table([result])
-    print(f"\n{os.cpu_count()} cores\n{text}")
+    # Other processes on the machine slow the run down: the load average says how busy it was.
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    print(f"\n{os.cpu_count()} cores, {load}\n{text}")
     if args.write:
         with (PROJECT_ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as results:
             results.write(
-                f"\n{date.today()} · {os.cpu_count()} cores · `{' '.join(sys.argv[1:])}`\n\n{text}\n"
+                f"\n{date.today()} · {os.cpu_count()} cores, {load} · `{' '.join(sys.argv[1:])}`\n\n{text}\n"
             )
 
 
