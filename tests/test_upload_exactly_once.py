@@ -268,6 +268,26 @@ def test_devices_over_amplitudes_daily_quota_are_parked_reported_and_sent_by_the
     assert len(counted_ad_days(project)) == sum(len(project.tiktok_truth(day)) for day in days)
 
 
+def test_the_http_v2_pace_set_on_the_resource_holds_and_batch_runs_are_not_paced(project: Project) -> None:
+    # 20 events/s for a day of 40 ad-days: requests of 20 events, a second apart on the emulator's
+    # clock (real time: load can only slow it, so only the upper bound is asserted).
+    assert materialize(project, DAY, http_v2_events_per_second=20).success
+    arrivals = project.amplitude.request_log
+    assert [(entry["path"], entry["events"]) for entry in arrivals] == [(HTTP_V2_PATH, 20)] * 2
+    assert arrivals[1]["events"] / (arrivals[1]["at"] - arrivals[0]["at"]) <= 20 * 1.02
+    assert project.amplitude_sums(DAY) == project.tiktok_truth(DAY)
+
+    # A range goes through Batch, which Amplitude gives no project-wide figure: full requests.
+    project.amplitude.reset()
+    first = DAY + timedelta(days=1)
+    result = project.materialize(
+        first, first + timedelta(days=1), amplitude_config={"http_v2_events_per_second": 20}
+    )
+    assert result.success
+    [request] = project.amplitude.request_log
+    assert request["events"] == sum(len(project.tiktok_truth(first + timedelta(days=n))) for n in (0, 1))
+
+
 def test_throttling_server_errors_and_splits_on_the_way_change_nothing(project: Project) -> None:
     faults = (Fault.RATE_LIMIT, Fault.ACCEPTED_THEN_ERROR, Fault.PAYLOAD_TOO_LARGE, Fault.DROP_CONNECTION)
     for fault in (*faults, Fault.SERVER_ERROR):
