@@ -58,7 +58,9 @@ HTTP_V2_MAX_BODY_BYTES = 1_000_000
 BATCH_MAX_BODY_BYTES = 20_000_000
 # Per device and per user: HTTP V2 throttles above 30 events per second "measured as an average over
 # a recent time window" (API FAQ); Batch allows "up to 1000 events per second for any individual
-# device ID or user ID" (Batch page). Past it: 429 naming the ids in throttled_devices/_users.
+# device ID or user ID" (Batch page). Past it: 429 naming the ids in throttled_devices/_users. The
+# window is 1 s unless set (``throttle_window_seconds``): stricter than an average over 30 s, which
+# would allow a burst after a quiet spell.
 HTTP_V2_EVENTS_PER_SECOND_PER_ID = 30
 BATCH_EVENTS_PER_SECOND_PER_ID = 1000
 # Batch: 500,000 events per device (or user) in a rolling 24 hours, then a 429 naming the ids in
