@@ -620,10 +620,12 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
     if missing or invalid:
         error = "Request missing required field" if missing else "Invalid field values on some events"
         payload: dict[str, Any] = {"code": 400, "error": error}
+        # The HTTP V2 page notes these lists may name only the first failing event per field: the
+        # stricter reading, so a client must drop and resend until no 400 is left.
         if invalid:
-            payload["events_with_invalid_fields"] = dict(invalid)
+            payload["events_with_invalid_fields"] = {name: indexes[:1] for name, indexes in invalid.items()}
         if missing:
-            payload["events_with_missing_fields"] = dict(missing)
+            payload["events_with_missing_fields"] = {name: indexes[:1] for name, indexes in missing.items()}
         raise _Rejection(_Outcome(400, payload, events=len(events)))
     return event_ids
 
