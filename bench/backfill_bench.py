@@ -1,6 +1,7 @@
 """Benchmark: a real Dagster backfill against the emulators, with the figures that matter.
 
     .venv/bin/python bench/backfill_bench.py daily            # 2 accounts x 2,000 ads, yesterday
+    .venv/bin/python bench/backfill_bench.py daily --lookback 29   # the daily tick's real window
     .venv/bin/python bench/backfill_bench.py year             # 1 account x 2,000 ads x 365 days
     .venv/bin/python bench/backfill_bench.py scale --ads 4000 --days 60
     .venv/bin/python bench/backfill_bench.py year --profile   # cProfile of the run, top functions
@@ -9,6 +10,14 @@ The emulators run in this process; the backfill runs as Dagster runs it from the
 (`dagster asset materialize --partition-range`, one run for the range, a single-run backfill) in a
 child process on a fresh instance, so its wall time includes Dagster's own run start and its peak
 RSS is that process's alone. Prints one table; `--write` appends it to bench/RESULTS.md.
+
+``--lookback N`` measures what the schedule's tick costs: yesterday plus the N days before it, after
+an unmeasured run has imported those N days and TikTok has since revised some of them (late
+conversions, see ``restate_late_conversions``). Only the measured run's calls, requests, events and
+seconds are reported; only changes go out to Amplitude.
+
+Amplitude's limits (2,000 events and 1 MB / 20 MB per request) are the emulator's reading of the
+docs, not the client's constants.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -23,16 +33,22 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
-from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.amplitude_server import (
+    BATCH_MAX_BODY_BYTES,
+    BATCH_PATH,
+    HTTP_V2_MAX_BODY_BYTES,
+    HTTP_V2_PATH,
+    MAX_EVENTS_PER_REQUEST,
+    AmplitudeEmulator,
+)
 from tiktok_amp_emulators.catalogue import DEFAULT_ADVERTISERS, Catalogue, generate_catalogue
 from tiktok_amp_emulators.demo import demo_environment, prepare_home
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
-from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.core.report_windows import report_windows
 
@@ -54,6 +70,7 @@ class Workload:
     accounts: int
     ads: int
     days: int
+    lookback: int = 0  # days before the range that a previous run imported and TikTok revised since
 
 
 WORKLOADS = {
@@ -83,9 +100,39 @@ def minimum_tiktok_calls(catalogue: Catalogue, advertiser_ids: list[str], first:
 
 
 def minimum_amplitude_requests(events: int, payload_bytes: int, batch: bool) -> int:
-    max_events = amp.BATCH_MAX_EVENTS if batch else amp.HTTP_V2_MAX_EVENTS
-    max_bytes = amp.BATCH_MAX_BYTES if batch else amp.HTTP_V2_MAX_BYTES
-    return max(math.ceil(events / max_events), math.ceil(payload_bytes / max_bytes), 1 if events else 0)
+    """ceil(events / 2,000), unless the bytes need more requests (1 MB on HTTP V2, 20 MB on Batch)."""
+    max_bytes = BATCH_MAX_BODY_BYTES if batch else HTTP_V2_MAX_BODY_BYTES
+    return max(
+        math.ceil(events / MAX_EVENTS_PER_REQUEST), math.ceil(payload_bytes / max_bytes), 1 if events else 0
+    )
+
+
+# Share of an ad-day's rows TikTok revises between two daily ticks, by the day's age: late
+# conversions of the default 7-day click window in the first week, of 14- and 28-day windows after.
+# A model, not a measurement: real shares depend on the account's ad groups.
+REVISED_SHARE_FIRST_WEEK = 0.10
+REVISED_SHARE_LATER = 0.02
+LONGEST_CLICK_WINDOW_DAYS = 28
+
+
+def restate_late_conversions(
+    catalogue: Catalogue, advertiser_ids: list[str], last: date, lookback: int
+) -> int:
+    """Add a late conversion to a share of the ad-days of the ``lookback`` days before ``last``;
+    return how many ad-days changed."""
+    rng = random.Random(20261130)
+    changed = 0
+    for age in range(1, min(lookback, LONGEST_CLICK_WINDOW_DAYS) + 1):
+        day = last - timedelta(days=age)
+        share = REVISED_SHARE_FIRST_WEEK if age <= 7 else REVISED_SHARE_LATER
+        for advertiser_id in advertiser_ids:
+            for ad_id in catalogue.day_delivery(advertiser_id, day).ad_ids:
+                if rng.random() < share:
+                    metrics = catalogue.daily_metrics(ad_id, day) or {}
+                    conversions = int(metrics.get(tiktok_api.CONVERSIONS, "0")) + 1
+                    catalogue.restate(ad_id, day, {tiktok_api.CONVERSIONS: str(conversions)})
+                    changed += 1
+    return changed
 
 
 def step_spans(dagster_home: Path) -> dict[str, tuple[float, float]]:
@@ -120,13 +167,47 @@ def sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Eve
         samples.append((time.time(), kilobytes / 1024))
 
 
+def materialize(
+    first: date, last: date, env: dict[str, str], home: Path, *, profile: bool
+) -> tuple[float, list[tuple[float, float]]]:
+    """Run the backfill of ``first..last`` as a user does from the CLI; its wall time and RSS samples."""
+    partition_args = (
+        ["--partition", first.isoformat()]
+        if first == last
+        else ["--partition-range", f"{first.isoformat()}...{last.isoformat()}"]
+    )
+    python = [sys.executable]
+    if profile:
+        python += ["-m", "cProfile", "-o", str(home / "run.prof")]
+    command = [*python, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
+               "--select", "*", *partition_args]  # fmt: skip
+    started = time.monotonic()
+    samples: list[tuple[float, float]] = []
+    stop_sampling = threading.Event()
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=output)
+        sampler = threading.Thread(target=sample_rss, args=(process.pid, samples, stop_sampling), daemon=True)
+        sampler.start()
+        returncode = process.wait()
+        wall = time.monotonic() - started
+        stop_sampling.set()
+        sampler.join()
+        output.seek(0)
+        log_tail = output.read()[-5000:].decode(errors="replace")
+    if returncode != 0:
+        sys.stderr.write(log_tail)
+        raise SystemExit(f"the backfill failed (exit {returncode}); data kept in {home}")
+    return wall, samples
+
+
 def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
     specs = DEFAULT_ADVERTISERS[: workload.accounts]
     catalogue = generate_catalogue(
         advertisers=list(specs), ads_per_advertiser=workload.ads, start=date(2025, 1, 1)
     )
     advertiser_ids = sorted(catalogue.advertisers)
-    first = LAST_DAY - timedelta(days=workload.days - 1)
+    new_first = LAST_DAY - timedelta(days=workload.days - 1)
+    first = new_first - timedelta(days=workload.lookback)
     home = Path(tempfile.mkdtemp(prefix=f"bench-{workload.name}-"))
     prepare_home(home)
     with (
@@ -146,49 +227,33 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
                 timezone="UTC",
             ),
         }
-        partition_args = (
-            ["--partition", first.isoformat()]
-            if first == LAST_DAY
-            else ["--partition-range", f"{first.isoformat()}...{LAST_DAY.isoformat()}"]
-        )
-        python = [sys.executable]
-        if profile:
-            python += ["-m", "cProfile", "-o", str(home / "run.prof")]
-        command = [*python, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
-                   "--select", "*", *partition_args]  # fmt: skip
-        started = time.monotonic()
-        samples: list[tuple[float, float]] = []
-        stop_sampling = threading.Event()
-        with tempfile.TemporaryFile() as output:
-            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=output)
-            sampler = threading.Thread(
-                target=sample_rss, args=(process.pid, samples, stop_sampling), daemon=True
-            )
-            sampler.start()
-            returncode = process.wait()
-            wall = time.monotonic() - started
-            stop_sampling.set()
-            sampler.join()
-            output.seek(0)
-            log_tail = output.read()[-5000:].decode(errors="replace")
-        if returncode != 0:
-            sys.stderr.write(log_tail)
-            raise SystemExit(f"the backfill failed (exit {returncode}); data kept in {home}")
+        revised = 0
+        if workload.lookback:
+            # What earlier ticks left behind: the lookback days imported, then revised by TikTok.
+            materialize(first, new_first - timedelta(days=1), env, home, profile=False)
+            revised = restate_late_conversions(catalogue, advertiser_ids, new_first, workload.lookback)
+            amplitude.reset()
+        tiktok_calls_before = len(tiktok.request_log)
+        wall, samples = materialize(first, LAST_DAY, env, home, profile=profile)
         peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         spans = step_spans(home / "dagster_home")
 
-        tiktok_log = tiktok.request_log
+        tiktok_log = tiktok.request_log[tiktok_calls_before:]
         amplitude_log = amplitude.request_log
-        events = len(amplitude.counted_events(API_KEY))
+        counted = amplitude.counted_events(API_KEY)
+        events = len(counted)
+        corrections = sum(1 for event in counted if event["event_properties"].get("ad_metrics_correction"))
         payload_bytes = sum(entry["bytes"] for entry in amplitude_log)
-        batch = any(entry["path"] == amp.BATCH_PATH for entry in amplitude_log)
+        batch = any(entry["path"] == BATCH_PATH for entry in amplitude_log)
         rows = sum(entry["rows"] or 0 for entry in tiktok_log if entry["path"] == tiktok_api.REPORT_PATH
                    and "AUCTION_AD" == entry["params"].get("data_level"))  # fmt: skip
         result = {
             "workload": workload.name,
             "accounts": workload.accounts,
             "ads per account": workload.ads,
-            "days": workload.days,
+            "days": (LAST_DAY - first).days + 1,
+            "lookback": workload.lookback,
+            "ad-days revised": revised,
             "ad-day rows": rows,
             "wall s": round(wall, 1),
             # Where the wall time goes: each asset's step; the rest is Dagster's run start and end.
@@ -198,8 +263,9 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
             "TikTok min": minimum_tiktok_calls(catalogue, advertiser_ids, first, LAST_DAY),
             "Amplitude requests": len(amplitude_log),
             "Amplitude min": minimum_amplitude_requests(events, payload_bytes, batch),
-            "endpoint": amp.BATCH_PATH if batch else amp.HTTP_V2_PATH,
+            "endpoint": BATCH_PATH if batch else HTTP_V2_PATH,
             "events counted": events,
+            "of which corrections": corrections,
             "MB sent": round(payload_bytes / 1e6, 1),
             "peak RSS MB": round(peak_rss_mb),
             # Sampled every 50 ms: which step holds the most memory.
@@ -233,6 +299,12 @@ def main() -> None:
     parser.add_argument("--ads", type=int, default=2000, help="ads per account (scale)")
     parser.add_argument("--days", type=int, default=90, help="days (scale)")
     parser.add_argument("--accounts", type=int, default=1, help="accounts (scale, at most 2)")
+    parser.add_argument(
+        "--lookback",
+        type=int,
+        default=0,
+        help="days before the range imported by a previous run, then revised",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the run and print the top functions")
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance and data")
     parser.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
@@ -240,13 +312,18 @@ def main() -> None:
     workload = WORKLOADS.get(args.workload) or Workload(
         f"scale {args.ads}x{args.days}", args.accounts, args.ads, args.days
     )
+    if args.lookback:
+        workload = replace(workload, name=f"{workload.name} +{args.lookback}", lookback=args.lookback)
+    load_before = os.getloadavg()[0]
     result = run(workload, profile=args.profile, keep=args.keep)
     text = table([result])
-    print(f"\n{os.cpu_count()} cores\n{text}")
+    # Other processes on the machine slow the run down: the load average says how busy it was.
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    print(f"\n{os.cpu_count()} cores, {load}\n{text}")
     if args.write:
         with (PROJECT_ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as results:
             results.write(
-                f"\n{date.today()} · {os.cpu_count()} cores · `{' '.join(sys.argv[1:])}`\n\n{text}\n"
+                f"\n{date.today()} · {os.cpu_count()} cores, {load} · `{' '.join(sys.argv[1:])}`\n\n{text}\n"
             )
 
 

@@ -237,10 +237,12 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
             import_store.store(), client, policy=amplitude.restatement_policy, logger=context.log
         )
         rejected_total = 0
+        parked_total = 0
         undelivered: list[Mismatch] = []
         try:
             for finished in uploader.upload(days):
                 rejected_total += finished.results["events_rejected"]
+                parked_total += finished.results["events_parked"]
                 undelivered.extend(finished.undelivered)
                 changes = finished.report.changes_markdown()
                 context.add_asset_metadata(
@@ -273,7 +275,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     description=(
                         "dry run: nothing was sent"
                         if client is None
-                        else f"{len(undelivered)} ad-days differ between Amplitude and TikTok; run the partitions again"
+                        else _undelivered_description(len(undelivered), parked_total)
                         if undelivered
                         else None
                     ),
@@ -285,6 +287,17 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         )
 
     return [tiktok_raw_reports, tiktok_ad_metrics, amplitude_upload_results]
+
+
+def _undelivered_description(undelivered: int, parked: int) -> str:
+    text = f"{undelivered} ad-days differ between Amplitude and TikTok; run the partitions again"
+    if parked:
+        text += (
+            f". {parked} events wait because their devices reached Amplitude's daily quota of events per "
+            "device (listed as 'parked' in each day's upload results file): the next run sends them first, "
+            "once the quota's rolling day has passed"
+        )
+    return text
 
 
 def _configured(build: Any) -> Any:

@@ -102,8 +102,18 @@ class AmplitudeResource(dg.ConfigurableResource):
         default=None,
         ge=1,
         description=(
-            "Fewer events per request than the endpoint allows (HTTP V2: 2,000, never more; Batch: 20,000). "
+            "Fewer events per request than Amplitude allows (2,000 on both endpoints, never more). "
             "Unset: as many as fit, bytes permitting."
+        ),
+    )
+    http_v2_events_per_second: float | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Project-wide pace of HTTP V2 uploads, in events per second (unset: no cap beyond Amplitude's "
+            f"per-device limits). Starter plans: {amp.STARTER_PLAN_EVENTS_PER_SECOND} (Amplitude asks them to "
+            "stay at or under 1,000 events/s and 100 requests/s per project); requests then carry at most one "
+            "second's events. Batch uploads (backfills) are not paced: no project-wide figure is published."
         ),
     )
     gzip_requests: bool = Field(
@@ -138,6 +148,7 @@ class AmplitudeResource(dg.ConfigurableResource):
             self.api_key.strip(),
             path=amp.BATCH_PATH if use_batch else amp.HTTP_V2_PATH,
             max_events=self.max_events_per_request,
+            events_per_second=None if use_batch else self.http_v2_events_per_second,
             retry=RetryPolicy(self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds),
             throttle_pause_seconds=self.throttle_pause_seconds,
             gzip_requests=self.gzip_requests,

@@ -29,8 +29,11 @@ DEFAULT_START_DATE = date(2025, 12, 1)
 DEFAULT_TIMEZONE = "UTC"
 # Basic metrics of a day are mostly complete a few hours after it ends.
 DEFAULT_SCHEDULE_HOUR = 6
-# TikTok keeps attributing conversions for up to 7 days (default click window): re-read them.
-DEFAULT_LOOKBACK_DAYS = 7
+# TikTok reports count a conversion on the day of the ad interaction (help: "reporting discrepancies
+# between TikTok Ads Manager and MMPs"), and an ad group's click-through window may be 1, 7, 14 or 28
+# days (help: "attribution settings at the ad group level"): a day keeps changing for 28 days, plus a
+# day of processing. Lower it only when every ad group uses a shorter window (README).
+DEFAULT_LOOKBACK_DAYS = 29
 MAX_LOOKBACK_DAYS = 90
 RESTATEMENT_POLICIES = ("correct", "freeze")
 # Yesterday's partition should be in Amplitude this many hours after the schedule starts it.

@@ -3,7 +3,9 @@
 Days are read and planned one at a time into a queue, and the queue is sent whenever it holds full
 requests; the rest waits for the next day's events. So a year costs as few requests as its events
 need, and memory holds about one request's events (plus a day's) however many days or ads. A day
-is finished (its results file written) once every one of its events has been answered.
+is finished (its results file written) once every one of its events has been answered; until then
+it keeps only its ad-days' totals, not its rows, since a daily tick that re-reads 30 days and sends
+few corrections keeps all 30 open.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from datetime import date
 from typing import Any
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient, Delivery
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
+from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.reconciliation import Mismatch, undelivered_ad_days
 from tiktok_amp_assets.core.upload_plan import (
     AdDayKey,
-    CountedAdDay,
     PlannedEvent,
     RestatementPolicy,
     plan_events,
@@ -53,8 +54,9 @@ class DayUploader:
         self._policy = policy
         self._log = logger
         self._reports: dict[date, DayUploadReport] = {}
-        self._rows: dict[date, list[AdDayMetrics]] = {}
-        self._counted_before: dict[AdDayKey, CountedAdDay] = {}
+        # Per day not yet finished: TikTok's current figures per ad-day, and what Amplitude had counted.
+        self._current: dict[date, dict[AdDayKey, MetricTotals]] = {}
+        self._counted_before: dict[AdDayKey, MetricTotals] = {}
 
     def upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
         """Upload ``days`` (sorted); yields each day as soon as it is finished."""
@@ -75,17 +77,18 @@ class DayUploader:
             # (Only planned days: resent pending events may have opened reports of later ones.)
             first_waiting = queue[0].ad_day_event.stat_date if queue else None
             yield from self._finish(
-                [done for done in sorted(self._rows) if first_waiting is None or done < first_waiting]
+                [done for done in sorted(self._current) if first_waiting is None or done < first_waiting]
             )
         if self._client is None:
             self._log.info("dry run: %d events built for %s..%s, none sent", built, days[0], days[-1])
 
     def _plan(self, day: date) -> list[PlannedEvent]:
         self._reports.setdefault(day, DayUploadReport(day))
-        self._rows[day] = self._store.read_ad_metrics(day)
+        rows = self._store.read_ad_metrics(day)
+        self._current[day] = {(row.advertiser_id, row.ad_id, row.stat_date): row.totals() for row in rows}
         counted = self._ledger.counted([day])
-        self._counted_before.update(counted)
-        planned = plan_events(self._rows[day], counted, [day], policy=self._policy)
+        self._counted_before.update((key, ad_day.totals) for key, ad_day in counted.items())
+        planned = plan_events(rows, counted, [day], policy=self._policy)
         self._reports[day].planned.extend(planned)
         return planned
 
@@ -129,6 +132,12 @@ class DayUploader:
             events_per_day[day] += 1
             if day in self._reports:
                 self._reports[day].rejected[rejected.insert_id] = rejected.reason
+        # Parked events stay pending in the ledger: the next run resends them first.
+        for parked in delivery.parked:
+            day = event_stat_date(parked.event)
+            events_per_day[day] += 1
+            if day in self._reports:
+                self._reports[day].parked[parked.insert_id] = parked.reason
         records = [asdict(record) for record in delivery.requests]
         for day, count in events_per_day.items():
             if day in self._reports:
@@ -142,11 +151,11 @@ class DayUploader:
         counted_after = self._ledger.counted(days)
         reports = {day: self._reports.pop(day) for day in days}
         before = {key: value for key, value in self._counted_before.items() if key[2] in reports}
-        record_counts(reports, before, counted_after)
-        rows = [row for day in days for row in self._rows.pop(day, [])]
+        record_counts(reports, before, {key: ad_day.totals for key, ad_day in counted_after.items()})
+        current = {key: totals for day in days for key, totals in self._current.pop(day, {}).items()}
         undelivered: dict[date, list[Mismatch]] = defaultdict(list)
         if self._client is not None:
-            for mismatch in undelivered_ad_days(rows, counted_after, days):
+            for mismatch in undelivered_ad_days(current, counted_after, days):
                 # freeze keeps counted days as first imported: only a never-counted ad-day is a loss.
                 key = (mismatch.advertiser_id, mismatch.ad_id, mismatch.stat_date)
                 if self._policy == "correct" or key not in counted_after:

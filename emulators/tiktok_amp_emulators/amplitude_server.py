@@ -1,11 +1,15 @@
 """A local emulator of Amplitude's event ingestion API (HTTP V2 and Batch Event Upload).
 
-It reproduces what the uploader must survive, as ``shared/specs/amplitude_http_api.md`` describes
-it: 400 bodies that name the bad events by index, 413 size limits, 429 per-device/per-user
-throttling and daily quotas, insert_id de-duplication over 7 days, and injected faults including the
-ambiguous "ingested, then answered 500". Where the spec leaves Amplitude's behaviour open the
-emulator takes the choice that is hardest on the client (e.g. a 429 still ingests the events it
-did not throttle), so a client that passes here is safe against the real service.
+It reproduces what an uploader must survive: 400 bodies that name the bad events by index, 413 size
+limits, 429 per-device/per-user throttling and daily quotas, insert_id de-duplication over 7 days,
+and injected faults including the ambiguous "ingested, then answered 500".
+
+It is a second reading of Amplitude's public documentation, independent of the product: it imports
+nothing from ``tiktok_amp_assets``, and each fact it enforces is stated below in its own words with
+its source. Where a source leaves Amplitude's behaviour open, the emulator takes the reading that is
+hardest on the client (a 429 still ingests the events it did not throttle; byte limits count the
+decompressed JSON; the daily quota counts a rolling 24 hours), so a client that passes here is safe
+against the real service.
 
 The api key travels in request bodies: it is checked and then forgotten. It never reaches the
 request log, the counted events or a log line, nor a response unless ``echo_invalid_api_key`` asks
@@ -19,6 +23,7 @@ request is in flight).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -28,23 +33,49 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-from tiktok_amp_assets.core.amplitude_contract import (
-    BATCH_DAILY_QUOTA_PER_ID,
-    BATCH_EPS_PER_DEVICE,
-    BATCH_MAX_BYTES,
-    BATCH_PATH,
-    DEDUP_WINDOW_DAYS,
-    HTTP_V2_EPS_PER_DEVICE,
-    HTTP_V2_MAX_BYTES,
-    HTTP_V2_MAX_EVENTS,
-    HTTP_V2_PATH,
-    MIN_ID_LENGTH,
-)
-from tiktok_amp_assets.core.json_codec import load_json
+import orjson
+
 from tiktok_amp_emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
 from tiktok_amp_emulators.http_server import EmulatorServer, Request, Response
 
 log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------- what Amplitude documents
+# HTTP V2: https://amplitude.com/docs/apis/analytics/http-v2 ("HTTP V2 page")
+# Batch Event Upload: https://amplitude.com/docs/apis/analytics/batch-event-upload ("Batch page")
+# Which API should I use?: https://amplitude.com/docs/faq/api-choice ("API FAQ")
+
+HTTP_V2_PATH = "/2/httpapi"
+BATCH_PATH = "/batch"
+# A request holds at most 2,000 events, on either endpoint; one more is a 413. HTTP V2 page, "Upload
+# limit"; Batch page, response table, 413: "The limit per batch is 2000 events". The count is taken
+# after a gzip body is decompressed (HTTP V2 page).
+MAX_EVENTS_PER_REQUEST = 2000
+# Body size: HTTP V2 requests must stay under 1 MB (HTTP V2 page, 413 row); Batch: "The JSON
+# serialized payload must not exceed 20MB" (Batch page). Stricter reading: counted on the
+# decompressed JSON, HTTP V2's 1 MB as 1,000,000 bytes and exclusive.
+HTTP_V2_MAX_BODY_BYTES = 1_000_000
+BATCH_MAX_BODY_BYTES = 20_000_000
+# Per device and per user: HTTP V2 throttles above 30 events per second "measured as an average over
+# a recent time window" (API FAQ); Batch allows "up to 1000 events per second for any individual
+# device ID or user ID" (Batch page). Past it: 429 naming the ids in throttled_devices/_users. The
+# window is 1 s unless set (``throttle_window_seconds``): stricter than an average over 30 s, which
+# would allow a burst after a quiet spell.
+HTTP_V2_EVENTS_PER_SECOND_PER_ID = 30
+BATCH_EVENTS_PER_SECOND_PER_ID = 1000
+# Batch: 500,000 events per device (or user) in a rolling 24 hours, then a 429 naming the ids in
+# exceeded_daily_quota_devices/_users (Batch page, 429 section). Rolling, not per calendar day: the
+# stricter reading.
+DAILY_QUOTA_PER_ID = 500_000
+DAILY_QUOTA_WINDOW_SECONDS = 86_400
+# "Device IDs and user IDs must be strings of 5 characters or more"; a shorter one is dropped from
+# the event, and an event left with no id gets the request a 400; options.min_id_length changes the
+# bar (Batch page). The emulator applies it on both endpoints.
+MIN_ID_LENGTH = 5
+# An event repeating an insert_id seen for the same device in the past 7 days is ignored (HTTP V2
+# page, insert_id); after 7 days it counts again. Kept here per project, across devices: an
+# insert_id reused for another ad's event is then lost, which the tests would see.
+DEDUP_WINDOW_SECONDS = 7 * 86_400
 
 DEFAULT_API_KEY = "emulator-api-key"
 INGESTION_PATHS = (HTTP_V2_PATH, BATCH_PATH)
@@ -52,8 +83,6 @@ INGESTION_PATHS = (HTTP_V2_PATH, BATCH_PATH)
 ENDPOINT_FIELD = "endpoint"
 AD_METRICS_PREFIX = "ad_metrics."
 
-_SECONDS_PER_DAY = 86_400
-_DEDUP_WINDOW_SECONDS = DEDUP_WINDOW_DAYS * _SECONDS_PER_DAY
 _THROTTLED_ERROR = "Too many requests for some devices and users"
 _SERVER_ERROR_BODY = {"code": 500, "error": "Internal server error"}
 _DEVICE = "device"
@@ -101,7 +130,7 @@ class _SlidingWindowCounter:
     """Events per id over the last ``window_seconds``, as Amplitude's per-id throttling counts them.
 
     One bucket per accepted request (its time and per-id counts) rather than one deque per id: a
-    /batch of 20,000 ads then costs one append, and expiry walks only the requests that age out.
+    /batch of 2,000 ads then costs one append, and expiry walks only the requests that age out.
     """
 
     def __init__(self, window_seconds: float) -> None:
@@ -157,7 +186,9 @@ class AmplitudeEmulator(EmulatorServer):
     """Amplitude's ``/2/httpapi`` and ``/batch`` on loopback, plus read-back under ``/emulator/``.
 
     ``clock`` (seconds since epoch) drives throttling windows, daily quotas, the 7-day insert_id
-    memory and ``server_upload_time``, so tests can jump days ahead without sleeping.
+    memory, ``server_upload_time`` and each request's arrival time in ``request_log`` (``at``), so
+    tests can jump days ahead without sleeping and measure a client's pace from the server's side.
+    ``daily_quota_per_id`` lowers Batch's 500,000 events per id per rolling day for tests.
     ``ingest_unthrottled_on_429`` picks the adversarial reading of the spec ("events not listed may
     be accepted or not"): a 429 still ingests the events it does not list.
     """
@@ -172,7 +203,7 @@ class AmplitudeEmulator(EmulatorServer):
         throttle_window_seconds: float = 1.0,
         ingest_unthrottled_on_429: bool = True,
         clock: Callable[[], float] = time.time,
-        daily_quota_per_id: int = BATCH_DAILY_QUOTA_PER_ID,
+        daily_quota_per_id: int = DAILY_QUOTA_PER_ID,
         echo_invalid_api_key: bool = False,
     ) -> None:
         super().__init__(host=host, port=port, faults=faults)
@@ -191,8 +222,7 @@ class AmplitudeEmulator(EmulatorServer):
         # Projects are numbered so the counted events can be filtered per key without storing it.
         self._projects = {key: _Project(number) for number, key in enumerate(sorted(keys))}
         self._window = _SlidingWindowCounter(throttle_window_seconds)
-        self._daily_counts: Counter[_IdKey] = Counter()
-        self._daily_counts_day: int | None = None
+        self._daily_counts = _SlidingWindowCounter(DAILY_QUOTA_WINDOW_SECONDS)
         self._counted: list[tuple[int, dict[str, Any]]] = []
         self._request_log: list[dict[str, Any]] = []
         # hold_requests: how many more ingestion requests pass before the others wait (None: no hold).
@@ -217,7 +247,8 @@ class AmplitudeEmulator(EmulatorServer):
 
     @property
     def request_log(self) -> list[dict[str, Any]]:
-        """One entry per API request: path, status, events (received), bytes, ingested (newly counted)."""
+        """One entry per API request: path, status, events (received), bytes (decompressed), ingested
+        (newly counted), at (arrival time on the emulator's clock)."""
         with self.lock:
             return [dict(entry) for entry in self._request_log]
 
@@ -255,8 +286,7 @@ class AmplitudeEmulator(EmulatorServer):
             for project in self._projects.values():
                 project.insert_ids_seen_at.clear()
             self._window = _SlidingWindowCounter(self._window.window_seconds)
-            self._daily_counts.clear()
-            self._daily_counts_day = None
+            self._daily_counts = _SlidingWindowCounter(DAILY_QUOTA_WINDOW_SECONDS)
 
     def summary(self) -> dict[str, Any]:
         """Counts per event_type and exact ``ad_metrics.*`` sums per ad_account_id, as the demo shows them."""
@@ -269,6 +299,7 @@ class AmplitudeEmulator(EmulatorServer):
     def handle(self, request: Request, fault: Fault | None) -> Response:
         if request.path.startswith(CONTROL_PATH_PREFIX):
             return self._handle_control(request)
+        arrived_at = self._clock()
         if request.path not in INGESTION_PATHS:
             outcome = _Outcome(404, {"code": 404, "error": "Not found"})
         elif request.method != "POST":
@@ -284,6 +315,7 @@ class AmplitudeEmulator(EmulatorServer):
                     "events": outcome.events,
                     "bytes": len(request.body),
                     "ingested": outcome.ingested,
+                    "at": arrived_at,
                 }
             )
         log.debug(
@@ -349,13 +381,13 @@ class AmplitudeEmulator(EmulatorServer):
         """Check size, JSON shape, api key, event count and options, cheapest first."""
         # HTTP V2 wants strictly under 1 MB; /batch allows up to and including 20 MB.
         if endpoint == HTTP_V2_PATH:
-            too_large = len(body) >= HTTP_V2_MAX_BYTES
+            too_large = len(body) >= HTTP_V2_MAX_BODY_BYTES
         else:
-            too_large = len(body) > BATCH_MAX_BYTES
+            too_large = len(body) > BATCH_MAX_BODY_BYTES
         if too_large:
             raise _Rejection(_payload_too_large())
         try:
-            document = load_json(body)
+            document = _parse_json(body)
         except ValueError:
             raise _Rejection(_bad_request("Invalid JSON request body")) from None
         if not isinstance(document, dict):
@@ -373,7 +405,7 @@ class AmplitudeEmulator(EmulatorServer):
             raise _Rejection(_bad_request("Request missing required field", missing_field="events"))
         if not isinstance(events, list):
             raise _Rejection(_bad_request("Invalid field value", invalid_field="events"))
-        if endpoint == HTTP_V2_PATH and len(events) > HTTP_V2_MAX_EVENTS:
+        if len(events) > MAX_EVENTS_PER_REQUEST:
             raise _Rejection(_Outcome(413, _payload_too_large().payload, events=len(events)))
         min_id_length = MIN_ID_LENGTH
         options = document.get("options")
@@ -396,7 +428,7 @@ class AmplitudeEmulator(EmulatorServer):
         event_ids: list[_EventIds],
         payload_size_bytes: int,
     ) -> _Outcome:
-        eps_threshold = HTTP_V2_EPS_PER_DEVICE if endpoint == HTTP_V2_PATH else BATCH_EPS_PER_DEVICE
+        eps_threshold = _events_per_second_per_id(endpoint)
         with self.lock:
             now = self._clock()
             throttling = self._throttling(endpoint, event_ids, eps_threshold, now)
@@ -411,8 +443,7 @@ class AmplitudeEmulator(EmulatorServer):
                 usage = throttling.requested
             # Throttled events do not count towards the window or the daily quota.
             self._window.add(now, usage)
-            self._roll_daily_counts(now)
-            self._daily_counts.update(usage)
+            self._daily_counts.add(now, usage)
             ingested = self._count_events(project, endpoint, events, accepted, now)
         if throttling.throttled_events:
             return _Outcome(429, throttling.body(eps_threshold), events=len(events), ingested=ingested)
@@ -432,8 +463,7 @@ class AmplitudeEmulator(EmulatorServer):
         in_window_before = self._window.totals(now)
         window_limit = eps_threshold * self._window.window_seconds
         check_quota = endpoint == BATCH_PATH
-        if check_quota:
-            self._roll_daily_counts(now)
+        in_day_before = self._daily_counts.totals(now)
         verdict = _Throttling(requested=requested)
         over: set[_IdKey] = set()
         for key, count in requested.items():
@@ -444,7 +474,7 @@ class AmplitudeEmulator(EmulatorServer):
                 throttled = verdict.throttled_devices if kind == _DEVICE else verdict.throttled_users
                 throttled[identifier] = in_window
             if check_quota:
-                today = self._daily_counts[key] + count
+                today = in_day_before.get(key, 0) + count
                 if today > self.daily_quota_per_id:
                     over.add(key)
                     exceeded = (
@@ -462,18 +492,12 @@ class AmplitudeEmulator(EmulatorServer):
             ]
         return verdict
 
-    def _roll_daily_counts(self, now: float) -> None:
-        day = int(now // _SECONDS_PER_DAY)
-        if day != self._daily_counts_day:
-            self._daily_counts.clear()
-            self._daily_counts_day = day
-
     def _count_events(
         self, project: _Project, endpoint: str, events: list[dict[str, Any]], accepted: list[int], now: float
     ) -> int:
         """Store accepted events, skipping insert_ids the project saw in the past 7 days."""
         seen_at = project.insert_ids_seen_at
-        horizon = now - _DEDUP_WINDOW_SECONDS
+        horizon = now - DEDUP_WINDOW_SECONDS
         _forget_expired(seen_at, horizon)
         counted = 0
         for index in accepted:
@@ -493,6 +517,18 @@ class AmplitudeEmulator(EmulatorServer):
 
 
 # ---------------------------------------------------------------------- pure helpers
+
+
+def _events_per_second_per_id(endpoint: str) -> int:
+    return HTTP_V2_EVENTS_PER_SECOND_PER_ID if endpoint == HTTP_V2_PATH else BATCH_EVENTS_PER_SECOND_PER_ID
+
+
+def _parse_json(body: bytes) -> Any:
+    """The request's JSON; the standard library takes what orjson refuses (a lone surrogate escape)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _usage_per_id(event_ids: Iterable[_EventIds]) -> Counter[_IdKey]:
@@ -584,10 +620,12 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
     if missing or invalid:
         error = "Request missing required field" if missing else "Invalid field values on some events"
         payload: dict[str, Any] = {"code": 400, "error": error}
+        # The HTTP V2 page notes these lists may name only the first failing event per field: the
+        # stricter reading, so a client must drop and resend until no 400 is left.
         if invalid:
-            payload["events_with_invalid_fields"] = dict(invalid)
+            payload["events_with_invalid_fields"] = {name: indexes[:1] for name, indexes in invalid.items()}
         if missing:
-            payload["events_with_missing_fields"] = dict(missing)
+            payload["events_with_missing_fields"] = {name: indexes[:1] for name, indexes in missing.items()}
         raise _Rejection(_Outcome(400, payload, events=len(events)))
     return event_ids
 
@@ -612,7 +650,7 @@ def _injected_throttling(events: list[Any], event_ids: list[_EventIds], endpoint
         throttled_users=dict(users),
         throttled_events=list(range(len(events))),
     )
-    return verdict.body(HTTP_V2_EPS_PER_DEVICE if endpoint == HTTP_V2_PATH else BATCH_EPS_PER_DEVICE)
+    return verdict.body(_events_per_second_per_id(endpoint))
 
 
 def _flatten(properties: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

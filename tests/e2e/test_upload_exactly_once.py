@@ -28,6 +28,7 @@ import requests
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_emulators.faults import Fault
 
+from tiktok_amp_assets.assets import DELIVERY_CHECK
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
@@ -228,6 +229,63 @@ def test_rejected_events_fail_the_run_with_a_summary_and_the_rest_is_delivered(p
     assert project.amplitude.requests_count() == requests_before + 1
     assert project.amplitude_sums(DAY) == truth
     assert len(counted_ad_days(project)) == len(truth)
+
+
+def test_devices_over_amplitudes_daily_quota_are_parked_reported_and_sent_by_the_next_run(
+    project: Project,
+) -> None:
+    # A quota of 1 event per device a day: the first day's events go through, and each ad's second
+    # day puts its device over the quota in Amplitude's eyes.
+    first = DAY - timedelta(days=1)
+    project.amplitude.daily_quota_per_id = 1
+    config = {"max_events_per_request": BATCH, **FAST}
+    result = project.materialize(first, DAY, raise_on_error=False, amplitude_config=config)
+
+    assert result.success, "the other devices' events were delivered; the run goes on"
+    store = ImportStore(project.data_dir)
+    days = (first, DAY)
+    results = {day: store.read_upload_results(day) for day in days}
+    assert all(results[day]["endpoint"] == "/batch" for day in days)
+    parked = [event for day in days for event in results[day]["events"] if event["status"] == "parked"]
+    accepted = [event for day in days for event in results[day]["events"] if event["status"] == "accepted"]
+    assert parked and accepted
+    assert sum(results[day]["events_parked"] for day in days) == len(parked)
+    assert all(
+        "daily quota" in event["reason"] and f"tiktok-ad-{event['ad_id']}" in event["reason"]
+        for event in parked
+    )
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == DELIVERY_CHECK]
+    assert not check.passed and "daily quota" in check.description
+
+    # A day later (here: the quota lifted), the next run sends the parked events first and all is in.
+    project.amplitude.daily_quota_per_id = 500_000
+    rerun = project.materialize(first, DAY, raise_on_error=False, amplitude_config=config)
+    assert rerun.success
+    [check] = [e for e in rerun.get_asset_check_evaluations() if e.check_name == DELIVERY_CHECK]
+    assert check.passed
+    for day in days:
+        assert project.amplitude_sums(day) == project.tiktok_truth(day)
+    assert len(counted_ad_days(project)) == sum(len(project.tiktok_truth(day)) for day in days)
+
+
+def test_the_http_v2_pace_set_on_the_resource_holds_and_batch_runs_are_not_paced(project: Project) -> None:
+    # 20 events/s for a day of 40 ad-days: requests of 20 events, a second apart on the emulator's
+    # clock (real time: load can only slow it, so only the upper bound is asserted).
+    assert materialize(project, DAY, http_v2_events_per_second=20).success
+    arrivals = project.amplitude.request_log
+    assert [(entry["path"], entry["events"]) for entry in arrivals] == [(HTTP_V2_PATH, 20)] * 2
+    assert arrivals[1]["events"] / (arrivals[1]["at"] - arrivals[0]["at"]) <= 20 * 1.02
+    assert project.amplitude_sums(DAY) == project.tiktok_truth(DAY)
+
+    # A range goes through Batch, which Amplitude gives no project-wide figure: full requests.
+    project.amplitude.reset()
+    first = DAY + timedelta(days=1)
+    result = project.materialize(
+        first, first + timedelta(days=1), amplitude_config={"http_v2_events_per_second": 20}
+    )
+    assert result.success
+    [request] = project.amplitude.request_log
+    assert request["events"] == sum(len(project.tiktok_truth(first + timedelta(days=n))) for n in (0, 1))
 
 
 def test_throttling_server_errors_and_splits_on_the_way_change_nothing(project: Project) -> None:

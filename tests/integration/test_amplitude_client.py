@@ -4,7 +4,8 @@ Each test sends events through :class:`AmplitudeClient` and reads back what the 
 every event exactly once, whatever the emulator answered on the way (429, 413, 400, 5xx, dropped
 connections, timeouts, "ingested then 500"). Time is a fake clock shared by the emulator and the
 client, whose ``sleep`` advances it: throttling windows and back-off pauses cost no wall time, and
-each sleep is logged so the tests can tell what happened before the client waited.
+each sleep is logged so the tests can tell what happened before the client waited. Amplitude's
+limits come from the emulator, its own reading of the docs, never from the client's constants.
 """
 
 from __future__ import annotations
@@ -17,19 +18,18 @@ from typing import Any
 
 import pytest
 import requests
-from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
+from tiktok_amp_emulators.amplitude_server import (
+    BATCH_PATH,
+    HTTP_V2_MAX_BODY_BYTES,
+    HTTP_V2_PATH,
+    MAX_EVENTS_PER_REQUEST,
+    AmplitudeEmulator,
+)
 from tiktok_amp_emulators.faults import Fault, FaultInjector
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, AmplitudeClient, Delivery
 from tiktok_amp_assets.clients.http import RetryPolicy
-from tiktok_amp_assets.core.amplitude_contract import (
-    BATCH_MAX_EVENTS,
-    BATCH_PATH,
-    EVENT_TYPE,
-    HTTP_V2_MAX_BYTES,
-    HTTP_V2_MAX_EVENTS,
-    HTTP_V2_PATH,
-)
+from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE
 
 API_KEY = "client-test-key-7c1e9a3b5d"
 UNKNOWN_KEY = "unknown-key-2f4e6a8c0b"
@@ -132,16 +132,16 @@ def test_requests_are_as_full_as_the_event_count_allows(
     events = [ad_event(i) for i in range(4500)]
     deliveries = deliver(make_client(emulator, clock), clock, events)
 
-    assert [len(d.accepted) for d in deliveries] == [HTTP_V2_MAX_EVENTS, HTTP_V2_MAX_EVENTS, 500]
+    assert [len(d.accepted) for d in deliveries] == [MAX_EVENTS_PER_REQUEST, MAX_EVENTS_PER_REQUEST, 500]
     assert counted_once(emulator, events)
 
-    # A lower cap is honoured; a higher one never exceeds HTTP V2's 2,000.
+    # A lower cap is honoured; a higher one never exceeds Amplitude's 2,000.
     emulator.reset()
     capped = deliver(make_client(emulator, clock, max_events=7), clock, events[:20])
     assert [len(d.accepted) for d in capped] == [7, 7, 6]
     emulator.reset()
     over = deliver(make_client(emulator, clock, max_events=5000), clock, events)
-    assert max(len(d.accepted) for d in over) == HTTP_V2_MAX_EVENTS
+    assert max(len(d.accepted) for d in over) == MAX_EVENTS_PER_REQUEST
 
 
 def test_requests_stay_under_the_byte_limit_yet_nearly_full(
@@ -152,8 +152,8 @@ def test_requests_stay_under_the_byte_limit_yet_nearly_full(
 
     sizes = [entry["bytes"] for entry in emulator.request_log]  # as the emulator read them, decompressed
     assert statuses(emulator) == [200] * len(sizes)
-    assert all(size < HTTP_V2_MAX_BYTES for size in sizes)
-    assert all(size > 0.99 * HTTP_V2_MAX_BYTES for size in sizes[:-1])
+    assert all(size < HTTP_V2_MAX_BODY_BYTES for size in sizes)
+    assert all(size > 0.99 * HTTP_V2_MAX_BODY_BYTES for size in sizes[:-1])
     assert len(sizes) == 4
     assert counted_once(emulator, events)
     # gzip: the bytes on the wire are a fraction of the JSON Amplitude reads.
@@ -161,14 +161,13 @@ def test_requests_stay_under_the_byte_limit_yet_nearly_full(
     assert sum(wire) * 5 < sum(sizes)
 
 
-def test_batch_endpoint_takes_large_requests_up_to_the_configured_cap(
-    emulator: AmplitudeEmulator, clock: FakeClock
-) -> None:
-    events = [ad_event(i) for i in range(BATCH_MAX_EVENTS + 10)]
-    deliveries = deliver(make_client(emulator, clock, path=BATCH_PATH), clock, events)
-    assert [len(d.accepted) for d in deliveries] == [BATCH_MAX_EVENTS, 10]
+def test_batch_requests_are_full_at_2000_events(emulator: AmplitudeEmulator, clock: FakeClock) -> None:
+    # Batch Event Upload docs, 413 row: "The limit per batch is 2000 events" (not 20,000).
+    events = [ad_event(i) for i in range(2 * MAX_EVENTS_PER_REQUEST + 10)]
+    deliveries = deliver(make_client(emulator, clock, path=BATCH_PATH, max_events=20_000), clock, events)
+    assert [len(d.accepted) for d in deliveries] == [MAX_EVENTS_PER_REQUEST, MAX_EVENTS_PER_REQUEST, 10]
+    assert [(e["path"], e["status"]) for e in emulator.request_log] == [(BATCH_PATH, 200)] * 3
     assert counted_once(emulator, events)
-    assert {entry["path"] for entry in emulator.request_log} == {BATCH_PATH}
 
 
 def test_one_device_never_gets_more_events_in_a_request_than_it_may_send_per_second(
@@ -222,18 +221,53 @@ def test_a_429_that_ingested_the_unthrottled_events_does_not_double_count(
     assert sum(len(d.accepted) for d in deliveries) == len(events)
 
 
-def test_daily_quota_stops_with_a_clear_error(emulator: AmplitudeEmulator, clock: FakeClock) -> None:
+def test_devices_over_the_daily_quota_are_parked_while_the_others_go_on(
+    emulator: AmplitudeEmulator, clock: FakeClock
+) -> None:
     emulator.daily_quota_per_id = 3
-    busy = [ad_event(100 + i, device_id="tiktok-ad-busy") for i in range(5)]
-    events = [ad_event(i) for i in range(5)] + busy
-    client = make_client(emulator, clock, path=BATCH_PATH, max_events=5)
-    deliveries: list[Delivery] = []
-    with pytest.raises(AmplitudeApiError, match="daily quota") as raised:
-        for delivery in client.send(events):
-            deliveries.append(delivery)
-    assert "tomorrow" in str(raised.value)
-    assert [len(d.accepted) for d in deliveries] == [5], "what was acknowledged before is reported"
-    assert clock.sleeps == []
+    busy = [ad_event(100 + i, device_id="tiktok-ad-busy") for i in range(6)]
+    calm = [ad_event(i) for i in range(6)]
+    events = [event for pair in zip(busy, calm, strict=True) for event in pair]
+    deliveries = deliver(make_client(emulator, clock, path=BATCH_PATH, max_events=4), clock, events)
+
+    # 2 busy events, then 2 more take the device past 3 a day: a 429 naming it. Its events from then
+    # on are parked (the last request's without being sent); the calm devices' all go through.
+    assert statuses(emulator) == [200, 429, 200, 200]
+    assert [e["events"] for e in emulator.request_log] == [4, 4, 2, 2]
+    parked = [p for d in deliveries for p in d.parked]
+    assert [p.insert_id for p in parked] == [e["insert_id"] for e in busy[2:]]
+    assert all("device:tiktok-ad-busy" in p.reason and "daily quota" in p.reason for p in parked)
+    assert counted_once(emulator, calm + busy[:2])
+    assert clock.sleeps == [], "nobody waits a day: the rest goes on at once"
+
+
+def test_the_project_wide_pace_holds_over_the_run_as_amplitude_sees_it(
+    emulator: AmplitudeEmulator, clock: FakeClock
+) -> None:
+    # 100 events/s: requests carry one second's events at most, and arrive a second apart on the
+    # emulator's clock (which the client's sleeps move).
+    events = [ad_event(i) for i in range(1000)]
+    deliver(make_client(emulator, clock, events_per_second=100), clock, events)
+    arrivals = emulator.request_log
+    assert [e["events"] for e in arrivals] == [100] * 10
+    span = arrivals[-1]["at"] - arrivals[0]["at"]
+    # Events after the first request, over the time they took: the sustained rate.
+    assert sum(e["events"] for e in arrivals[1:]) / span == pytest.approx(100, rel=0.01)
+    assert counted_once(emulator, events)
+
+
+def test_the_pace_holds_in_real_time_at_the_starter_plans_1000_events_per_second() -> None:
+    # Real clocks on both sides: the client sleeps for real and the emulator stamps arrivals with
+    # time.time(). Load can only slow the run down, so only the upper bound is asserted.
+    events = [ad_event(i) for i in range(3000)]
+    with AmplitudeEmulator(api_keys={API_KEY}) as server:
+        client = AmplitudeClient(server.url, API_KEY, events_per_second=1000, retry=RETRY)
+        accepted = sum(len(delivery.accepted) for delivery in client.send(events))
+        arrivals = server.request_log
+    assert accepted == 3000
+    assert [e["events"] for e in arrivals] == [1000] * 3
+    rate = sum(e["events"] for e in arrivals[1:]) / (arrivals[-1]["at"] - arrivals[0]["at"])
+    assert rate <= 1000 * 1.02, f"{rate:.0f} events/s"
 
 
 def test_a_request_too_large_is_split_and_resent(emulator: AmplitudeEmulator, clock: FakeClock) -> None:
@@ -250,7 +284,7 @@ def test_a_request_too_large_is_split_and_resent(emulator: AmplitudeEmulator, cl
 def test_an_event_too_large_on_its_own_is_rejected_with_the_reason(
     emulator: AmplitudeEmulator, clock: FakeClock
 ) -> None:
-    events = [ad_event(0), ad_event(1, padding=HTTP_V2_MAX_BYTES), ad_event(2)]
+    events = [ad_event(0), ad_event(1, padding=HTTP_V2_MAX_BODY_BYTES), ad_event(2)]
     deliveries = deliver(make_client(emulator, clock), clock, events)
 
     rejected = [r for d in deliveries for r in d.rejected]
@@ -264,6 +298,7 @@ def test_invalid_events_are_dropped_with_reasons_and_the_rest_resent(
 ) -> None:
     events = [ad_event(i) for i in range(10)]
     events[3]["time"] = "noon"
+    events[8]["time"] = "noon"
     del events[7]["event_type"]
     emulator.silenced_devices.add(events[5]["device_id"])
     deliveries = deliver(make_client(emulator, clock), clock, events)
@@ -271,11 +306,14 @@ def test_invalid_events_are_dropped_with_reasons_and_the_rest_resent(
     reasons = {r.insert_id: r.reason for d in deliveries for r in d.rejected}
     assert reasons == {
         events[3]["insert_id"]: "invalid field time",
+        events[8]["insert_id"]: "invalid field time",
         events[7]["insert_id"]: "missing field event_type",
         events[5]["insert_id"]: "device silenced by Amplitude",
     }
-    assert statuses(emulator) == [400, 400, 200]  # invalid fields first, then the silenced device
-    assert counted_once(emulator, [e for i, e in enumerate(events) if i not in (3, 5, 7)])
+    # Amplitude may name only the first bad event per field: each 400 drops what it names, until
+    # the invalid fields are gone; then the silenced device.
+    assert statuses(emulator) == [400, 400, 400, 200]
+    assert counted_once(emulator, [e for i, e in enumerate(events) if i not in (3, 5, 7, 8)])
 
 
 def test_a_request_refused_as_a_whole_is_an_error_without_the_key(

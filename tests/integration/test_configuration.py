@@ -87,6 +87,14 @@ def test_the_schedule_reimports_the_lookback_window_in_one_run(tmp_path) -> None
     assert request.tags[RANGE_END_TAG] == "2026-11-23"
 
 
+def test_by_default_the_schedule_rereads_tiktoks_longest_attribution_window(tmp_path) -> None:
+    # A 28-day click-through window, counted on the day of the click, plus a day of TikTok's processing.
+    settings = ProjectSettings.from_env({"TIKTOK_AMP_DATA_DIR": str(tmp_path)})
+    assert settings.lookback_days == 28 + 1
+    request = _tick(settings, datetime(2026, 11, 24, 6, 0, tzinfo=ZoneInfo("UTC")))
+    assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("2026-10-25", "2026-11-23")
+
+
 def test_the_schedule_never_asks_for_days_before_the_start(tmp_path) -> None:
     start = date(2026, 11, 20)
     settings = ProjectSettings(start_date=start, lookback_days=7, data_dir=tmp_path)

@@ -1,17 +1,19 @@
 """Client of Amplitude's ingestion API (HTTP V2 ``/2/httpapi`` and Batch ``/batch``).
 
-``AmplitudeClient.send`` packs events into requests as large as the endpoint allows (events and
-bytes, whichever comes first) and yields one :class:`Delivery` each time Amplitude settles some
-events (200: acknowledged; 400/413: rejected with a reason), so the caller can record that durably
-before the next request goes out. Every resend keeps the events' ``insert_id``, which is what makes
+``AmplitudeClient.send`` packs events into requests as large as the endpoint allows (2,000 events,
+and the byte limit, whichever comes first) and yields one :class:`Delivery` each time Amplitude
+settles some events (200: acknowledged; 400/413: rejected with a reason; a daily quota: parked), so
+the caller can record that durably before the next request goes out. Every resend keeps the events' ``insert_id``, which is what makes
 an ambiguous failure (a 500 after ingesting, a timeout, a 429 that ingested the unthrottled events)
 safe to retry: Amplitude drops a repeated ``insert_id`` within 7 days.
 
 How each answer is handled (``shared/specs/amplitude_http_api.md``):
 
 - 429 throttling: the throttled devices/users are paused (at least ``throttle_pause_seconds``) and
-  their events set aside, while the other events are resent at once and later requests go on; a
-  daily-quota 429 stops the upload with a clear error (waiting would take until tomorrow).
+  their events set aside, while the other events are resent at once and later requests go on.
+- 429 naming ids in ``exceeded_daily_quota_*`` (Batch: 500,000 events per id per rolling day): those
+  ids are parked for the rest of the client's life (waiting would take up to a day) and their events
+  reported as parked; every other device goes on. Parked events stay pending for the next run.
 - 413: the request is halved and each half resent; a lone event that is still too large is rejected.
 - 400 naming events by index: those events are rejected with Amplitude's reason, the rest resent.
 - 5xx, timeouts, dropped connections: retried with exponential back-off.
@@ -19,6 +21,9 @@ How each answer is handled (``shared/specs/amplitude_http_api.md``):
 Bodies go gzip-compressed (``Content-Encoding: gzip``, optional): these events repeat their keys,
 so about 10x fewer bytes travel. Size limits are applied to the JSON before compression, which is
 what Amplitude counts.
+
+``events_per_second`` paces the whole client (Amplitude's Starter plan asks HTTP V2 uploads to stay
+at or under 1,000 events/s per project); requests then carry at most one second's worth of events.
 
 The API key travels in the request body only; it never reaches a log line, a request record or an
 exception text (Amplitude echoes an invalid key in its error message: that is redacted).
@@ -40,7 +45,7 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ValidationError
 
-from tiktok_amp_assets.clients.http import RetryPolicy, certificate_hint, is_certificate_error
+from tiktok_amp_assets.clients.http import RequestPacer, RetryPolicy, certificate_hint, is_certificate_error
 from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core.json_codec import dump_json
 
@@ -78,12 +83,26 @@ class RejectedEvent:
         return str(self.event.get("insert_id", ""))
 
 
+@dataclass(frozen=True)
+class ParkedEvent:
+    """An event of a device/user over Amplitude's daily quota: not sent again by this client."""
+
+    event: dict[str, Any]
+    reason: str
+
+    @property
+    def insert_id(self) -> str:
+        return str(self.event.get("insert_id", ""))
+
+
 @dataclass
 class Delivery:
-    """Events Amplitude settled: acknowledged by one request, or rejected, with the requests it took."""
+    """Events Amplitude settled: acknowledged by one request, or rejected, or parked (over a daily
+    quota), with the requests it took."""
 
     accepted: list[dict[str, Any]]
     rejected: list[RejectedEvent] = field(default_factory=list)
+    parked: list[ParkedEvent] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
 
 
@@ -130,6 +149,7 @@ class AmplitudeClient:
         *,
         path: str = amp.HTTP_V2_PATH,
         max_events: int | None = None,
+        events_per_second: float | None = None,
         retry: RetryPolicy | None = None,
         throttle_pause_seconds: float = amp.THROTTLE_PAUSE_SECONDS,
         gzip_requests: bool = True,
@@ -138,21 +158,26 @@ class AmplitudeClient:
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any = None,
     ) -> None:
-        """``max_events`` lowers the events per request below the endpoint's own limit (never above
-        HTTP V2's 2,000); ``clock`` and ``sleep`` drive throttling pauses and back-off."""
+        """``max_events`` lowers the events per request below Amplitude's 2,000 (never above);
+        ``events_per_second`` caps the client's average pace (None: no cap); ``clock`` and ``sleep``
+        drive throttling pauses, pacing and back-off."""
         if path not in (amp.HTTP_V2_PATH, amp.BATCH_PATH):
             raise ValueError(f"unknown Amplitude endpoint {path!r}")
         if max_events is not None and max_events < 1:
             raise ValueError(f"max_events must be at least 1, got {max_events}")
+        if events_per_second is not None and events_per_second < 1:
+            raise ValueError(f"events_per_second must be at least 1, got {events_per_second}")
         is_batch = path == amp.BATCH_PATH
         self._url = base_url.rstrip("/") + path
         self.path = path
         self._api_key = api_key
-        if is_batch:
-            # No count limit is published for /batch: the cap keeps one request cheap to resend.
-            self._max_events = max_events or amp.BATCH_MAX_EVENTS
-        else:
-            self._max_events = min(max_events or amp.HTTP_V2_MAX_EVENTS, amp.HTTP_V2_MAX_EVENTS)
+        self._max_events = min(max_events or amp.MAX_EVENTS_PER_REQUEST, amp.MAX_EVENTS_PER_REQUEST)
+        self._pacer: RequestPacer | None = None
+        if events_per_second is not None:
+            # A request lands at once: more events in it than one second allows would break the
+            # per-second limit however long the pause after it.
+            self._max_events = min(self._max_events, int(events_per_second))
+            self._pacer = RequestPacer(events_per_second, burst=self._max_events, clock=clock, sleep=sleep)
         self._max_bytes = amp.BATCH_MAX_BYTES if is_batch else amp.HTTP_V2_MAX_BYTES
         # More events per id in one request than the id may send per second would be throttled
         # every time, however long the pause: such events wait for a later request.
@@ -171,6 +196,7 @@ class AmplitudeClient:
         self._head = b'{"api_key":' + json.dumps(api_key).encode("utf-8") + b',"events":['
         self._tail = b'],"options":{"min_id_length":' + str(amp.MIN_ID_LENGTH).encode("ascii") + b"}}"
         self._paused_until: dict[str, float] = {}  # throttled id -> clock time it may send again
+        self._over_daily_quota: set[str] = set()  # ids Amplitude said are over their daily quota
         self.retries = 0
 
     @property
@@ -182,30 +208,35 @@ class AmplitudeClient:
         self._session.close()
 
     def send(self, events: Sequence[dict[str, Any]]) -> Iterator[Delivery]:
-        """Deliver ``events``, yielding after each request that acknowledged or rejected some.
+        """Deliver ``events``, yielding whenever some are acknowledged, rejected or parked.
 
-        Batches wait in a queue. Events of throttled ids are parked until their pause ends while
-        the queue goes on; the client sleeps for them only when nothing else is left. A server
+        Batches wait in a queue. Events of throttled ids wait until their pause ends while the
+        queue goes on; the client sleeps for them only when nothing else is left. A server
         error or a lost answer pauses everything instead: the service is struggling for all ids.
         """
         queue = deque(_Batch(events) for events in self._batches(self._encode(event) for event in events))
-        parked: list[_Batch] = []
-        while queue or parked:
+        waiting: list[_Batch] = []
+        while queue or waiting:
             now = self._clock()
             if not queue:
-                wake = min(batch.ready_at for batch in parked)
+                wake = min(batch.ready_at for batch in waiting)
                 self._sleep(max(0.0, wake - now))
                 now = max(now, wake)
-            ready = [batch for batch in parked if batch.ready_at <= now]
+            ready = [batch for batch in waiting if batch.ready_at <= now]
             if ready:
-                parked = [batch for batch in parked if batch.ready_at > now]
+                waiting = [batch for batch in waiting if batch.ready_at > now]
                 queue.extend(self._rebatched(ready))
             batch = queue.popleft()
+            over_quota = self._take_over_quota(batch)
+            if over_quota is not None:
+                yield over_quota
             held = self._hold_paused(batch, now)
             if held is not None:
-                parked.append(held)
+                waiting.append(held)
             if not batch.events:
                 continue
+            if self._pacer is not None:
+                self._pacer.wait(len(batch.events))
             status, answer, record = self._post(batch.events)
             batch.records.append(record)
             if status == 200:
@@ -217,7 +248,11 @@ class AmplitudeClient:
             elif status == 400:
                 yield self._drop_invalid(batch, answer, queue)
             elif status == 429:
-                parked.append(self._park_throttled(batch, answer, queue))
+                over_quota, throttled = self._park_throttled(batch, answer, record, queue)
+                if over_quota is not None:
+                    yield over_quota
+                if throttled is not None:
+                    waiting.append(throttled)
             elif status is None or status >= 500:
                 self._back_off(batch, record)
                 queue.appendleft(batch)
@@ -261,7 +296,7 @@ class AmplitudeClient:
             remaining = deferred
 
     def _rebatched(self, ready: list[_Batch]) -> Iterator[_Batch]:
-        """Parked events whose pause is over, packed into full requests again."""
+        """Waiting events whose pause is over, packed into full requests again."""
         failures = max(batch.failures for batch in ready)
         records = [record for batch in ready for record in batch.records]
         events = (event for batch in ready for event in batch.events)
@@ -269,7 +304,7 @@ class AmplitudeClient:
             yield _Batch(packed, failures, records=records if index == 0 else [])
 
     def _hold_paused(self, batch: _Batch, now: float) -> _Batch | None:
-        """Take the events of still-paused ids out of ``batch``; return them parked, if any."""
+        """Take the events of still-paused ids out of ``batch``; return them to wait, if any."""
         resume_at = {key: until for key, until in self._paused_until.items() if until > now}
         self._paused_until = resume_at
         if not resume_at:
@@ -313,31 +348,74 @@ class AmplitudeClient:
         rejected = [RejectedEvent(batch.events[i].event, reason) for i, reason in sorted(invalid.items())]
         return Delivery(accepted=[], rejected=rejected, requests=batch.records)
 
-    def _park_throttled(self, batch: _Batch, answer: _Answer, queue: deque[_Batch]) -> _Batch:
-        """Pause the throttled ids and return their events, parked; resend the others at once.
+    def _take_over_quota(self, batch: _Batch) -> Delivery | None:
+        """Take the events of ids over their daily quota out of ``batch``, reported as parked.
+
+        The report carries the batch's attempts so far; what stays in the batch starts afresh."""
+        if not self._over_daily_quota:
+            return None
+        over = {
+            index
+            for index, event in enumerate(batch.events)
+            if any(key in self._over_daily_quota for key in event.ids)
+        }
+        if not over:
+            return None
+        parked = []
+        for index in sorted(over):
+            event = batch.events[index]
+            ids = ", ".join(key for key in event.ids if key in self._over_daily_quota)
+            reason = (
+                f"{ids} over Amplitude's daily quota of events per device/user at {self.path}; left pending, "
+                "the next run sends it"
+            )
+            parked.append(ParkedEvent(event.event, reason))
+        batch.events = [event for index, event in enumerate(batch.events) if index not in over]
+        records, batch.records = batch.records, []
+        return Delivery(accepted=[], parked=parked, requests=records)
+
+    def _park_throttled(
+        self, batch: _Batch, answer: _Answer, record: RequestRecord, queue: deque[_Batch]
+    ) -> tuple[Delivery | None, _Batch | None]:
+        """Answer a 429: events of ids over their daily quota come back parked for good; the
+        throttled ids are paused and their events returned, to wait; the others are resent at once.
 
         The others may have been ingested already (the spec leaves it open): their resend carries
         the same insert_ids, so Amplitude drops them if so.
         """
-        if answer.exceeded_daily_quota_devices or answer.exceeded_daily_quota_users:
-            over = len(answer.exceeded_daily_quota_devices) + len(answer.exceeded_daily_quota_users)
-            raise AmplitudeApiError(
-                f"Amplitude's daily quota of events per device/user was exceeded for {over} ids at "
-                f"{self.path}. What to do: run the rest of the backfill tomorrow; what was acknowledged is "
-                "recorded and will not be sent again"
+        over_quota_ids = {f"device:{id_}" for id_ in answer.exceeded_daily_quota_devices}
+        over_quota_ids |= {f"user:{id_}" for id_ in answer.exceeded_daily_quota_users}
+        if over_quota_ids - self._over_daily_quota:
+            self._log.warning(
+                "Amplitude %s: %d devices/users are over their daily quota; their events wait for the next run, "
+                "the others go on",
+                self.path,
+                len(over_quota_ids - self._over_daily_quota),
             )
+        self._over_daily_quota |= over_quota_ids
         throttled_ids = {f"device:{id_}" for id_ in answer.throttled_devices}
         throttled_ids |= {f"user:{id_}" for id_ in answer.throttled_users}
         listed = set(answer.throttled_events)
+        # Indexes refer to the request as sent: decide every event before any leaves the batch.
+        is_over_quota = [any(key in over_quota_ids for key in event.ids) for event in batch.events]
         is_throttled = [
-            index in listed or any(key in throttled_ids for key in event.ids)
-            for index, event in enumerate(batch.events)
+            not over and (index in listed or any(key in throttled_ids for key in event.ids))
+            for index, (event, over) in enumerate(zip(batch.events, is_over_quota, strict=True))
         ]
-        if not any(is_throttled):  # a 429 that names nothing: all of it waits
+        if not any(is_throttled) and not any(is_over_quota):  # a 429 that names nothing: all of it waits
             is_throttled = [True] * len(batch.events)
         throttled = [event for event, flag in zip(batch.events, is_throttled, strict=True) if flag]
-        rest = [event for event, flag in zip(batch.events, is_throttled, strict=True) if not flag]
-        delay = self._next_delay(batch, batch.records[-1])
+        rest = [
+            event
+            for event, over, flag in zip(batch.events, is_over_quota, is_throttled, strict=True)
+            if not over and not flag
+        ]
+        over_quota = self._take_over_quota(batch)
+        if not throttled:
+            if rest:
+                queue.appendleft(_Batch(rest, batch.failures, records=batch.records))
+            return over_quota, None
+        delay = self._next_delay(batch, record)
         pause = max(self._throttle_pause, delay)
         resume_at = self._clock() + pause
         for event in throttled:
@@ -354,7 +432,7 @@ class AmplitudeClient:
         if rest:
             queue.appendleft(_Batch(rest, batch.failures, records=batch.records))
             batch.records = []
-        return _Batch(throttled, batch.failures + 1, resume_at, batch.records)
+        return over_quota, _Batch(throttled, batch.failures + 1, resume_at, batch.records)
 
     def _back_off(self, batch: _Batch, record: RequestRecord) -> None:
         """Wait before resending ``batch`` after a server error or no answer."""

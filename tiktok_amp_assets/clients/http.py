@@ -100,7 +100,9 @@ class RetryPolicy:
 class RequestPacer:
     """A token bucket shared by every request of a client: at most ``rate_per_second`` on average.
 
-    Dagster pools cap concurrent steps, not requests, so the client paces itself too.
+    A request costs one token, or its ``units`` when the budget counts something else (Amplitude's
+    events per second). Dagster pools cap concurrent steps, not requests, so the client paces itself
+    too.
     """
 
     rate_per_second: float
@@ -117,12 +119,14 @@ class RequestPacer:
         self._tokens = self.burst
         self._updated = self.clock()
 
-    def wait(self) -> None:
+    def wait(self, units: float = 1.0) -> None:
+        """Sleep until ``units`` more fit the average rate (the bucket may go into debt: the next
+        caller waits for it)."""
         with self._lock:
             now = self.clock()
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate_per_second)
             self._updated = now
-            self._tokens -= 1.0
+            self._tokens -= units
             shortfall = -self._tokens
         if shortfall > 0:
             self.sleep(shortfall / self.rate_per_second)

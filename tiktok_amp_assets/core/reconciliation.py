@@ -67,14 +67,13 @@ def reconcile_account_day(
 
 
 def undelivered_ad_days(
-    rows: Iterable[AdDayMetrics], counted: Mapping[AdDayKey, CountedAdDay], stat_dates: Iterable[date]
+    current: Mapping[AdDayKey, MetricTotals],
+    counted: Mapping[AdDayKey, CountedAdDay],
+    stat_dates: Iterable[date],
 ) -> list[Mismatch]:
-    """Ad-days where Amplitude's counted sums differ from TikTok's current figures (an ad-day TikTok
+    """Ad-days where Amplitude's counted sums differ from TikTok's ``current`` figures (an ad-day TikTok
     no longer reports should be counted as zero)."""
     days = set(stat_dates)
-    current: dict[AdDayKey, MetricTotals] = {
-        (row.advertiser_id, row.ad_id, row.stat_date): row.totals() for row in rows
-    }
     mismatches = []
     for key in sorted(current.keys() | {key for key in counted if key[2] in days}):
         expected = current.get(key, MetricTotals.zero())

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Any
 
 from tiktok_amp_assets.core.metric_values import MetricTotals
-from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay, PlannedEvent
+from tiktok_amp_assets.core.upload_plan import AdDayKey, PlannedEvent
 
 
 def event_stat_date(event: dict[str, Any]) -> date:
@@ -23,6 +23,8 @@ class DayUploadReport:
     planned: list[PlannedEvent] = field(default_factory=list)
     accepted: set[str] = field(default_factory=set)
     rejected: dict[str, str] = field(default_factory=dict)  # insert_id -> Amplitude's reason
+    # insert_id -> why it waits (its device is over Amplitude's daily quota): resent by the next run
+    parked: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     resent_pending: int = 0
     # Per ad account: what Amplitude had counted for the day before this run, and after it.
@@ -51,6 +53,8 @@ class DayUploadReport:
             return "dry_run"
         if insert_id in self.rejected:
             return "rejected"
+        if insert_id in self.parked:
+            return "parked"
         return "accepted" if insert_id in self.accepted else "not_acknowledged"
 
     def figures(self) -> dict[str, int]:
@@ -63,6 +67,7 @@ class DayUploadReport:
             "events_corrections": kinds["correction"] + kinds["removal"],
             "events_accepted": len(self.accepted & planned_ids),
             "events_rejected": len(self.rejected),
+            "events_parked": len(self.parked),
             "events_resent_after_interruption": self.resent_pending,
         }
 
@@ -83,7 +88,7 @@ class DayUploadReport:
                     "before": planned.before.as_record() if planned.before else None,
                     "after": planned.after.as_record(),
                     "status": self._status(event.insert_id, sent),
-                    "reason": self.rejected.get(event.insert_id),
+                    "reason": self.rejected.get(event.insert_id) or self.parked.get(event.insert_id),
                 }
             )
         return {
@@ -110,11 +115,11 @@ def _empty() -> dict[str, Any]:
 
 def record_counts(
     reports: Mapping[date, DayUploadReport],
-    before: Mapping[AdDayKey, CountedAdDay],
-    after: Mapping[AdDayKey, CountedAdDay],
+    before: Mapping[AdDayKey, MetricTotals],
+    after: Mapping[AdDayKey, MetricTotals],
 ) -> None:
     """What Amplitude had counted per account and day before the upload, and after it."""
     for side, counted in (("before", before), ("after", after)):
-        for (advertiser_id, _ad_id, stat_date), ad_day in counted.items():
+        for (advertiser_id, _ad_id, stat_date), totals in counted.items():
             if stat_date in reports:
-                reports[stat_date].add_counted(side, advertiser_id, ad_day.totals)
+                reports[stat_date].add_counted(side, advertiser_id, totals)
