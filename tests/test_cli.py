@@ -88,3 +88,24 @@ def test_the_readme_dry_run_config_sends_nothing(project: Project, tmp_path: Pat
     assert project.amplitude.requests_count() == 0
     results = ImportStore(project.data_dir).read_upload_results(day, dry_run=True)
     assert results["dry_run"] is True and results["events_planned"] == len(project.tiktok_truth(day))
+
+
+def test_a_run_without_credentials_fails_in_one_line_naming_them(project: Project) -> None:
+    env = {
+        name: value
+        for name, value in project.env.items()
+        if name not in ("TIKTOK_ACCESS_TOKEN", "AMPLITUDE_API_KEY")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
+         "--select", "*", "--partition", "2025-03-01"],
+        cwd=PROJECT_ROOT,
+        env={**{k: v for k, v in os.environ.items() if k not in project.env}, **env,
+             "DAGSTER_HOME": project.instance.root_directory},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "TIKTOK_ACCESS_TOKEN, AMPLITUDE_API_KEY are not set: set them in the environment" in output
+    assert "PostProcessingError" not in output and "You have attempted to fetch" not in output
+    assert project.tiktok.request_log == []

@@ -28,6 +28,7 @@ import requests
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_emulators.faults import Fault
 
+from tiktok_amp_assets.assets import UPLOAD_ASSET
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
@@ -192,6 +193,13 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
     assert results["dry_run"] is True and results["endpoint"] is None
     assert results["events_planned"] == results["events_new"] == len(truth)
     assert {event["status"] for event in results["events"]} == {"dry_run"}
+    # Nothing reached Amplitude, so the day stays missing: an observation records the dry run.
+    upload_asset = dg.AssetKey(UPLOAD_ASSET)
+    assert DAY.isoformat() not in project.instance.get_materialized_partitions(upload_asset)
+    observation = project.instance.fetch_observations(upload_asset, limit=1).records[0].asset_observation
+    assert observation is not None and observation.partition == DAY.isoformat()
+    assert observation.metadata["dry_run"].value is True
+    assert observation.metadata["events_planned"].value == len(truth)
     assert {(e["ad_account_id"], e["ad_id"]): e["sent"] for e in results["events"]} == {
         key: {"cost": str(v["cost"]), **{n: int(v[n]) for n in ("impressions", "clicks", "conversions")}}
         for key, v in truth.items()

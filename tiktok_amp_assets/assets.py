@@ -27,7 +27,12 @@ from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_da
 from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
 from tiktok_amp_assets.partitions import daily_partitions, partition_days
-from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
+from tiktok_amp_assets.resources import (
+    AmplitudeResource,
+    ImportStoreResource,
+    TikTokResource,
+    check_required_variables,
+)
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
 from tiktok_amp_assets.upload import DayUploader
@@ -66,6 +71,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
     def tiktok_raw_reports(
         context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
     ) -> dg.MaterializeResult:
+        _configured(check_required_variables)
         days = partition_days(context)
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
@@ -148,6 +154,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
     def tiktok_ad_metrics(
         context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
     ) -> dg.MaterializeResult:
+        _configured(check_required_variables)
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
         mismatches: list[Mismatch] = []
@@ -205,14 +212,23 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
             ]
         )
 
-    @dg.asset(
-        group_name=GROUP,
-        partitions_def=partitions_def,
+    # A multi_asset only to be skippable (can_subset makes the check's output optional too): a dry run
+    # sends nothing, so it must not mark the day as in Amplitude; it records an observation instead.
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                UPLOAD_ASSET,
+                group_name=GROUP,
+                partitions_def=partitions_def,
+                deps=[tiktok_ad_metrics],
+                kinds={"amplitude"},
+                skippable=True,
+                description="What was sent to Amplitude per day and request: events sent, accepted, rejected, corrected.",
+            )
+        ],
         backfill_policy=backfill_policy,
-        deps=[tiktok_ad_metrics],
-        kinds={"amplitude"},
         pool=AMPLITUDE_POOL,
-        description="What was sent to Amplitude per day and request: events sent, accepted, rejected, corrected.",
+        can_subset=True,
         check_specs=[
             dg.AssetCheckSpec(
                 DELIVERY_CHECK,
@@ -226,7 +242,8 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
     )
     def amplitude_upload_results(
         context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
+        _configured(check_required_variables)
         days = partition_days(context)
         client = (
             None
@@ -243,14 +260,22 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                 rejected_total += finished.results["events_rejected"]
                 undelivered.extend(finished.undelivered)
                 changes = finished.report.changes_markdown()
-                context.add_asset_metadata(
-                    {
-                        **finished.report.figures(),
-                        **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
-                        "path": dg.MetadataValue.path(finished.path),
-                    },
-                    partition_key=finished.report.day.isoformat(),
-                )
+                metadata = {
+                    **finished.report.figures(),
+                    **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
+                    "path": dg.MetadataValue.path(finished.path),
+                }
+                partition = finished.report.day.isoformat()
+                if client is None:
+                    context.log_event(
+                        dg.AssetObservation(
+                            asset_key=UPLOAD_ASSET,
+                            partition=partition,
+                            metadata={"dry_run": True, **metadata},
+                        )
+                    )
+                else:
+                    context.add_asset_metadata(metadata, partition_key=partition)
         except (AmplitudeApiError, MissingPartitionError) as error:
             raise dg.Failure(description=str(error)) from None
         finally:
@@ -264,16 +289,16 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     "run the partitions again (only what Amplitude has not counted will be sent)."
                 )
             )
-        return dg.MaterializeResult(
+        if client is None:
+            return  # a dry run: nothing is in Amplitude that was not before, so nothing is materialized
+        yield dg.MaterializeResult(
             check_results=[
                 dg.AssetCheckResult(
                     check_name=DELIVERY_CHECK,
                     passed=not undelivered,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=(
-                        "dry run: nothing was sent"
-                        if client is None
-                        else f"{len(undelivered)} ad-days differ between Amplitude and TikTok; run the partitions again"
+                        f"{len(undelivered)} ad-days differ between Amplitude and TikTok; run the partitions again"
                         if undelivered
                         else None
                     ),

@@ -20,7 +20,9 @@ JOB_NAME = "tiktok_amp_job"
 
 
 def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
-    """Optional settings: read through EnvVar when set (resolved at launch), else the default."""
+    """Read through EnvVar when set (resolved at launch), else the default. Required variables
+    default to empty, so that a run without them starts and fails at its first step with one line
+    naming them all (resources.check_required_variables), not with Dagster's config traceback."""
     return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
 
 
@@ -51,12 +53,12 @@ def build_definitions(settings: ProjectSettings) -> dg.Definitions:
         executor=dg.in_process_executor,
         resources={
             "tiktok": TikTokResource(
-                access_token=dg.EnvVar("TIKTOK_ACCESS_TOKEN"),
-                advertiser_ids=dg.EnvVar("TIKTOK_ADVERTISER_IDS"),
+                access_token=_env_or_default("TIKTOK_ACCESS_TOKEN", ""),
+                advertiser_ids=_env_or_default("TIKTOK_ADVERTISER_IDS", ""),
                 api_url=_env_or_default("TIKTOK_API_URL", tiktok_contract.DEFAULT_API_URL),
             ),
             "amplitude": AmplitudeResource(
-                api_key=dg.EnvVar("AMPLITUDE_API_KEY"),
+                api_key=_env_or_default("AMPLITUDE_API_KEY", ""),
                 api_url=_env_or_default("AMPLITUDE_API_URL", amplitude_contract.DEFAULT_API_URL),
                 restatement_policy=settings.restatement_policy,
             ),
