@@ -451,24 +451,27 @@ def _not_imported(days: Sequence[date]) -> str:
 
 
 def _timezone_mismatches(zones: dict[str, str | None], partitions_timezone: str, day: date) -> dict[str, str]:
-    """Accounts whose time zone closes days at another hour than the partitions do, with a message."""
+    """Accounts whose days end after the partitions' days do (a zone further west), with a message.
+    An account further east is fine: its day is over before the partitions' day ends."""
     mismatched: dict[str, str] = {}
     for advertiser_id, zone in zones.items():
-        if zone is None or _same_offsets(zone, partitions_timezone, day):
+        if zone is None or _day_ends_no_later(zone, partitions_timezone, day):
             continue
         mismatched[advertiser_id] = (
-            f"ad account {advertiser_id} reports days in {zone}, but the partitions close in {partitions_timezone}. "
-            "Each partition still holds the account's own calendar day (nothing is shifted), but the schedule may "
-            "read a day before it is over there. Set TIKTOK_AMP_TIMEZONE to the accounts' (westernmost) time "
-            "zone; see the README's 'Time zones' section."
+            f"ad account {advertiser_id} reports days in {zone}, whose days end after those of the partitions' "
+            f"time zone {partitions_timezone}. Each partition still holds the account's own calendar day (nothing "
+            "is shifted), but the schedule may read a day before it is over there. Set TIKTOK_AMP_TIMEZONE to the "
+            "accounts' westernmost time zone; see the README's 'Time zones' section."
         )
     return mismatched
 
 
-def _same_offsets(zone_a: str, zone_b: str, day: date) -> bool:
+def _day_ends_no_later(account_zone: str, partitions_zone: str, day: date) -> bool:
+    """Whether a calendar day in ``account_zone`` ends no later than in ``partitions_zone`` (UTC
+    offset at least as large), in winter and in summer of ``day``'s year."""
     moments = [datetime.combine(day.replace(month=month, day=1), time(12)) for month in (1, 7)]
     return all(
-        moment.replace(tzinfo=ZoneInfo(zone_a)).utcoffset()
-        == moment.replace(tzinfo=ZoneInfo(zone_b)).utcoffset()
+        moment.replace(tzinfo=ZoneInfo(account_zone)).utcoffset()
+        >= moment.replace(tzinfo=ZoneInfo(partitions_zone)).utcoffset()  # type: ignore[operator]
         for moment in moments
     )
