@@ -3,6 +3,7 @@ its GraphQL API, and stopping it with every process it spawned."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import requests
 from tiktok_amp_emulators.demo import with_sigint_restored
 from tiktok_amp_emulators.processes import stop_process_tree
 
-__all__ = ["dagster_graphql", "start_process_group", "stop_process_tree"]
+__all__ = ["dagster_graphql", "free_ports", "port_is_free", "start_process_group", "stop_process_tree"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +40,25 @@ def dagster_graphql(base_url: str, query: str, variables: dict[str, Any] | None 
     body = response.json()
     assert "errors" not in body, body["errors"]
     return body["data"]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` loopback ports free right now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
