@@ -23,6 +23,7 @@ from tiktok_amp_assets.settings import ConfigurationError
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 ADVERTISER_IDS_VAR = "TIKTOK_ADVERTISER_IDS"
+_ADVERTISER_ID = re.compile(r"^[0-9]{5,25}$")
 # The variables a run cannot do without; the others have defaults.
 REQUIRED_VARIABLES = ("TIKTOK_ACCESS_TOKEN", ADVERTISER_IDS_VAR, "AMPLITUDE_API_KEY")
 
@@ -41,9 +42,6 @@ def check_required_variables() -> None:
             "(for dagster dev, a .env file in the project folder; in production, your secret store or "
             "deployment environment), as the README's 'Configure it for real accounts' lists, then run again"
         )
-
-
-_ADVERTISER_ID = re.compile(r"^[0-9]{5,25}$")
 
 
 class TikTokResource(dg.ConfigurableResource):
