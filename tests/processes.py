@@ -6,13 +6,18 @@ from __future__ import annotations
 import socket
 import subprocess
 from pathlib import Path
-from typing import Any
 
-import requests
-from tiktok_amp_emulators.demo import with_sigint_restored
+from tiktok_amp_emulators.demo import code_location_loaded, dagster_graphql, with_sigint_restored
 from tiktok_amp_emulators.processes import stop_process_tree
 
-__all__ = ["dagster_graphql", "free_ports", "port_is_free", "start_process_group", "stop_process_tree"]
+__all__ = [
+    "code_location_loaded",
+    "dagster_graphql",
+    "free_ports",
+    "port_is_free",
+    "start_process_group",
+    "stop_process_tree",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,17 +34,6 @@ def start_process_group(command: list[str], env: dict[str, str], log: Path) -> s
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def dagster_graphql(base_url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``query`` against a running Dagster webserver's GraphQL API; its ``data``, or a failed test."""
-    response = requests.post(
-        f"{base_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
 
 
 def free_ports(count: int) -> list[int]:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 from .conftest import API_KEY, Project
-from .processes import dagster_graphql, free_ports, stop_process_tree
+from .processes import code_location_loaded, free_ports, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,17 +158,11 @@ def test_the_readme_cli_commands_work_as_written(project: Project, tmp_path: Pat
             cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
         deadline = time.monotonic() + 120
         loaded = False
         while not loaded and time.monotonic() < deadline and process.poll() is None:
-            try:
-                entries = dagster_graphql(f"http://127.0.0.1:{port}", query)["workspaceOrError"][
-                    "locationEntries"
-                ]
-                loaded = bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
-            except (requests.RequestException, KeyError, AssertionError):
-                time.sleep(1)
+            loaded = code_location_loaded(f"http://127.0.0.1:{port}")
+            time.sleep(0 if loaded else 1)
         assert loaded, log.read_text(errors="replace")[-3000:]
     finally:
         stop_process_tree(process, grace_seconds=30)

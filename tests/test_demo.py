@@ -11,12 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 from tiktok_amp_emulators.processes import alive, process_tree
 
-from .processes import PROJECT_ROOT, free_ports, port_is_free
-
-LOADED_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+from .processes import PROJECT_ROOT, code_location_loaded, free_ports, port_is_free
 
 
 def _start_demo_from_a_background_shell(home: Path, ports: list[int], *extra: str) -> subprocess.Popen[bytes]:
@@ -92,17 +89,13 @@ def test_the_whole_demo_stops_on_sigterm_leaving_no_process(tmp_path: Path) -> N
     home = tmp_path / "demo"
     process = _start_demo_from_a_background_shell(home, ports)
 
-    def loaded() -> bool:
-        try:
-            response = requests.post(
-                f"http://127.0.0.1:{ports[0]}/graphql", json={"query": LOADED_QUERY}, timeout=5
-            )
-            entries = response.json()["data"]["workspaceOrError"]["locationEntries"]
-        except (requests.RequestException, ValueError, KeyError, TypeError):
-            return False
-        return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
-
-    _wait_for(loaded, "the UI loading the code location", home, process, 180)
+    _wait_for(
+        lambda: code_location_loaded(f"http://127.0.0.1:{ports[0]}"),
+        "the UI loading the code location",
+        home,
+        process,
+        180,
+    )
     # dagster dev, its webserver and daemon, and the code servers they started.
     assert len(process_tree(process.pid)) >= 4, process_tree(process.pid)
     _stopped_cleanly(process, signal.SIGTERM, ports, home)

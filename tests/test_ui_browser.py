@@ -28,7 +28,13 @@ import pytest
 import requests
 from tiktok_amp_emulators.demo import FIRST_BACKFILL_DAYS
 
-from .processes import dagster_graphql, free_ports, start_process_group, stop_process_tree
+from .processes import (
+    code_location_loaded,
+    dagster_graphql,
+    free_ports,
+    start_process_group,
+    stop_process_tree,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui_browser"
@@ -87,16 +93,11 @@ class Demo:
 
     def wait_until_loaded(self, timeout: float = 150) -> None:
         deadline = time.monotonic() + timeout
-        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(f"the demo exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
-                if any(entry["name"] == LOCATION and entry["loadStatus"] == "LOADED" for entry in entries):
-                    return
-            except (requests.RequestException, KeyError, AssertionError):
-                pass
+            if code_location_loaded(self.url):
+                return
             time.sleep(1)
         pytest.fail(f"the code location did not load within {timeout:.0f}s:\n{self.log_tail()}")
 

@@ -197,45 +197,52 @@ BACKFILL_QUERY = """query ($id: String!) {
 BACKFILL_DONE = ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED")
 
 
-class _DemoSetupError(Exception):
-    pass
+class DagsterGraphQLError(Exception):
+    """The webserver answered a GraphQL request with errors, or the demo's first backfill failed."""
 
 
-def _graphql(ui_url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+def dagster_graphql(ui_url: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``query`` against a running Dagster webserver's GraphQL API: its ``data``."""
     response = requests.post(
         f"{ui_url}/graphql", json={"query": query, "variables": variables or {}}, timeout=30
     )
     response.raise_for_status()
     body = response.json()
     if body.get("errors"):
-        raise _DemoSetupError(f"the webserver's GraphQL API answered: {body['errors'][0].get('message')}")
+        raise DagsterGraphQLError(f"the webserver's GraphQL API answered: {body['errors']}")
     return body["data"]
 
 
+def code_location_loaded(ui_url: str) -> bool:
+    """Whether the webserver answers with every code location loaded (False while it starts)."""
+    try:
+        entries = dagster_graphql(ui_url, LOADED_QUERY)["workspaceOrError"]["locationEntries"]
+    except (requests.RequestException, ValueError, KeyError, TypeError, DagsterGraphQLError):
+        return False
+    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
+
+
 def _wait_until_loaded(ui_url: str, process: subprocess.Popen[bytes], timeout: float = 600) -> bool:
-    """True once the webserver answers with the code location loaded; False if dagster dev exited."""
+    """True once the code location is loaded; False if dagster dev exited first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
-        try:
-            entries = _graphql(ui_url, LOADED_QUERY)["workspaceOrError"]["locationEntries"]
-            if entries and all(entry["loadStatus"] == "LOADED" for entry in entries):
-                return True
-        except (requests.RequestException, ValueError, KeyError, TypeError, _DemoSetupError):
-            pass  # not up yet
+        if code_location_loaded(ui_url):
+            return True
         time.sleep(1)
-    raise _DemoSetupError(f"the Dagster UI did not load the code location within {timeout:.0f} s")
+    raise DagsterGraphQLError(f"the Dagster UI did not load the code location within {timeout:.0f} s")
 
 
 def fill_recent_days(ui_url: str, process: subprocess.Popen[bytes], days: int = FIRST_BACKFILL_DAYS) -> None:
     """On an instance that has never materialized anything, back-fill the last ``days`` days of
     every asset, launched through the webserver and run by the daemon as a backfill from the UI is:
     the demo then opens with lineage, partitions, plots and checks filled in."""
+    backfill_id = None
     try:
         if not _wait_until_loaded(ui_url, process):
             return
-        state = _graphql(ui_url, STATE_QUERY)
+        state = dagster_graphql(ui_url, STATE_QUERY)
         nodes = state["assetNodes"]
         backfills = state["partitionBackfillsOrError"].get("results", [])
         if backfills or any((node["partitionStats"] or {}).get("numMaterialized") for node in nodes):
@@ -246,9 +253,9 @@ def fill_recent_days(ui_url: str, process: subprocess.Popen[bytes], days: int = 
             "assetSelection": [node["assetKey"] for node in nodes],
             "title": f"Demo: the last {days} days",
         }
-        launched = _graphql(ui_url, LAUNCH_MUTATION, {"params": params})["launchPartitionBackfill"]
+        launched = dagster_graphql(ui_url, LAUNCH_MUTATION, {"params": params})["launchPartitionBackfill"]
         if "backfillId" not in launched:
-            raise _DemoSetupError(f"{launched['__typename']}: {launched.get('message')}")
+            raise DagsterGraphQLError(f"{launched['__typename']}: {launched.get('message')}")
         backfill_id = launched["backfillId"]
         print(
             f"Filling the last {days} days ({partition_keys[0]} to {partition_keys[-1]}) with backfill "
@@ -257,17 +264,26 @@ def fill_recent_days(ui_url: str, process: subprocess.Popen[bytes], days: int = 
         status = ""
         while status not in BACKFILL_DONE and process.poll() is None:
             time.sleep(2)
-            backfill = _graphql(ui_url, BACKFILL_QUERY, {"id": backfill_id})["partitionBackfillOrError"]
+            backfill = dagster_graphql(ui_url, BACKFILL_QUERY, {"id": backfill_id})[
+                "partitionBackfillOrError"
+            ]
             status = backfill.get("status", "")
         if status in ("COMPLETED", "COMPLETED_SUCCESS"):
             print(f"The last {days} days are in: {ui_url}/assets")
         elif status:
             print(f"The first backfill ended {status}: see {ui_url}/runs/b/{backfill_id}")
-    except (requests.RequestException, ValueError, KeyError, TypeError, _DemoSetupError) as error:
-        if process.poll() is None:
+    except (requests.RequestException, ValueError, KeyError, TypeError, DagsterGraphQLError) as error:
+        if process.poll() is not None:
+            return  # stopping: the webserver went first
+        if backfill_id is None:
             print(
                 f"The demo could not launch its first backfill ({error}). Launch one from the UI: Assets, "
                 "Materialize all, pick the days.",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"Lost track of the first backfill ({error}): see {ui_url}/runs/b/{backfill_id}",
                 file=sys.stderr,
             )
 
