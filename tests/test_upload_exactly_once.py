@@ -28,8 +28,9 @@ import requests
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_emulators.faults import Fault
 
-from tiktok_amp_assets.assets import UPLOAD_ASSET
+from tiktok_amp_assets.assets import DELIVERY_CHECK, UPLOAD_ASSET
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
+from tiktok_amp_assets.code_location import JOB_NAME
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -210,6 +211,22 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
     assert materialize(project, DAY - timedelta(days=1), dry_run=True).success
     assert store.read_upload_results(DAY - timedelta(days=1), dry_run=True)["events_planned"] == 0
     assert store.upload_results_path(DAY - timedelta(days=1)).read_bytes() == sent_before
+    assert project.amplitude.requests_count() == requests_before
+
+
+def test_the_delivery_check_alone_asks_for_the_upload_and_sends_nothing(project: Project) -> None:
+    assert materialize(project, DAY - timedelta(days=1)).success
+    requests_before = project.amplitude.requests_count()
+    check_only = project.defs.resolve_job_def(JOB_NAME).get_subset(
+        asset_selection=set(),
+        asset_check_selection={dg.AssetCheckKey(dg.AssetKey(UPLOAD_ASSET), DELIVERY_CHECK)},
+    )
+    result = check_only.execute_in_process(
+        partition_key=DAY.isoformat(), instance=project.instance, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert f"materialize {UPLOAD_ASSET}" in failure.step_failure_data.error.message
     assert project.amplitude.requests_count() == requests_before
 
 

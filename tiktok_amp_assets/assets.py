@@ -243,6 +243,12 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
     def amplitude_upload_results(
         context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
     ) -> Iterator[dg.MaterializeResult]:
+        if dg.AssetKey(UPLOAD_ASSET) not in context.selected_asset_keys:
+            # (Subsetting is on only so that a dry run can skip the materialization.)
+            raise dg.Failure(
+                description=f"{DELIVERY_CHECK} is evaluated by the upload itself: materialize {UPLOAD_ASSET} "
+                "(the check runs with it) rather than the check alone"
+            )
         _configured(check_required_variables)
         days = partition_days(context)
         client = (
