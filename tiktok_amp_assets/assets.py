@@ -27,7 +27,12 @@ from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_da
 from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
 from tiktok_amp_assets.partitions import daily_partitions, partition_days
-from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
+from tiktok_amp_assets.resources import (
+    AmplitudeResource,
+    ImportStoreResource,
+    TikTokResource,
+    check_required_variables,
+)
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
 from tiktok_amp_assets.upload import DayUploader
@@ -66,6 +71,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
     def tiktok_raw_reports(
         context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
     ) -> dg.MaterializeResult:
+        _configured(check_required_variables)
         days = partition_days(context)
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
@@ -148,6 +154,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
     def tiktok_ad_metrics(
         context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
     ) -> dg.MaterializeResult:
+        _configured(check_required_variables)
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
         mismatches: list[Mismatch] = []
@@ -205,14 +212,23 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
             ]
         )
 
-    @dg.asset(
-        group_name=GROUP,
-        partitions_def=partitions_def,
+    # A multi_asset only to be skippable (can_subset makes the check's output optional too): a dry run
+    # sends nothing, so it must not mark the day as in Amplitude; it records an observation instead.
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                UPLOAD_ASSET,
+                group_name=GROUP,
+                partitions_def=partitions_def,
+                deps=[tiktok_ad_metrics],
+                kinds={"amplitude"},
+                skippable=True,
+                description="What was sent to Amplitude per day and request: events sent, accepted, rejected, corrected.",
+            )
+        ],
         backfill_policy=backfill_policy,
-        deps=[tiktok_ad_metrics],
-        kinds={"amplitude"},
         pool=AMPLITUDE_POOL,
-        description="What was sent to Amplitude per day and request: events sent, accepted, rejected, corrected.",
+        can_subset=True,
         check_specs=[
             dg.AssetCheckSpec(
                 DELIVERY_CHECK,
@@ -226,7 +242,14 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
     )
     def amplitude_upload_results(
         context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
-    ) -> dg.MaterializeResult:
+    ) -> Iterator[dg.MaterializeResult]:
+        if dg.AssetKey(UPLOAD_ASSET) not in context.selected_asset_keys:
+            # (Subsetting is on only so that a dry run can skip the materialization.)
+            raise dg.Failure(
+                description=f"{DELIVERY_CHECK} is evaluated by the upload itself: materialize {UPLOAD_ASSET} "
+                "(the check runs with it) rather than the check alone"
+            )
+        _configured(check_required_variables)
         days = partition_days(context)
         client = (
             None
@@ -245,14 +268,22 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                 parked_total += finished.results["events_parked"]
                 undelivered.extend(finished.undelivered)
                 changes = finished.report.changes_markdown()
-                context.add_asset_metadata(
-                    {
-                        **finished.report.figures(),
-                        **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
-                        "path": dg.MetadataValue.path(finished.path),
-                    },
-                    partition_key=finished.report.day.isoformat(),
-                )
+                metadata = {
+                    **finished.report.figures(),
+                    **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
+                    "path": dg.MetadataValue.path(finished.path),
+                }
+                partition = finished.report.day.isoformat()
+                if client is None:
+                    context.log_event(
+                        dg.AssetObservation(
+                            asset_key=UPLOAD_ASSET,
+                            partition=partition,
+                            metadata={"dry_run": True, **metadata},
+                        )
+                    )
+                else:
+                    context.add_asset_metadata(metadata, partition_key=partition)
         except (AmplitudeApiError, MissingPartitionError) as error:
             raise dg.Failure(description=str(error)) from None
         finally:
@@ -266,18 +297,16 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                     "run the partitions again (only what Amplitude has not counted will be sent)."
                 )
             )
-        return dg.MaterializeResult(
+        if client is None:
+            return  # a dry run: nothing is in Amplitude that was not before, so nothing is materialized
+        yield dg.MaterializeResult(
             check_results=[
                 dg.AssetCheckResult(
                     check_name=DELIVERY_CHECK,
                     passed=not undelivered,
                     severity=dg.AssetCheckSeverity.ERROR,
                     description=(
-                        "dry run: nothing was sent"
-                        if client is None
-                        else _undelivered_description(len(undelivered), parked_total)
-                        if undelivered
-                        else None
+                        _undelivered_description(len(undelivered), parked_total) if undelivered else None
                     ),
                     metadata={
                         "differences": dg.MetadataValue.json([m.as_record() for m in undelivered[:50]])
@@ -439,24 +468,27 @@ def _not_imported(days: Sequence[date]) -> str:
 
 
 def _timezone_mismatches(zones: dict[str, str | None], partitions_timezone: str, day: date) -> dict[str, str]:
-    """Accounts whose time zone closes days at another hour than the partitions do, with a message."""
+    """Accounts whose days end after the partitions' days do (a zone further west), with a message.
+    An account further east is fine: its day is over before the partitions' day ends."""
     mismatched: dict[str, str] = {}
     for advertiser_id, zone in zones.items():
-        if zone is None or _same_offsets(zone, partitions_timezone, day):
+        if zone is None or _day_ends_no_later(zone, partitions_timezone, day):
             continue
         mismatched[advertiser_id] = (
-            f"ad account {advertiser_id} reports days in {zone}, but the partitions close in {partitions_timezone}. "
-            "Each partition still holds the account's own calendar day (nothing is shifted), but the schedule may "
-            "read a day before it is over there. Set TIKTOK_AMP_TIMEZONE to the accounts' (westernmost) time "
-            "zone; see the README's 'Time zones' section."
+            f"ad account {advertiser_id} reports days in {zone}, whose days end after those of the partitions' "
+            f"time zone {partitions_timezone}. Each partition still holds the account's own calendar day (nothing "
+            "is shifted), but the schedule may read a day before it is over there. Set TIKTOK_AMP_TIMEZONE to the "
+            "accounts' westernmost time zone; see the README's 'Time zones' section."
         )
     return mismatched
 
 
-def _same_offsets(zone_a: str, zone_b: str, day: date) -> bool:
+def _day_ends_no_later(account_zone: str, partitions_zone: str, day: date) -> bool:
+    """Whether a calendar day in ``account_zone`` ends no later than in ``partitions_zone`` (UTC
+    offset at least as large), in winter and in summer of ``day``'s year."""
     moments = [datetime.combine(day.replace(month=month, day=1), time(12)) for month in (1, 7)]
     return all(
-        moment.replace(tzinfo=ZoneInfo(zone_a)).utcoffset()
-        == moment.replace(tzinfo=ZoneInfo(zone_b)).utcoffset()
+        moment.replace(tzinfo=ZoneInfo(account_zone)).utcoffset()
+        >= moment.replace(tzinfo=ZoneInfo(partitions_zone)).utcoffset()  # type: ignore[operator]
         for moment in moments
     )

@@ -6,6 +6,7 @@ kept out of ``repr``. Each resource builds the plain client the assets use.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,24 @@ from tiktok_amp_assets.storage.import_store import ImportStore
 
 ADVERTISER_IDS_VAR = "TIKTOK_ADVERTISER_IDS"
 _ADVERTISER_ID = re.compile(r"^[0-9]{5,25}$")
+# The variables a run cannot do without; the others have defaults.
+REQUIRED_VARIABLES = ("TIKTOK_ACCESS_TOKEN", ADVERTISER_IDS_VAR, "AMPLITUDE_API_KEY")
+
+
+def check_required_variables() -> None:
+    """Stop a run whose environment lacks a required variable, naming all of them in one line.
+
+    The definitions read an unset required variable as an empty value (not ``EnvVar``): Dagster
+    would otherwise fail the run while resolving its config, with a traceback per variable.
+    """
+    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name, "").strip()]
+    if missing:
+        raise ConfigurationError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set "
+            f"{'it' if len(missing) == 1 else 'them'} in the environment of the code location and its runs "
+            "(for dagster dev, a .env file in the project folder; in production, your secret store or "
+            "deployment environment), as the README's 'Configure it for real accounts' lists, then run again"
+        )
 
 
 class TikTokResource(dg.ConfigurableResource):
@@ -126,7 +145,8 @@ class AmplitudeResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # With the in-process executor, resources start with the run, before any step: a bad URL or
         # an empty key stops the run before anything is fetched from TikTok, not at the upload.
-        if not self.dry_run:
+        # (An unset key is named by check_required_variables with the others, at the first step.)
+        if not self.dry_run and self.api_key.strip():
             self._checked_base_url()
 
     def _checked_base_url(self) -> str:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 from ..conftest import API_KEY, Project
+from ..processes import code_location_loaded, free_ports, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,18 +77,116 @@ def test_the_workspace_loads_the_code_location(project: Project) -> None:
     assert listed.returncode == 0, listed.stderr[-3000:]
 
 
-def test_the_readme_dry_run_config_sends_nothing(project: Project, tmp_path: Path) -> None:
+def readme_commands() -> list[str]:
+    """Every line of the README's ``bash`` blocks, continuation lines joined."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL):
+        lines.extend(line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip())
+    return lines
+
+
+def test_every_readme_command_runs_from_the_virtualenv_it_sets_up() -> None:
+    # After the README's set-up only .venv/bin has Dagster's commands: a bare `dagster` is not on PATH.
+    bare = [
+        line
+        for line in readme_commands()
+        if re.match(r"(dagster|dagster-webserver|dagster-daemon|python|pytest)\b", line)
+    ]
+    assert bare == []
+
+
+def project_folder_copy(tmp_path: Path) -> Path:
+    """The project folder as a user has it (its files linked, not copied), where a command may leave
+    files such as dry-run.yaml without touching the repository."""
+    folder = tmp_path / "tiktok-amp-assets"
+    folder.mkdir()
+    for entry in PROJECT_ROOT.iterdir():
+        if entry.name != ".git":
+            (folder / entry.name).symlink_to(entry)
+    return folder
+
+
+def test_the_readme_cli_commands_work_as_written(project: Project, tmp_path: Path) -> None:
+    """The README's backfill and dry-run commands, pasted into a fresh shell in the project folder with
+    the environment pointing at the emulators, and its dagster dev command starting without warnings
+    about the instance."""
+    folder = project_folder_copy(tmp_path)
+    if not (folder / ".venv" / "bin" / "dagster").exists():
+        pytest.fail(
+            "the README's commands run from .venv in the project folder: set it up as the README says"
+        )
     readme = (PROJECT_ROOT / "README.md").read_text()
     config = readme.split("```yaml\nresources:\n  amplitude:", 1)[1].split("```", 1)[0]
-    config_file = tmp_path / "dry-run.yaml"
-    config_file.write_text("resources:\n  amplitude:" + config)
-    day = date(2025, 3, 1)
-    result = dagster_cli(
-        project,
-        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*",
-        "--partition", day.isoformat(), "-c", str(config_file),
+    (folder / "dry-run.yaml").write_text("resources:\n  amplitude:" + config)  # "save it as dry-run.yaml"
+    env = {**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory}
+    env.pop("VIRTUAL_ENV", None)
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # a fresh shell: no virtualenv activated
+
+    commands = [line for line in readme_commands() if line.startswith(".venv/bin/dagster asset materialize")]
+    assert len(commands) == 3, commands
+    for command in commands:
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+
+    instance = dg.DagsterInstance.from_config(project.instance.root_directory)
+    try:
+        uploaded = instance.get_materialized_partitions(dg.AssetKey("amplitude_upload_results"))
+    finally:
+        instance.dispose()
+    # The one day, then the week; the dry run's day stays missing, and nothing of it was sent.
+    week = {(date(2026, 11, 2) + timedelta(days=offset)).isoformat() for offset in range(7)}
+    assert uploaded == {"2026-11-01", *week}
+    for day in sorted(uploaded):
+        assert project.amplitude_sums(date.fromisoformat(day)) == project.tiktok_truth(
+            date.fromisoformat(day)
+        )
+    dry_day = date(2026, 11, 25)
+    assert project.amplitude_sums(dry_day) == {}
+    results = ImportStore(project.data_dir).read_upload_results(dry_day, dry_run=True)
+    assert results["dry_run"] is True and results["events_planned"] == len(project.tiktok_truth(dry_day))
+
+    # dagster dev from the project folder, as "Configure it for real accounts" runs it.
+    (dev,) = [line for line in readme_commands() if line.startswith(".venv/bin/dagster dev")]
+    port = free_ports(1)[0]
+    log = tmp_path / "dagster-dev.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            ["bash", "-c", f"exec {dev} -h 127.0.0.1 -p {port}"],
+            cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        loaded = False
+        while not loaded and time.monotonic() < deadline and process.poll() is None:
+            loaded = code_location_loaded(f"http://127.0.0.1:{port}")
+            time.sleep(0 if loaded else 1)
+        assert loaded, log.read_text(errors="replace")[-3000:]
+    finally:
+        stop_process_tree(process, grace_seconds=30)
+    output_text = log.read_text(errors="replace")
+    assert "dagster.yaml" not in output_text, output_text[-3000:]
+    assert "BetaWarning" not in output_text and "FutureWarning" not in output_text, output_text[-3000:]
+
+
+def test_a_run_without_credentials_fails_in_one_line_naming_them(project: Project) -> None:
+    env = {
+        name: value
+        for name, value in project.env.items()
+        if name not in ("TIKTOK_ACCESS_TOKEN", "AMPLITUDE_API_KEY")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
+         "--select", "*", "--partition", "2025-03-01"],
+        cwd=PROJECT_ROOT,
+        env={**{k: v for k, v in os.environ.items() if k not in project.env}, **env,
+             "DAGSTER_HOME": project.instance.root_directory},
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert project.amplitude.requests_count() == 0
-    results = ImportStore(project.data_dir).read_upload_results(day, dry_run=True)
-    assert results["dry_run"] is True and results["events_planned"] == len(project.tiktok_truth(day))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "TIKTOK_ACCESS_TOKEN, AMPLITUDE_API_KEY are not set: set them in the environment" in output
+    assert "PostProcessingError" not in output and "You have attempted to fetch" not in output
+    assert project.tiktok.request_log == []

@@ -1,4 +1,6 @@
-"""The Dagster UI in a real browser: lineage, partitions, a 3-day backfill launched by clicking, the schedule.
+"""The Dagster UI in a real browser: the fresh demo full and green (its first backfill of the last two
+weeks, every asset's checks passing), lineage, partitions, a 3-day backfill launched by clicking, the
+schedule.
 
 Starts the demo (``tiktok-amp-demo``: both emulators and ``dagster dev``) on free ports with a
 temporary home, and drives the UI with Playwright in Debian's Chromium (/usr/bin/chromium; the
@@ -12,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,8 +26,15 @@ from typing import Any
 import dagster as dg
 import pytest
 import requests
+from tiktok_amp_emulators.demo import FIRST_BACKFILL_DAYS
 
-from ..processes import dagster_graphql, start_process_group, stop_process_tree
+from ..processes import (
+    code_location_loaded,
+    dagster_graphql,
+    free_ports,
+    start_process_group,
+    stop_process_tree,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui_browser"
@@ -39,10 +47,11 @@ CHROMIUM_FLAGS = [
 LOCATION = "tiktok_amp_assets"
 ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
 SCHEDULE = "tiktok_amp_daily"
-# The demo's partitions start on 2026-09-01 (fixed): back-fill its first three days.
+# The demo's partitions start on 2026-09-01 (fixed): back-fill its first three days by clicking
+# (the demo itself fills the last FIRST_BACKFILL_DAYS days when it starts).
 BACKFILL_DAYS = ("2026-09-01", "2026-09-02", "2026-09-03")
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(480)
 
 
 def _skip_or_fail_without_prerequisites() -> None:
@@ -62,17 +71,6 @@ def _skip_or_fail_without_prerequisites() -> None:
 
 
 # ---------------------------------------------------------------------------------------- the demo
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -95,16 +93,11 @@ class Demo:
 
     def wait_until_loaded(self, timeout: float = 150) -> None:
         deadline = time.monotonic() + timeout
-        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(f"the demo exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
-                if any(entry["name"] == LOCATION and entry["loadStatus"] == "LOADED" for entry in entries):
-                    return
-            except (requests.RequestException, KeyError, AssertionError):
-                pass
+            if code_location_loaded(self.url):
+                return
             time.sleep(1)
         pytest.fail(f"the code location did not load within {timeout:.0f}s:\n{self.log_tail()}")
 
@@ -117,7 +110,7 @@ class Demo:
 def demo() -> Iterator[Demo]:
     _skip_or_fail_without_prerequisites()
     home = Path(tempfile.mkdtemp(prefix="tiktok-amp-ui-"))
-    port, tiktok_port, amplitude_port = _free_ports(3)
+    port, tiktok_port, amplitude_port = free_ports(3)
     log = home / "demo.log"
     command = [
         sys.executable, "-m", "tiktok_amp_emulators.demo", "--home", str(home),
@@ -153,6 +146,19 @@ query ($id: String!) {
     ... on PartitionBackfill { status isAssetBackfill numPartitions runs(limit: 20) { runId status tags { key value } } }
   }
 }"""
+STATE_QUERY = """{
+  partitionBackfillsOrError { ... on PartitionBackfills { results { id status numPartitions title } } }
+  assetNodes {
+    assetKey { path }
+    assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } }
+  }
+}"""
+METADATA_QUERY = """
+query ($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode { assetMaterializations(limit: 1) { partition metadataEntries { label ... on MarkdownMetadataEntry { mdStr } } } }
+  }
+}"""
 SCHEDULE_QUERY = """
 query ($selector: ScheduleSelector!) {
   scheduleOrError(scheduleSelector: $selector) { ... on Schedule { name scheduleState { status } } }
@@ -170,7 +176,34 @@ def _wait_for_backfill(demo: Demo, backfill_id: str, timeout: float = 150) -> di
     pytest.fail(f"backfill {backfill_id} did not finish within {timeout:.0f}s: {backfill}\n{demo.log_tail()}")
 
 
-def test_lineage_partitions_a_backfill_launched_from_the_ui_and_the_schedule(demo: Demo) -> None:
+def _wait_until_full_and_green(demo: Demo, timeout: float = 180) -> dict[str, dict[str, str]]:
+    """The demo's own first backfill done, and every check's latest execution passed (the freshness
+    check is evaluated by its sensor once the upload is materialized). Check statuses per asset."""
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = demo.graphql(STATE_QUERY)
+        backfills = state["partitionBackfillsOrError"]["results"]
+        checks = {
+            node["assetKey"]["path"][0]: {
+                check["name"]: (check["executionForLatestMaterialization"] or {}).get("status")
+                for check in node["assetChecksOrError"]["checks"]
+            }
+            for node in state["assetNodes"]
+        }
+        if backfills and backfills[0]["status"] in ("COMPLETED_FAILED", "FAILED", "CANCELED"):
+            pytest.fail(f"the demo's first backfill failed: {backfills}\n{demo.log_tail()}")
+        done = backfills and backfills[0]["status"] in ("COMPLETED", "COMPLETED_SUCCESS")
+        if done and all(
+            status == "SUCCEEDED" for statuses in checks.values() for status in statuses.values()
+        ):
+            assert len(backfills) == 1 and backfills[0]["numPartitions"] == FIRST_BACKFILL_DAYS, backfills
+            return checks
+        time.sleep(2)
+    pytest.fail(f"the demo was not full and green within {timeout:.0f}s: {state}\n{demo.log_tail()}")
+
+
+def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo: Demo) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect, sync_playwright
 
@@ -193,6 +226,25 @@ def test_lineage_partitions_a_backfill_launched_from_the_ui_and_the_schedule(dem
         "partitionKeys"
     ]
     assert partition_keys[: len(BACKFILL_DAYS)] == list(BACKFILL_DAYS)
+
+    # The demo filled the last two weeks by itself, and every check passes.
+    checks = _wait_until_full_and_green(demo)
+    assert checks == {
+        "tiktok_raw_reports": {"account_timezone_matches_partitions": "SUCCEEDED"},
+        "tiktok_ad_metrics": {"rows_add_up_to_account_totals": "SUCCEEDED"},
+        "amplitude_upload_results": {
+            "amplitude_counts_equal_tiktok": "SUCCEEDED",
+            "freshness_check": "SUCCEEDED",
+        },
+    }
+    recent_days = partition_keys[-FIRST_BACKFILL_DAYS:]
+    # The top campaigns, one table per currency (the demo has a USD and a JPY account).
+    latest = demo.graphql(METADATA_QUERY, {"path": ["tiktok_ad_metrics"]})["assetNodeOrError"][
+        "assetMaterializations"
+    ][0]
+    top = next(entry["mdStr"] for entry in latest["metadataEntries"] if entry["label"] == "top_campaigns")
+    assert "**Cost in JPY**" in top and "**Cost in USD**" in top
+    filled = len(recent_days)
 
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile, sync_playwright() as playwright:
         browser = playwright.chromium.launch_persistent_context(
@@ -238,12 +290,22 @@ def test_lineage_partitions_a_backfill_launched_from_the_ui_and_the_schedule(dem
             )
             shot("02-asset-lineage-of-tiktok_ad_metrics")
 
-            # 2. The partitions view lists the days, all missing so far.
+            # 2. The partitions view: the last two weeks materialized, the rest missing; each asset's
+            # checks passed.
             page.goto(f"{demo.url}/assets/tiktok_raw_reports?view=partitions")
             expect(page.get_by_text(f"{len(partition_keys)} Partitions Selected")).to_be_visible()
-            expect(page.get_by_text(f"Missing ({len(partition_keys)})")).to_be_visible()
+            expect(page.get_by_text(f"Materialized ({filled})")).to_be_visible()
+            expect(page.get_by_text(f"Missing ({len(partition_keys) - filled})")).to_be_visible()
             expect(page.get_by_text(partition_keys[-1], exact=True).first).to_be_visible()
-            shot("03-partitions-before")
+            shot("03-partitions-as-the-demo-opens")
+            for asset, statuses in checks.items():
+                page.goto(f"{demo.url}/assets/{asset}?view=checks")
+                # The list of checks: each name, each with its latest execution "Succeeded".
+                expect(page.get_by_text(f"Checks ({len(statuses)})", exact=True)).to_be_visible()
+                for name in statuses:  # (the list also renders each name hidden, to measure it)
+                    expect(page.get_by_text(name, exact=True)).not_to_have_count(0)
+                expect(page.get_by_text("Succeeded", exact=True)).to_have_count(len(statuses))
+                shot(f"03-checks-of-{asset}")
 
             # 3. Materialize → the three days → Launch backfill, by clicking.
             page.goto(f"{demo.url}/asset-groups")
@@ -294,8 +356,8 @@ def test_lineage_partitions_a_backfill_launched_from_the_ui_and_the_schedule(dem
             shot("06-backfill-succeeded")
             for asset in ASSETS:
                 page.goto(f"{demo.url}/assets/{asset}?view=partitions")
-                expect(page.get_by_text("Materialized (3)")).to_be_visible()
-                expect(page.get_by_text(f"Missing ({len(partition_keys) - 3})")).to_be_visible()
+                expect(page.get_by_text(f"Materialized ({filled + 3})")).to_be_visible()
+                expect(page.get_by_text(f"Missing ({len(partition_keys) - filled - 3})")).to_be_visible()
             shot("07-partitions-after")
 
             # 5. The schedule is listed and running.
@@ -315,11 +377,11 @@ def test_lineage_partitions_a_backfill_launched_from_the_ui_and_the_schedule(dem
     # The same facts from GraphQL and from the instance itself.
     for asset in ASSETS:
         stats = demo.graphql(PARTITIONS_QUERY, {"path": [asset]})["assetNodeOrError"]["partitionStats"]
-        assert stats["numMaterialized"] == 3, (asset, stats)
+        assert stats["numMaterialized"] == filled + 3, (asset, stats)
     instance = dg.DagsterInstance.from_config(str(demo.home / "dagster_home"))
     try:
         for asset in ASSETS:
-            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(BACKFILL_DAYS)
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {*BACKFILL_DAYS, *recent_days}
     finally:
         instance.dispose()
     selector = {
@@ -331,4 +393,7 @@ def test_lineage_partitions_a_backfill_launched_from_the_ui_and_the_schedule(dem
     assert schedule["scheduleState"]["status"] == "RUNNING", schedule
     # And the events reached Amplitude (the demo's emulator), for exactly those days.
     events = requests.get(f"http://127.0.0.1:{demo.amplitude_port}/emulator/events", timeout=10).json()
-    assert events and {event["event_properties"]["stat_date"] for event in events} == set(BACKFILL_DAYS)
+    assert events and {event["event_properties"]["stat_date"] for event in events} == {
+        *BACKFILL_DAYS,
+        *recent_days,
+    }

@@ -28,8 +28,9 @@ import requests
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_emulators.faults import Fault
 
-from tiktok_amp_assets.assets import DELIVERY_CHECK
+from tiktok_amp_assets.assets import DELIVERY_CHECK, UPLOAD_ASSET
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
+from tiktok_amp_assets.code_location import JOB_NAME
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -193,6 +194,13 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
     assert results["dry_run"] is True and results["endpoint"] is None
     assert results["events_planned"] == results["events_new"] == len(truth)
     assert {event["status"] for event in results["events"]} == {"dry_run"}
+    # Nothing reached Amplitude, so the day stays missing: an observation records the dry run.
+    upload_asset = dg.AssetKey(UPLOAD_ASSET)
+    assert DAY.isoformat() not in project.instance.get_materialized_partitions(upload_asset)
+    observation = project.instance.fetch_observations(upload_asset, limit=1).records[0].asset_observation
+    assert observation is not None and observation.partition == DAY.isoformat()
+    assert observation.metadata["dry_run"].value is True
+    assert observation.metadata["events_planned"].value == len(truth)
     assert {(e["ad_account_id"], e["ad_id"]): e["sent"] for e in results["events"]} == {
         key: {"cost": str(v["cost"]), **{n: int(v[n]) for n in ("impressions", "clicks", "conversions")}}
         for key, v in truth.items()
@@ -203,6 +211,22 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
     assert materialize(project, DAY - timedelta(days=1), dry_run=True).success
     assert store.read_upload_results(DAY - timedelta(days=1), dry_run=True)["events_planned"] == 0
     assert store.upload_results_path(DAY - timedelta(days=1)).read_bytes() == sent_before
+    assert project.amplitude.requests_count() == requests_before
+
+
+def test_the_delivery_check_alone_asks_for_the_upload_and_sends_nothing(project: Project) -> None:
+    assert materialize(project, DAY - timedelta(days=1)).success
+    requests_before = project.amplitude.requests_count()
+    check_only = project.defs.resolve_job_def(JOB_NAME).get_subset(
+        asset_selection=set(),
+        asset_check_selection={dg.AssetCheckKey(dg.AssetKey(UPLOAD_ASSET), DELIVERY_CHECK)},
+    )
+    result = check_only.execute_in_process(
+        partition_key=DAY.isoformat(), instance=project.instance, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    assert f"materialize {UPLOAD_ASSET}" in failure.step_failure_data.error.message
     assert project.amplitude.requests_count() == requests_before
 
 

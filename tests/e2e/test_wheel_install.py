@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
+from tiktok_amp_emulators.demo import code_location_loaded
 
-from ..processes import PROJECT_ROOT, dagster_graphql, start_process_group, stop_process_tree
-from .test_ui_browser import LOCATION, _free_ports
+from ..processes import PROJECT_ROOT, free_ports, start_process_group, stop_process_tree
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -111,7 +110,7 @@ def test_the_demo_runs_from_the_installed_wheels(wheels: dict[str, Path], tmp_pa
     assert where.returncode == 0, where.stderr
     assert all(line.startswith(str(target)) for line in where.stdout.split()), where.stdout
 
-    port, tiktok_port, amplitude_port = _free_ports(3)
+    port, tiktok_port, amplitude_port = free_ports(3)
     log = tmp_path / "demo.log"
     command = [
         sys.executable, "-m", "tiktok_amp_emulators.demo", "--home", str(tmp_path / "home"),
@@ -119,17 +118,11 @@ def test_the_demo_runs_from_the_installed_wheels(wheels: dict[str, Path], tmp_pa
     ]  # fmt: skip
     process = start_process_group(command, env, log, cwd=elsewhere)
     try:
-        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
         loaded = False
         deadline = time.monotonic() + 150
         while not loaded and process.poll() is None and time.monotonic() < deadline:
-            try:
-                entries = dagster_graphql(f"http://127.0.0.1:{port}", query)["workspaceOrError"][
-                    "locationEntries"
-                ]
-                loaded = any(e["name"] == LOCATION and e["loadStatus"] == "LOADED" for e in entries)
-            except (requests.RequestException, KeyError, AssertionError):
-                time.sleep(1)  # not up yet
+            loaded = code_location_loaded(f"http://127.0.0.1:{port}")
+            time.sleep(0 if loaded else 1)  # not up yet
         assert loaded, log.read_text(errors="replace")[-4000:]
         assert (tmp_path / "home" / "workspace.yaml").exists()
     finally:

@@ -622,9 +622,10 @@ def test_a_wrong_api_key_counts_nothing_and_the_next_run_delivers_everything(
 @pytest.mark.parametrize(
     ("name", "value", "refused_by", "named"),
     [
-        # Amplitude's settings are checked as the run starts, before TikTok is asked for anything.
+        # Amplitude's settings are checked as the run starts, before TikTok is asked for anything: the
+        # URL by the resource, a blank key with the other required variables at the first step.
         ("AMPLITUDE_API_URL", "http://api2.amplitude.com", "resources", "plain http://"),
-        ("AMPLITUDE_API_KEY", "   ", "resources", "AMPLITUDE_API_KEY is empty"),
+        ("AMPLITUDE_API_KEY", "   ", "tiktok_raw_reports", "AMPLITUDE_API_KEY is not set"),
         ("TIKTOK_API_URL", "http://business-api.tiktok.com", "tiktok_raw_reports", "plain http://"),
         # Python reads the host as 127.0.0.1 (loopback, allowed), urllib3 as tiktok.example.
         (

@@ -15,10 +15,25 @@ from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from ..conftest import Project
 
 
-def test_missing_access_token_names_the_variable(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_credentials_fail_the_run_in_one_line_naming_every_one(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TIKTOK_ACCESS_TOKEN")
-    with pytest.raises(dg.DagsterInvalidConfigError, match="TIKTOK_ACCESS_TOKEN"):
-        project.materialize(date(2025, 3, 1))
+    monkeypatch.delenv("AMPLITUDE_API_KEY")
+    project.rebuild()  # as the run's process loads the code location, in its own environment
+    result = project.materialize(date(2025, 3, 1), raise_on_error=False)
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    message = failure.step_failure_data.error.message.removeprefix(
+        "dagster._core.definitions.events.Failure: "
+    )
+    assert message.strip() == (
+        "TIKTOK_ACCESS_TOKEN, AMPLITUDE_API_KEY are not set: set them in the environment of the code location "
+        "and its runs (for dagster dev, a .env file in the project folder; in production, your secret store or "
+        "deployment environment), as the README's 'Configure it for real accounts' lists, then run again"
+    )
+    assert failure.step_failure_data.error.cause is None  # no config traceback behind it
+    assert project.tiktok.request_log == [] and project.amplitude.requests_count() == 0
 
 
 @pytest.mark.parametrize("ids", ["", "acme, 123", "7000000000000000001;7000000000000000002"])

@@ -117,13 +117,25 @@ def test_a_reconciliation_mismatch_blocks_the_upload(project: Project) -> None:
     assert not store.upload_results_path(DAY).exists()
 
 
-def test_the_time_zone_check_warns_about_a_mismatched_account(project: Project) -> None:
+def test_the_time_zone_check_warns_about_an_account_whose_days_end_later(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Partitions in Los Angeles: the Tokyo account's days are over before theirs, nothing to warn about.
     result = project.materialize(DAY)
-    evaluation = check_result(result, TIMEZONE_CHECK)
-    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
-    tokyo = next(a for a in project.catalogue.advertisers.values() if a.display_timezone == "Asia/Tokyo")
-    assert tokyo.advertiser_id in (evaluation.description or "")
+    assert check_result(result, TIMEZONE_CHECK).passed
     assert check_result(result, RECONCILIATION_CHECK).passed
+
+    # Partitions in Tokyo: the schedule could read a Los Angeles day before it is over.
+    monkeypatch.setenv("TIKTOK_AMP_TIMEZONE", "Asia/Tokyo")
+    project.rebuild()
+    evaluation = check_result(project.materialize(DAY), TIMEZONE_CHECK)
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    los_angeles = next(
+        a for a in project.catalogue.advertisers.values() if a.display_timezone == "America/Los_Angeles"
+    )
+    assert evaluation.description and los_angeles.advertiser_id in evaluation.description
+    tokyo = next(a for a in project.catalogue.advertisers.values() if a.display_timezone == "Asia/Tokyo")
+    assert tokyo.advertiser_id not in evaluation.description
 
 
 def test_freshness_check_fails_when_yesterday_is_missing_after_the_deadline(project: Project) -> None:

@@ -156,12 +156,14 @@ def test_no_secret_reaches_storage_logs_errors_or_the_emulators(
     assert leaks == []
 
 
-def test_resources_never_show_their_secrets() -> None:
+def test_resources_never_show_their_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     tiktok = TikTokResource(access_token=TOKEN, advertiser_ids=ACME)
     amplitude = AmplitudeResource(api_key=API_KEY)
     assert TOKEN not in repr(tiktok) and TOKEN not in str(tiktok)
     assert API_KEY not in repr(amplitude) and API_KEY not in str(amplitude)
     # The definitions read them through EnvVar: the UI shows the variable's name, not its value.
+    monkeypatch.setenv("TIKTOK_ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("AMPLITUDE_API_KEY", API_KEY)
     resources = build_definitions(ProjectSettings(data_dir=Path("/nonexistent"))).resources
     assert isinstance(resources["tiktok"].access_token, dg.EnvVar)
     assert isinstance(resources["amplitude"].api_key, dg.EnvVar)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
 from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
+from tiktok_amp_assets.core.currencies import format_amount
 
 TOP_CAMPAIGNS = 10
 
@@ -29,7 +31,8 @@ def ad_metrics_figures(rows: Sequence[AdDayMetrics]) -> dict[str, float | int]:
 
 
 def top_campaigns_markdown(rows: Sequence[AdDayMetrics], limit: int = TOP_CAMPAIGNS) -> str:
-    """A markdown table of the campaigns with the highest cost."""
+    """Markdown tables of the campaigns with the highest cost, one per currency: costs in different
+    currencies are not comparable (any JPY amount is a larger number than any USD one)."""
     if not rows:
         return "_no ad delivered on this day_"
     frame = pd.DataFrame(
@@ -37,27 +40,29 @@ def top_campaigns_markdown(rows: Sequence[AdDayMetrics], limit: int = TOP_CAMPAI
             "account": row.advertiser_id,
             "campaign": row.campaign_name,
             "currency": row.currency,
-            "cost": row.cost or 0,
+            "cost": row.cost or Decimal(0),
             "impressions": row.impressions or 0,
             "clicks": row.clicks or 0,
             "conversions": row.conversions or 0,
         }
         for row in rows
     )
-    top = (
-        frame.groupby(["account", "campaign", "currency"], as_index=False)
-        .agg({"cost": "sum", "impressions": "sum", "clicks": "sum", "conversions": "sum"})
-        .sort_values("cost", ascending=False)
-        .head(limit)
+    campaigns = frame.groupby(["currency", "account", "campaign"], as_index=False).agg(
+        {"cost": "sum", "impressions": "sum", "clicks": "sum", "conversions": "sum"}
     )
-    header = (
-        "| account | campaign | cost | impressions | clicks | conversions |\n|---|---|---:|---:|---:|---:|\n"
-    )
-    lines = [
-        f"| {r.account} | {_cell(r.campaign)} | {r.cost} {r.currency} | {r.impressions} | {r.clicks} | {r.conversions} |"
-        for r in top.itertuples()
-    ]
-    return header + "\n".join(lines)
+    tables = []
+    for currency, in_currency in campaigns.groupby("currency", sort=True):
+        top = in_currency.sort_values("cost", ascending=False, kind="stable").head(limit)
+        lines = [
+            f"| {r.account} | {_cell(r.campaign)} | {format_amount(r.cost, currency)} | {r.impressions} | "
+            f"{r.clicks} | {r.conversions} |"
+            for r in top.itertuples()
+        ]
+        tables.append(
+            f"**Cost in {currency}**\n\n| account | campaign | cost ({currency}) | impressions | clicks | "
+            "conversions |\n|---|---|---:|---:|---:|---:|\n" + "\n".join(lines)
+        )
+    return "\n\n".join(tables)
 
 
 def _cell(text: Any) -> str:

@@ -6,8 +6,10 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
+from tiktok_amp_assets.core.currencies import format_amount
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.upload_plan import AdDayKey, PlannedEvent
 
@@ -37,9 +39,16 @@ class DayUploadReport:
 
     def changes_markdown(self) -> str | None:
         """Accounts whose counted figures this run changed: rows, cost, conversions before → after."""
+        currencies = {
+            planned.ad_day_event.advertiser_id: str(
+                planned.ad_day_event.payload["event_properties"]["currency"]
+            )
+            for planned in self.planned
+        }
         lines = [
             f"| {advertiser_id} | {a['before']['ad_days']} → {a['after']['ad_days']} | "
-            f"{a['before']['totals'].cost} → {a['after']['totals'].cost} | "
+            f"{_cost(a['before']['totals'].cost, currencies.get(advertiser_id))} → "
+            f"{_cost(a['after']['totals'].cost, currencies.get(advertiser_id))} | "
             f"{a['before']['totals'].conversions} → {a['after']['totals'].conversions} |"
             for advertiser_id, a in sorted(self.accounts.items())
             if a["before"] != a["after"] and a["before"]["ad_days"]
@@ -107,6 +116,11 @@ class DayUploadReport:
             "requests": self.requests,
             "events": events,
         }
+
+
+def _cost(amount: Decimal, currency: str | None) -> str:
+    # An account whose figures changed has planned events, which carry its currency.
+    return f"{format_amount(amount, currency)} {currency}" if currency else format(amount, "f")
 
 
 def _empty() -> dict[str, Any]:
