@@ -149,12 +149,15 @@ def test_the_readme_cli_commands_work_as_written(project: Project, tmp_path: Pat
     assert results["dry_run"] is True and results["events_planned"] == len(project.tiktok_truth(dry_day))
 
     # dagster dev from the project folder, as "Configure it for real accounts" runs it.
+    # With the instance as the README sets it: DAGSTER_HOME is the project folder, whose dagster.yaml
+    # then configures it (no warning about a dagster.yaml that is not the instance's).
     (dev,) = [line for line in readme_commands() if line.startswith(".venv/bin/dagster dev")]
+    (home,) = [line for line in readme_commands() if line.startswith("export DAGSTER_HOME=$PWD")]
     port = free_ports(1)[0]
     log = tmp_path / "dagster-dev.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            ["bash", "-c", f"exec {dev} -h 127.0.0.1 -p {port}"],
+            ["bash", "-c", f"{home}\nexec {dev} -h 127.0.0.1 -p {port}"],
             cwd=folder, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
