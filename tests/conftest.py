@@ -11,11 +11,17 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_emulators.catalogue import Catalogue, generate_catalogue
+from tiktok_amp_emulators.catalogue import (
+    CLICKS,
+    CONVERSIONS,
+    IMPRESSIONS,
+    SPEND,
+    Catalogue,
+    generate_catalogue,
+)
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
 from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
-from tiktok_amp_assets.core.tiktok_contract import CLICKS, CONVERSIONS, IMPRESSIONS, SPEND
 from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tiktok_amp_assets.settings import ProjectSettings
 
@@ -86,7 +92,8 @@ class Project:
         )
 
     def tiktok_truth(self, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
-        """Every ad-day TikTok reports for ``day`` (deleted ads included): (account, ad) -> figures."""
+        """Every ad-day TikTok reports for ``day`` (deleted ads included): (account, ad) -> figures,
+        read from the emulator's catalogue in the emulator's own terms (not the client's)."""
         truth: dict[tuple[str, str], dict[str, Decimal]] = {}
         for advertiser_id in self.advertiser_ids:
             for ad in self.catalogue.ads_of(advertiser_id):

@@ -8,15 +8,14 @@ per day itself, and records metadata per partition. The work is done by the plai
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import closing
-from datetime import UTC, date, datetime, time
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError
-from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
-from tiktok_amp_assets.core import tiktok_contract as tiktok_api
+from tiktok_amp_assets.clients.tiktok import TikTokApiError
+from tiktok_amp_assets.clients.tiktok_extraction import ACCOUNT_TOTALS_KEY, TikTokExtraction
 from tiktok_amp_assets.core.ad_metrics import (
     AdDayMetrics,
     ReportRowError,
@@ -24,8 +23,8 @@ from tiktok_amp_assets.core.ad_metrics import (
     normalize_account_day,
 )
 from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
-from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.core.timezones import timezone_mismatches
 from tiktok_amp_assets.partitions import daily_partitions, partition_days
 from tiktok_amp_assets.resources import (
     AmplitudeResource,
@@ -34,7 +33,7 @@ from tiktok_amp_assets.resources import (
     check_required_variables,
 )
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
-from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
+from tiktok_amp_assets.storage.import_store import MissingPartitionError
 from tiktok_amp_assets.upload import DayUploader
 
 GROUP = "tiktok_ads"
@@ -45,7 +44,6 @@ UPLOAD_ASSET = "amplitude_upload_results"
 TIMEZONE_CHECK = "account_timezone_matches_partitions"
 RECONCILIATION_CHECK = "rows_add_up_to_account_totals"
 DELIVERY_CHECK = "amplitude_counts_equal_tiktok"
-ACCOUNT_TOTALS_KEY = "account_totals"
 
 
 def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
@@ -77,25 +75,24 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         store = import_store.store()
         rows_per_day: dict[date, int] = defaultdict(int)
         with closing(_configured(lambda: tiktok.client(logger=context.log))) as client:
-            infos, refused = _account_facts(client, advertiser_ids)
+            extraction = TikTokExtraction(client, logger=context.log)
+            infos, refused = extraction.account_facts(advertiser_ids)
             failures = {
                 advertiser_id: f"{error}. {_not_imported(days)}" for advertiser_id, error in refused.items()
             }
             for advertiser_id, info in infos.items():
                 stored = 0
                 try:
-                    for day, rows in _fetch_account_days(client, advertiser_id, info, days, store):
-                        rows_per_day[day] += rows
+                    for day, raw in extraction.account_days(advertiser_id, info, days):
+                        store.write_raw_report(day, advertiser_id, raw)
+                        rows_per_day[day] += len(raw["report_rows"])
                         stored += 1
                 except TikTokApiError as error:
                     # Other accounts go on: their days are stored, and this one is named at the end,
-                    # with the days left without its report (windows are stored in order).
+                    # with the days left without its report (days are stored in order).
                     failures[advertiser_id] = f"{error}. {_not_imported(days[stored:])}"
                     context.log.error(failures[advertiser_id])
-            run_figures = {
-                "run_tiktok_calls": sum(client.calls.values()),
-                "run_tiktok_retries": client.retries,
-            }
+            run_figures = extraction.figures()
         zones = {advertiser_id: account_timezone(info) for advertiser_id, info in infos.items()}
         if failures:
             raise dg.Failure(
@@ -115,7 +112,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                 },
                 partition_key=day.isoformat(),
             )
-        mismatched = _timezone_mismatches(zones, settings.timezone, days[0])
+        mismatched = timezone_mismatches(zones, settings.timezone, days[0])
         for message in mismatched.values():
             context.log.warning(message)
         return dg.MaterializeResult(
@@ -337,158 +334,8 @@ def _configured(build: Any) -> Any:
         raise dg.Failure(description=str(error)) from None
 
 
-def _account_facts(
-    client: TikTokClient, advertiser_ids: list[str]
-) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Each account's ``advertiser/info`` item, and the accounts whose facts TikTok refused.
-
-    One request serves up to 100 accounts; when TikTok refuses it, each account is asked on its
-    own so that one account without permission does not stop the others.
-    """
-    try:
-        return {str(item["advertiser_id"]): item for item in client.advertiser_info(advertiser_ids)}, {}
-    except TikTokApiError as error:
-        # Only a refusal about some accounts is worth asking account by account; a revoked token
-        # or an exhausted retry budget would fail the same way for each of them.
-        if len(advertiser_ids) == 1 or error.code not in (tiktok_api.NO_PERMISSION, None):
-            return {}, dict.fromkeys(advertiser_ids, str(error))
-    infos: dict[str, dict[str, Any]] = {}
-    failures: dict[str, str] = {}
-    for advertiser_id in advertiser_ids:
-        try:
-            infos[advertiser_id] = client.advertiser_info([advertiser_id])[0]
-        except TikTokApiError as error:
-            failures[advertiser_id] = str(error)
-    return infos, failures
-
-
-def _fetch_account_days(
-    client: TikTokClient, advertiser_id: str, info: dict[str, Any], days: Sequence[date], store: ImportStore
-) -> Iterator[tuple[date, int]]:
-    """Fetch one account's days window by window and store one raw file per day."""
-    wanted = set(days)
-    ads_by_id: dict[str, dict[str, Any]] = {}  # metadata cache for the run: each ad fetched once
-    for window_start, window_end in report_windows(days[0], days[-1]):
-        window = (advertiser_id, window_start, window_end)
-        rows = list(client.ad_day_report(advertiser_id, window_start, window_end))
-        rows_by_day = _rows_by_day(rows, window, ad_level=True)
-        totals_rows = client.account_day_totals(advertiser_id, window_start, window_end)
-        totals_by_day = {day: day_rows[-1] for day, day_rows in _rows_by_day(totals_rows, window).items()}
-        new_ad_ids = {str(row["dimensions"]["ad_id"]) for row in rows} - ads_by_id.keys()
-        for item in client.ads(advertiser_id, new_ad_ids):
-            if not _usable_id(item.get("ad_id")):
-                raise _malformed_answer(
-                    window, tiktok_api.AD_PATH, "ad_id", f"an item has {item.get('ad_id')!r}"
-                )
-            ads_by_id[str(item["ad_id"])] = item
-        fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
-        for day in sorted(wanted):
-            if not window_start <= day <= window_end:
-                continue
-            day_rows = rows_by_day.get(day.isoformat(), [])
-            day_ad_ids = {str(row["dimensions"]["ad_id"]) for row in day_rows}
-            store.write_raw_report(
-                day,
-                advertiser_id,
-                {
-                    "advertiser_id": advertiser_id,
-                    "stat_date": day.isoformat(),
-                    "fetched_at": fetched_at,
-                    "advertiser_info": info,
-                    # TikTok's own account total for the day (None: no delivery), for reconciliation.
-                    ACCOUNT_TOTALS_KEY: totals_by_day.get(day.isoformat()),
-                    "report_rows": day_rows,
-                    "ads": [ads_by_id[ad_id] for ad_id in sorted(day_ad_ids) if ad_id in ads_by_id],
-                },
-            )
-            yield day, len(day_rows)
-
-
-def _rows_by_day(
-    rows: list[dict[str, Any]], window: tuple[str, date, date], *, ad_level: bool = False
-) -> dict[str, list[dict[str, Any]]]:
-    """Report rows by day (YYYY-MM-DD). A row that cannot be placed (no day, a day outside the window,
-    no ad id) fails the account naming the days and the field, rather than raising a KeyError or
-    being silently dropped; every other value is kept as received, for ``core`` to judge."""
-    _, first, last = window
-    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    known: dict[str, str] = {}  # stat_time_day text -> its day, checked once per text (a window has <= 31)
-    for row in rows:
-        dimensions = row.get("dimensions")
-        dimensions = dimensions if isinstance(dimensions, dict) else {}
-        stat_time_day = dimensions.get("stat_time_day")
-        day = known.get(stat_time_day) if isinstance(stat_time_day, str) else None
-        if day is None:
-            parsed = _report_day(stat_time_day)
-            if parsed is None or not first <= parsed <= last:
-                raise _malformed_answer(
-                    window, tiktok_api.REPORT_PATH, "dimensions.stat_time_day", f"a row has {stat_time_day!r}"
-                )
-            day = known[str(stat_time_day)] = parsed.isoformat()
-        if ad_level and not _usable_id(dimensions.get("ad_id")):
-            raise _malformed_answer(
-                window, tiktok_api.REPORT_PATH, "dimensions.ad_id", f"a row has {dimensions.get('ad_id')!r}"
-            )
-        by_day[day].append(row)
-    return by_day
-
-
-def _report_day(stat_time_day: object) -> date | None:
-    if not isinstance(stat_time_day, str):
-        return None
-    try:
-        return date.fromisoformat(stat_time_day[:10])
-    except ValueError:
-        return None
-
-
-def _usable_id(value: object) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool) and bool(str(value).strip())
-
-
-def _malformed_answer(
-    window: tuple[str, date, date], endpoint: str, field: str, problem: str
-) -> TikTokApiError:
-    advertiser_id, first, last = window
-    return TikTokApiError(
-        accounts=[advertiser_id],
-        endpoint=endpoint,
-        code=None,
-        detail=f"field {field!r} unusable for the days {first} to {last}: {problem}",
-        hint="run the partition again; if it persists, TikTok's answers changed shape: report it to the "
-        "maintainers of tiktok-amp-assets",
-    )
-
-
 def _not_imported(days: Sequence[date]) -> str:
     if not days:
         return ""
     label = f"{days[0]}" if len(days) == 1 else f"{days[0]} to {days[-1]}"
     return f"Not imported for this account: {label}."
-
-
-def _timezone_mismatches(zones: dict[str, str | None], partitions_timezone: str, day: date) -> dict[str, str]:
-    """Accounts whose days end after the partitions' days do (a zone further west), with a message.
-    An account further east is fine: its day is over before the partitions' day ends."""
-    mismatched: dict[str, str] = {}
-    for advertiser_id, zone in zones.items():
-        if zone is None or _day_ends_no_later(zone, partitions_timezone, day):
-            continue
-        mismatched[advertiser_id] = (
-            f"ad account {advertiser_id} reports days in {zone}, whose days end after those of the partitions' "
-            f"time zone {partitions_timezone}. Each partition still holds the account's own calendar day (nothing "
-            "is shifted), but the schedule may read a day before it is over there. Set TIKTOK_AMP_TIMEZONE to the "
-            "accounts' westernmost time zone; see the README's 'Time zones' section."
-        )
-    return mismatched
-
-
-def _day_ends_no_later(account_zone: str, partitions_zone: str, day: date) -> bool:
-    """Whether a calendar day in ``account_zone`` ends no later than in ``partitions_zone`` (UTC
-    offset at least as large), in winter and in summer of ``day``'s year."""
-    moments = [datetime.combine(day.replace(month=month, day=1), time(12)) for month in (1, 7)]
-    return all(
-        moment.replace(tzinfo=ZoneInfo(account_zone)).utcoffset()
-        >= moment.replace(tzinfo=ZoneInfo(partitions_zone)).utcoffset()  # type: ignore[operator]
-        for moment in moments
-    )

@@ -8,8 +8,10 @@ a small LRU cache, because the report endpoint pages through the same days again
 
 The data is shaped to hit the importer's hard cases: deleted ads that still carry spend on the days
 they ran, unicode / quoted / 1,500-character names, landing page URLs with and without UTM
-parameters (macros, upper-case keys, percent-encoding, fragments, empty), a zero-decimal currency
-(JPY) written with two decimals anyway, and restatements of past days (``restate``).
+parameters (macros, upper-case keys, percent-encoding, fragments, empty), ads whose landing pages
+come as a list (``landing_page_urls``), a zero-decimal currency (JPY) written with two decimals
+anyway, an account whose time zone is a fixed offset (``Etc/GMT+8``), and restatements of past days
+(``restate``).
 """
 
 from __future__ import annotations
@@ -27,13 +29,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from tiktok_amp_assets.core.tiktok_contract import (
-    CLICKS,
-    CONVERSIONS,
-    IMPRESSIONS,
-    PERFORMANCE_METRICS,
-    SPEND,
-)
+# TikTok's names of the four performance metrics (the emulator's own reading: see tiktok_server.py).
+SPEND, IMPRESSIONS, CLICKS, CONVERSIONS = "spend", "impressions", "clicks", "conversion"
+PERFORMANCE_METRICS = (SPEND, IMPRESSIONS, CLICKS, CONVERSIONS)
 
 AdStatus = Literal["ENABLE", "DISABLE", "DELETE"]
 ENABLE: AdStatus = "ENABLE"
@@ -150,10 +148,17 @@ class Ad:
     campaign_id: str
     advertiser_id: str
     name: str
-    landing_page_url: str  # "" for formats without a landing page
+    landing_page_url: str  # "" for formats without a landing page, and for ads with several
     status: AdStatus
     first_day: date
     last_day: date | None  # None: still running
+    # Ads with several landing pages (ad/get's landing_page_urls) have them here instead.
+    landing_page_urls: tuple[str, ...] = ()
+
+    @property
+    def landing_page(self) -> str:
+        """The URL the ad's UTMs are read from: the single one, else the first non-empty of several."""
+        return self.landing_page_url or next((url for url in self.landing_page_urls if url), "")
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,6 +257,10 @@ class Catalogue:
     def ads_of(self, advertiser_id: str) -> list[Ad]:
         """The advertiser's ads in ad-id order, deleted ones included."""
         return [self.ads[ad_id] for ad_id in self._books[advertiser_id].ad_ids]
+
+    def ad_count(self, advertiser_id: str) -> int:
+        """How many ads the advertiser has, deleted ones included."""
+        return len(self._books[advertiser_id].ad_ids)
 
     def adgroups_of(self, advertiser_id: str) -> list[AdGroup]:
         return sorted(
@@ -547,7 +556,7 @@ def generate_catalogue(
             spec_ads[0] = replace(spec_ads[0], name=_long_name(spec_ads[0].name))
         spec_campaigns[0] = (spec_campaigns[0][0], _long_name(spec_campaigns[0][1]))
         for ad in spec_ads:
-            ads[ad.ad_id] = ad
+            ads[ad.ad_id] = _with_several_landing_pages(ad)
         for adgroup_id, campaign_id in groups:
             adgroups[adgroup_id] = AdGroup(
                 adgroup_id=adgroup_id,
@@ -641,6 +650,21 @@ def _landing_page_url(rng: random.Random, domain: str, campaign_name: str, ad_id
     if shape < 89:
         return page
     return ""
+
+
+# About one ad in seven carries its landing page in landing_page_urls (an empty entry first for
+# half of them), chosen by its id so that no draw of the generator changes for the other ads.
+_SEVERAL_LANDING_PAGES_EVERY = 7
+
+
+def _with_several_landing_pages(ad: Ad) -> Ad:
+    number = int(ad.ad_id)
+    if number % _SEVERAL_LANDING_PAGES_EVERY != 3 or not ad.landing_page_url:
+        return ad
+    urls = (
+        ("", ad.landing_page_url) if (number // _SEVERAL_LANDING_PAGES_EVERY) % 2 else (ad.landing_page_url,)
+    )
+    return replace(ad, landing_page_url="", landing_page_urls=(*urls, ad.landing_page_url + "#second"))
 
 
 def _long_name(prefix: str) -> str:

@@ -31,8 +31,9 @@ DEMO_TOKEN = "emulator-token"
 DEMO_API_KEY = "emulator-api-key"
 # Fixed, like a real deployment's: partitions never shift between demo sessions.
 DEMO_START_DATE = "2026-09-01"
-# The demo catalogue's westernmost account is in Los Angeles: its days close last.
-DEMO_TIMEZONE = "America/Los_Angeles"
+# The demo catalogue's westernmost account is a Californian one, which TikTok keeps on UTC-8 all year
+# (Etc/GMT+8): its days close last, so the partitions close with them.
+DEMO_TIMEZONE = "Etc/GMT+8"
 # A fresh demo opens with these last days filled in, through one backfill.
 FIRST_BACKFILL_DAYS = 14
 

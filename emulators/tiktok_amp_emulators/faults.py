@@ -29,6 +29,8 @@ class Fault(str, Enum):
     TRUNCATED_BODY = "truncated_body"  # send half of a correct answer, then close
     PAYLOAD_TOO_LARGE = "payload_too_large"  # Amplitude only: HTTP 413
     ACCEPTED_THEN_ERROR = "accepted_then_error"  # Amplitude only: ingest, then answer HTTP 500
+    FREQUENCY_LIMITED = "frequency_limited"  # TikTok only: code 40132 (REQUEST_FREQUENCY_LIMITED)
+    QUERY_TOO_LARGE = "query_too_large"  # TikTok only: code 40067 ("please narrow the date range")
 
 
 TRANSPORT_FAULTS = (Fault.SLOW, Fault.DROP_CONNECTION, Fault.TRUNCATED_BODY, Fault.HTTP_503)

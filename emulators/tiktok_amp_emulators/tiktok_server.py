@@ -1,12 +1,26 @@
 """A local emulator of the TikTok API for Business v1.3, served over real HTTP on loopback.
 
 It answers the endpoints the importer calls (``report/integrated/get/``, ``ad/get/``,
-``adgroup/get/``, ``campaign/get/``, ``advertiser/info/``) from a :class:`Catalogue`, the way the
-real API does (see ``shared/specs/tiktok_business_api.md``): JSON-encoded list parameters, the
-``{code, message, request_id, data}`` envelope in an HTTP 200 for API errors, the 30-day window,
-page sizes up to 1,000, deleted ads silently left out of reports unless ``ad_status`` is filtered
-with ``STATUS_ALL``, rate limits as code 40100. Validation is strict so that a client bug shows up
-here instead of in production.
+``adgroup/get/``, ``campaign/get/``, ``advertiser/info/``) from a :class:`Catalogue`.
+
+**An independent reading.** This module imports nothing of the client (``tiktok_amp_assets``): the
+facts it enforces are stated below in its own words, each with the public source it comes from, so
+that a fact the client misreads is a failing test rather than a shared mistake. Where a source is
+uncertain, the emulator takes the stricter reading. ``docs/api_facts.md`` puts both readings side by
+side with the test that holds them together.
+
+Sources, by short name:
+
+- SDK: TikTok's official SDK, github.com/tiktok/tiktok-business-api-sdk: ``yml_files/
+  report_integrated_get.yml`` and ``yml_files/advertiser_info.yml`` (the OpenAPI specs the SDK is
+  generated from), ``python_sdk/business_api_client/tiktok_business/tiktok_code.py`` (return codes),
+  ``python_sdk/docs/FilteringReportIntegratedGet.md`` and ``java_sdk/README.md`` (endpoint notes).
+- Airbyte: airbytehq/airbyte ``source-tiktok-marketing`` (``manifest.yaml``, ``schemas/ads.json``,
+  ``schemas/advertisers.json``).
+- Singer: singer-io/tap-tiktok-ads (``tap_tiktok_ads/streams.py``, ``schemas/ads.json``,
+  ``schemas/advertisers.json``).
+- Docs: TikTok's API for Business docs and help pages, as quoted in ``shared/specs/tiktok_business_api.md``
+  (and TikTok's "Audience reports" page, doc id 1738864928947201, for the id filter's example).
 
 Requests are recorded in ``request_log`` (never the token) so tests and benchmarks can count calls.
 
@@ -29,43 +43,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from tiktok_amp_assets.core.tiktok_contract import (
-    ACCESS_TOKEN_EMPTY,
-    ACCESS_TOKEN_HEADER,
-    ACCESS_TOKEN_INVALID,
-    AD_DATA_LEVEL,
-    AD_DAY_DIMENSIONS,
-    AD_FIELDS,
-    AD_PATH,
-    ADGROUP_FIELDS,
-    ADGROUP_PATH,
-    ADVERTISER_DATA_LEVEL,
-    ADVERTISER_DAY_DIMENSIONS,
-    ADVERTISER_FIELDS,
-    ADVERTISER_INFO_PATH,
-    ATTRIBUTE_METRICS,
-    CAMPAIGN_FIELDS,
-    CAMPAIGN_PATH,
-    CLICKS,
-    CONVERSIONS,
-    DATE_FORMAT,
-    DEFAULT_PAGE_SIZE,
-    IMPRESSIONS,
-    INTERNAL_ERROR,
-    KNOWN_METRICS,
-    MAX_FILTER_IDS,
-    MAX_PAGE_SIZE,
-    MAX_REPORT_SPAN_DAYS,
-    NO_PERMISSION,
-    OK,
-    PARAMETER_ERROR,
-    PRIMARY_STATUS_ALL,
-    RATE_LIMITED,
-    REPORT_PATH,
-    REPORT_TYPE,
-    SPEND,
-    STAT_TIME_DAY_FORMAT,
-)
+import numpy as np
+
 from tiktok_amp_emulators.catalogue import (
     DELETE,
     DISABLE,
@@ -84,33 +63,140 @@ from tiktok_amp_emulators.http_server import EmulatorServer, Request, Response
 DEFAULT_ACCESS_TOKEN = "emulator-token"
 HEALTH_PATH = f"{CONTROL_PATH_PREFIX}health"
 
-# Reports: metrics when none are asked for (uncertain on the real API), dimension names the API
-# knows (anything else is an unknown dimension), and the status filter of the ad level.
-DEFAULT_REPORT_METRICS = (SPEND, IMPRESSIONS)
+# ----- the facts this emulator enforces, each with its source
+
+# Endpoints live under /open_api/v1.3/ and every path ends with "/" (Airbyte manifest url_base and
+# stream paths; SDK yml "/report/integrated/get/", "/advertiser/info/"). Anything else is a 404.
+V13 = "/open_api/v1.3"
+REPORT_PATH = f"{V13}/report/integrated/get/"
+AD_PATH = f"{V13}/ad/get/"
+ADGROUP_PATH = f"{V13}/adgroup/get/"
+CAMPAIGN_PATH = f"{V13}/campaign/get/"
+ADVERTISER_INFO_PATH = f"{V13}/advertiser/info/"
+
+# The token comes in the "Access-Token" header (SDK yml parameter "Access-Token"; Airbyte
+# authenticator inject_into header). A token anywhere else does not count.
+TOKEN_HEADER = "access-token"  # the HTTP server lower-cases header names
+
+# Return codes (SDK tiktok_code.py, NumericErrorCodes). Every answer, errors included, is the
+# {code, message, request_id, data} envelope in an HTTP 200 (SDK yml responses; Docs).
+CODE_OK = 0  # ERROR_CODE_OK
+CODE_NO_PERMISSION = 40001  # ERROR_CODE_PERMISSION_ERROR: an advertiser the token may not read
+CODE_PARAMETER = 40002  # ERROR_CODE_PARAM_ERROR: the message names the parameter
+CODE_TOO_FREQUENT = 40100  # ERROR_CODE_REQUEST_TOO_FREQUENT
+CODE_EMPTY_TOKEN = 40104  # ERROR_CODE_EMPTY_ACCESS_TOKEN
+CODE_INVALID_TOKEN = 40105  # ERROR_CODE_INVALID_ACCESS_TOKEN
+CODE_FREQUENCY_LIMITED = 40132  # ERROR_CODE_REQUEST_FREQUENCY_LIMITED (there is no 40133)
+CODE_SYSTEM_ERROR = 50000  # ERROR_CODE_SYS_ERROR
+# Not in the SDK's list, but answered by the reporting endpoint (Docs: "the query is too large,
+# please narrow the date range"; Airbyte halves its date window on it).
+CODE_QUERY_TOO_LARGE = 40067
+
+# page from 1 (default 1); page_size 1..1000 (default 10): SDK yml report_integrated_get.yml.
+PAGE_SIZE_DEFAULT = 10
+PAGE_SIZE_MAX = 1000
+
+# report_type: the SDK yml's enum holds AUDIENCE, BASIC, BC, CATALOG, PLAYABLE_MATERIAL, TT_SHOP; the
+# emulator serves BASIC only.
+REPORT_TYPE_BASIC = "BASIC"
+# service_type: the SDK yml's request rule marks it required (enum AUCTION, RESERVATION); Airbyte and
+# Singer send "AUCTION". Docs call AUCTION the default: the stricter reading requires it.
+SERVICE_TYPE_AUCTION = "AUCTION"
+# data_level: SDK yml enum. Served: ad and advertiser level; ad group and campaign level are known.
+LEVEL_AD = "AUCTION_AD"
+LEVEL_ADVERTISER = "AUCTION_ADVERTISER"
+OTHER_DATA_LEVELS = frozenset({"AUCTION_ADGROUP", "AUCTION_CAMPAIGN"})
+# dimensions served per level (Docs): ad_id + stat_time_day; stat_time_day (+ advertiser_id).
+AD_DIMENSIONS = frozenset({"ad_id", "stat_time_day"})
+ADVERTISER_DIMENSIONS = (frozenset({"stat_time_day"}), frozenset({"advertiser_id", "stat_time_day"}))
 KNOWN_DIMENSIONS = frozenset(
     {"ad_id", "adgroup_id", "campaign_id", "advertiser_id", "stat_time_day", "stat_time_hour"}
 )
-OTHER_DATA_LEVELS = frozenset({"AUCTION_ADGROUP", "AUCTION_CAMPAIGN"})
+# With stat_time_day, end_date - start_date is at most 30 days (Docs; Airbyte slices by P30D).
+MAX_SPAN_DAYS = 30
+
+# Metric names, as written in Airbyte's base report metrics and Singer's AUCTION_FIELDS. Anything
+# else is a 40002 naming it; "currency" is in neither list and is not a report metric.
+SPEND, IMPRESSIONS, CLICKS, CONVERSION = "spend", "impressions", "clicks", "conversion"
+AD_ATTRIBUTE_METRICS = frozenset({"ad_name", "adgroup_id", "adgroup_name", "campaign_id", "campaign_name"})
+COMPUTED_METRIC_NAMES = frozenset(
+    {
+        SPEND,
+        IMPRESSIONS,
+        CLICKS,
+        CONVERSION,
+        "cpc",
+        "cpm",
+        "ctr",
+        "reach",
+        "conversion_rate",
+        "cost_per_conversion",
+    }
+)
+# Metrics when none are asked for (uncertain on the real API).
+DEFAULT_REPORT_METRICS = (SPEND, IMPRESSIONS)
+
+# filtering: a JSON list of {field_name, filter_type, filter_value}, all three required, filter_value
+# a string; with filter_type IN, a JSON array (SDK yml "filtering"; FilteringReportIntegratedGet.md).
+FILTER_IN = "IN"
+# ad_status IN [...] at ad level; deleted ads' rows only with STATUS_ALL or STATUS_DELETE (Docs;
+# singer-io/tap-tiktok-ads issues 18 and 19). adgroup_status / campaign_status belong to other levels.
 AD_STATUS_FIELD = "ad_status"
 OTHER_LEVEL_STATUS_FIELDS = frozenset({"adgroup_status", "campaign_status"})
-FILTER_TYPE_IN = "IN"
 # ad_status filter value -> (live ads' rows, deleted ads' rows)
 _AD_STATUS_FILTER_VALUES = {
     "STATUS_ALL": (True, True),
     "STATUS_NOT_DELETE": (True, False),
     "STATUS_DELETE": (False, True),
 }
-# Attribute metrics that describe the ad itself: written as deleted_attribute_value for deleted ads.
-_AD_ATTRIBUTES = frozenset(ATTRIBUTE_METRICS) - {"currency"}
-# Entities: primary_status filter value -> statuses included. Deleted ones only on request.
+# Id filters select the ads of some campaigns, ad groups or ads, at most 100 ids each (SDK
+# java_sdk/README.md, reportIntegratedGet; Docs example: {"field_name": "campaign_ids",
+# "filter_type": "IN", "filter_value": "[1678604630215698,1678604630215698]"}, ids as numbers or
+# strings). They combine with ad_status (both must hold).
+ID_FILTER_FIELDS = {"campaign_ids": "campaign_id", "adgroup_ids": "adgroup_id", "ad_ids": "ad_id"}
+MAX_FILTER_IDS = 100
+# One query reports on at most 10,000 ads (20,000 in CHUNK mode); the answer of a larger one holds
+# the rows of 10,000 ads and does not say that others were left out (SDK java_sdk/README.md,
+# reportIntegratedGet). The emulator keeps the lowest ad ids; page_info counts the rows it holds.
+DEFAULT_MAX_ADS_PER_QUERY = 10_000
+
+# Fields of ad/get/, adgroup/get/, campaign/get/ and advertiser/info/ the emulator serves. Each is
+# listed by Airbyte's and Singer's schemas (ads.json: landing_page_urls an array of strings in
+# Airbyte's; advertisers.json). "display_timezone" is listed by neither: asking for it is a 40002.
+AD_FIELDS = (
+    "ad_id",
+    "ad_name",
+    "adgroup_id",
+    "adgroup_name",
+    "campaign_id",
+    "campaign_name",
+    "advertiser_id",
+    "landing_page_url",
+    "landing_page_urls",
+    "operation_status",
+    "secondary_status",
+)
+ADGROUP_FIELDS = (
+    "adgroup_id",
+    "adgroup_name",
+    "campaign_id",
+    "campaign_name",
+    "advertiser_id",
+    "operation_status",
+    "secondary_status",
+)
+CAMPAIGN_FIELDS = ("campaign_id", "campaign_name", "advertiser_id", "operation_status", "secondary_status")
+ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone", "status")
+# Entities leave deleted ones out unless filtering asks for primary_status STATUS_ALL (Docs).
 _PRIMARY_STATUSES: dict[str, frozenset[AdStatus]] = {
-    PRIMARY_STATUS_ALL: frozenset({ENABLE, DISABLE, DELETE}),
+    "STATUS_ALL": frozenset({ENABLE, DISABLE, DELETE}),
     "STATUS_NOT_DELETE": frozenset({ENABLE, DISABLE}),
     "STATUS_DELIVERY_OK": frozenset({ENABLE}),
     "STATUS_DISABLE": frozenset({DISABLE}),
     "STATUS_DELETE": frozenset({DELETE}),
 }
 DEFAULT_PRIMARY_STATUS = "STATUS_NOT_DELETE"
+STAT_TIME_DAY_FORMAT = "%Y-%m-%d %H:%M:%S"  # "2026-11-23 00:00:00", the account's day (Docs)
 
 _DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ID_PATTERN = re.compile(r"\d{1,20}")
@@ -128,7 +214,8 @@ class ApiError(Exception):
 
 
 def _parameter_error(message: str) -> ApiError:
-    return ApiError(PARAMETER_ERROR, message)
+    """A 40002 whose message starts with the parameter's name, as TikTok's do."""
+    return ApiError(CODE_PARAMETER, message)
 
 
 def _ratio(numerator: Decimal, denominator: int) -> str:
@@ -143,12 +230,12 @@ def _spend(performance: Performance) -> Decimal:
 
 
 # Metrics computed from a row's performance, as TikTok writes them (strings, 2 decimals for money
-# and percentages).
+# and percentages: Docs).
 _COMPUTED_METRICS: dict[str, Callable[[Performance], str]] = {
     SPEND: lambda p: format_spend(p.spend_hundredths),
     IMPRESSIONS: lambda p: str(p.impressions),
     CLICKS: lambda p: str(p.clicks),
-    CONVERSIONS: lambda p: str(p.conversions),
+    CONVERSION: lambda p: str(p.conversions),
     "cpc": lambda p: _ratio(_spend(p), p.clicks),
     "cpm": lambda p: _ratio(_spend(p) * 1000, p.impressions),
     "ctr": lambda p: _ratio(Decimal(p.clicks) * 100, p.impressions),
@@ -156,6 +243,8 @@ _COMPUTED_METRICS: dict[str, Callable[[Performance], str]] = {
     "cost_per_conversion": lambda p: _ratio(_spend(p), p.conversions),
     "reach": lambda p: str(p.impressions * 4 // 5),
 }
+assert _COMPUTED_METRICS.keys() == COMPUTED_METRIC_NAMES
+KNOWN_METRICS = COMPUTED_METRIC_NAMES | AD_ATTRIBUTE_METRICS
 
 
 # A rewrite gets the request's query and the envelope the emulator would send (a fresh dict it may
@@ -195,6 +284,7 @@ class _ReportQuery:
     page_size: int
     live: bool  # rows of ads not deleted
     deleted: bool  # rows of deleted ads
+    id_filters: tuple[tuple[str, frozenset[str]], ...]  # (catalogue field, ids): all must hold
 
 
 @dataclass(frozen=True)
@@ -217,7 +307,10 @@ class TikTokEmulator(EmulatorServer):
     ``access_tokens`` maps each valid token to the advertiser ids it may read (None: all).
     ``deleted_attribute_value`` is what reports write for attribute metrics of deleted ads (the
     real API's choice between "-" and "" is uncertain). ``qps_limit`` answers 40100 once more
-    requests than that arrived within the last second.
+    requests than that arrived within the last second. ``max_ads_per_query`` is the number of ads
+    an ad-level report answers for (10,000 as on TikTok; small in tests); the rows of the others
+    are left out silently. ``query_too_large_days``, when set, answers 40067 to ad-level reports
+    spanning more days than that (0: every one).
     """
 
     def __init__(
@@ -230,6 +323,8 @@ class TikTokEmulator(EmulatorServer):
         port: int = 0,
         deleted_attribute_value: str = "-",
         qps_limit: float | None = None,
+        max_ads_per_query: int = DEFAULT_MAX_ADS_PER_QUERY,
+        query_too_large_days: int | None = None,
     ) -> None:
         super().__init__(host=host, port=port, faults=faults)
         self.catalogue = catalogue
@@ -238,6 +333,8 @@ class TikTokEmulator(EmulatorServer):
         )
         self.deleted_attribute_value = deleted_attribute_value
         self.qps_limit = qps_limit
+        self.max_ads_per_query = max_ads_per_query
+        self.query_too_large_days = query_too_large_days
         self.request_log: list[dict[str, Any]] = []
         self.answer_rewrites: list[AnswerRewrite] = []
         self._recent_requests: deque[float] = deque()
@@ -286,18 +383,15 @@ class TikTokEmulator(EmulatorServer):
             self._record(request, 405, 0)
             return Response.json(405, self._envelope(405, f"Method {request.method} not allowed", {}))
         try:
-            if fault is Fault.RATE_LIMIT:
-                raise ApiError(RATE_LIMITED, "Too many requests. Please retry in some time.")
-            if fault is not None:  # SERVER_ERROR, and Amplitude-only faults have no other meaning here
-                raise ApiError(INTERNAL_ERROR, "Internal service error. Please retry later.")
+            _raise_fault(fault)
             self._throttle()
             allowed = self._authenticate(request)
             data = route(request.query, allowed)
         except ApiError as error:
             self._record(request, error.code, 0)
             return Response.json(200, self._envelope(error.code, error.message, {}))
-        self._record(request, OK, len(data.get("list", ())))
-        return self._answer(request, self._envelope(OK, "OK", data))
+        self._record(request, CODE_OK, len(data.get("list", ())))
+        return self._answer(request, self._envelope(CODE_OK, "OK", data))
 
     def rewrite_answers(
         self,
@@ -341,16 +435,16 @@ class TikTokEmulator(EmulatorServer):
             while self._recent_requests and now - self._recent_requests[0] >= 1.0:
                 self._recent_requests.popleft()
             if len(self._recent_requests) >= self.qps_limit:
-                raise ApiError(RATE_LIMITED, "Too many requests. Please retry in some time.")
+                raise ApiError(CODE_TOO_FREQUENT, "Too many requests. Please retry in some time.")
             self._recent_requests.append(now)
 
     def _authenticate(self, request: Request) -> set[str] | None:
         """The advertiser ids the header's token may read; a token anywhere else does not count."""
-        token = request.headers.get(ACCESS_TOKEN_HEADER.lower(), "").strip()
+        token = request.headers.get(TOKEN_HEADER, "").strip()
         if not token:
-            raise ApiError(ACCESS_TOKEN_EMPTY, "Access token is null, please check your access token.")
+            raise ApiError(CODE_EMPTY_TOKEN, "Access token is null, please check your access token.")
         if token not in self.access_tokens:
-            raise ApiError(ACCESS_TOKEN_INVALID, "Access token is incorrect or has been revoked.")
+            raise ApiError(CODE_INVALID_TOKEN, "Access token is incorrect or has been revoked.")
         return self.access_tokens[token]
 
     def _advertiser(self, advertiser_id: str, allowed: set[str] | None) -> Advertiser:
@@ -359,13 +453,19 @@ class TikTokEmulator(EmulatorServer):
             raise _parameter_error(f"advertiser_id: {advertiser_id!r} is not a numeric id")
         advertiser = self.catalogue.advertisers.get(advertiser_id)
         if advertiser is None or (allowed is not None and advertiser_id not in allowed):
-            raise ApiError(NO_PERMISSION, f"No permission to operate advertiser {advertiser_id}.")
+            raise ApiError(CODE_NO_PERMISSION, f"No permission to operate advertiser {advertiser_id}.")
         return advertiser
 
     # ----- report/integrated/get/
 
     def _report(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
         report = self._parse_report(query, allowed)
+        if (
+            report.ad_level
+            and self.query_too_large_days is not None
+            and (report.end - report.start).days + 1 > self.query_too_large_days
+        ):
+            raise ApiError(CODE_QUERY_TOO_LARGE, "The query is too large, please narrow the date range.")
         days = [
             report.start + timedelta(days=offset) for offset in range((report.end - report.start).days + 1)
         ]
@@ -380,11 +480,13 @@ class TikTokEmulator(EmulatorServer):
         """Validate the report parameters in the order the failures are most useful to read."""
         advertiser = self._advertiser(_required(query, "advertiser_id"), allowed)
         report_type = _required(query, "report_type")
-        if report_type != REPORT_TYPE:
-            raise _parameter_error(f"report_type: only {REPORT_TYPE} is supported, got {report_type!r}")
-        service_type = query.get("service_type", "AUCTION")
-        if service_type != "AUCTION":
-            raise _parameter_error(f"service_type: only AUCTION is supported, got {service_type!r}")
+        if report_type != REPORT_TYPE_BASIC:
+            raise _parameter_error(f"report_type: only {REPORT_TYPE_BASIC} is supported, got {report_type!r}")
+        service_type = _required(query, "service_type")
+        if service_type != SERVICE_TYPE_AUCTION:
+            raise _parameter_error(
+                f"service_type: only {SERVICE_TYPE_AUCTION} is supported, got {service_type!r}"
+            )
         if query.get("query_lifetime", "false") != "false":
             raise _parameter_error("query_lifetime: only false is supported by the emulator")
         data_level = _required(query, "data_level")
@@ -397,40 +499,36 @@ class TikTokEmulator(EmulatorServer):
         unknown_metrics = [name for name in metrics if name not in KNOWN_METRICS]
         if unknown_metrics:
             raise _parameter_error(f"metrics: unknown metric(s) {unknown_metrics}")
-        if not ad_level and _AD_ATTRIBUTES.intersection(metrics):
+        if not ad_level and AD_ATTRIBUTE_METRICS.intersection(metrics):
             raise _parameter_error(
-                f"metrics: {sorted(_AD_ATTRIBUTES.intersection(metrics))} are not available at {data_level}"
+                f"metrics: {sorted(AD_ATTRIBUTE_METRICS.intersection(metrics))} are not available at {data_level}"
             )
         start = _date(query, "start_date")
         end = _date(query, "end_date")
         if start > end:
             raise _parameter_error("start_date: must not be after end_date")
-        if (end - start).days > MAX_REPORT_SPAN_DAYS:
+        if (end - start).days > MAX_SPAN_DAYS:
             raise _parameter_error(
                 f"end_date: the time span between start_date and end_date must not exceed "
-                f"{MAX_REPORT_SPAN_DAYS} days when stat_time_day is a dimension"
+                f"{MAX_SPAN_DAYS} days when stat_time_day is a dimension"
             )
         page, page_size = _paging(query)
-        live, deleted = self._status_filter(query, ad_level, data_level)
+        live, deleted, id_filters = self._filters(query, ad_level, data_level)
         return _ReportQuery(
-            advertiser, ad_level, dimensions, metrics, start, end, page, page_size, live, deleted
+            advertiser, ad_level, dimensions, metrics, start, end, page, page_size, live, deleted, id_filters
         )
 
     @staticmethod
     def _check_level(data_level: str, dimensions: list[str]) -> bool:
         """Whether the report is at ad level; rejects levels and dimension sets the emulator lacks."""
-        if data_level == AD_DATA_LEVEL:
-            if sorted(dimensions) != sorted(AD_DAY_DIMENSIONS):
-                raise _parameter_error(f"dimensions: {AD_DATA_LEVEL} supports {list(AD_DAY_DIMENSIONS)}")
+        if data_level == LEVEL_AD:
+            if frozenset(dimensions) != AD_DIMENSIONS or len(dimensions) != len(AD_DIMENSIONS):
+                raise _parameter_error(f"dimensions: {LEVEL_AD} supports {sorted(AD_DIMENSIONS)}")
             return True
-        if data_level == ADVERTISER_DATA_LEVEL:
-            if sorted(dimensions) not in (
-                sorted(ADVERTISER_DAY_DIMENSIONS),
-                ["advertiser_id", "stat_time_day"],
-            ):
+        if data_level == LEVEL_ADVERTISER:
+            if frozenset(dimensions) not in ADVERTISER_DIMENSIONS or len(set(dimensions)) != len(dimensions):
                 raise _parameter_error(
-                    f"dimensions: {ADVERTISER_DATA_LEVEL} supports {list(ADVERTISER_DAY_DIMENSIONS)} "
-                    'or ["advertiser_id", "stat_time_day"]'
+                    f'dimensions: {LEVEL_ADVERTISER} supports ["stat_time_day"] or ["advertiser_id", "stat_time_day"]'
                 )
             return False
         if data_level in OTHER_DATA_LEVELS:
@@ -438,10 +536,13 @@ class TikTokEmulator(EmulatorServer):
         raise _parameter_error(f"data_level: invalid value {data_level!r}")
 
     @staticmethod
-    def _status_filter(query: dict[str, str], ad_level: bool, data_level: str) -> tuple[bool, bool]:
-        """(live rows, deleted rows) asked for by ``filtering``; deleted ads are out by default."""
+    def _filters(
+        query: dict[str, str], ad_level: bool, data_level: str
+    ) -> tuple[bool, bool, tuple[tuple[str, frozenset[str]], ...]]:
+        """(live rows, deleted rows, id filters) asked for by ``filtering``; deleted ads are out by default."""
         filters = _json(query, "filtering", list, required=False) or []
         live, deleted = True, False
+        id_filters: list[tuple[str, frozenset[str]]] = []
         for entry in filters:
             if (
                 not isinstance(entry, dict)
@@ -455,35 +556,82 @@ class TikTokEmulator(EmulatorServer):
                 raise _parameter_error(
                     f"filtering: field_name {field_name!r} does not fit data_level {data_level}"
                 )
-            if field_name != AD_STATUS_FIELD:
+            if field_name != AD_STATUS_FIELD and field_name not in ID_FILTER_FIELDS:
                 raise _parameter_error(
                     f"filtering: field_name {field_name!r} is not supported by the emulator"
                 )
-            if entry["filter_type"] != FILTER_TYPE_IN:
-                raise _parameter_error(
-                    f"filtering: filter_type of {AD_STATUS_FIELD} must be {FILTER_TYPE_IN}"
-                )
+            if entry["filter_type"] != FILTER_IN:
+                raise _parameter_error(f"filtering: filter_type of {field_name} must be {FILTER_IN}")
             raw_value = entry["filter_value"]
             if not isinstance(raw_value, str):
                 raise _parameter_error("filtering: filter_value must be a JSON-encoded string")
             try:
-                statuses = json.loads(raw_value)
+                values = json.loads(raw_value)
             except json.JSONDecodeError as error:
-                raise _parameter_error(f"filtering: filter_value {raw_value!r} is not JSON") from error
-            if not isinstance(statuses, list) or not statuses:
-                raise _parameter_error("filtering: filter_value of ad_status must be a non-empty JSON list")
-            unknown = [status for status in statuses if status not in _AD_STATUS_FILTER_VALUES]
+                raise _parameter_error(f"filtering: filter_value {raw_value[:100]!r} is not JSON") from error
+            if not isinstance(values, list) or not values:
+                raise _parameter_error(
+                    f"filtering: filter_value of {field_name} must be a non-empty JSON list"
+                )
+            if field_name in ID_FILTER_FIELDS:
+                ids = _id_list(
+                    [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in values],
+                    f"filtering: {field_name}",
+                )
+                id_filters.append((ID_FILTER_FIELDS[field_name], frozenset(ids)))
+                continue
+            unknown = [status for status in values if status not in _AD_STATUS_FILTER_VALUES]
             if unknown:
                 raise _parameter_error(f"filtering: unsupported ad_status value(s) {unknown}")
-            live = any(_AD_STATUS_FILTER_VALUES[status][0] for status in statuses)
-            deleted = any(_AD_STATUS_FILTER_VALUES[status][1] for status in statuses)
-        return live, deleted
+            live = any(_AD_STATUS_FILTER_VALUES[status][0] for status in values)
+            deleted = any(_AD_STATUS_FILTER_VALUES[status][1] for status in values)
+        return live, deleted, tuple(id_filters)
+
+    def _selections(self, report: _ReportQuery, deliveries: list[DayDelivery]) -> list[np.ndarray]:
+        """Per day, the rows the query answers for: status and id filters, then the ad cap."""
+        selections = [delivery.select(live=report.live, deleted=report.deleted) for delivery in deliveries]
+        if report.id_filters:
+            wanted = self._ads_matching(report.advertiser.advertiser_id, report.id_filters)
+            selections = [
+                selection[[delivery.ad_ids[row] in wanted for row in selection.tolist()]]
+                if len(selection)
+                else selection
+                for delivery, selection in zip(deliveries, selections, strict=True)
+            ]
+        if self.catalogue.ad_count(report.advertiser.advertiser_id) <= self.max_ads_per_query:
+            return selections  # the account has too few ads for any answer to be cut
+        answered = sorted(
+            {
+                delivery.ad_ids[row]
+                for delivery, selection in zip(deliveries, selections, strict=True)
+                for row in selection.tolist()
+            }
+        )
+        if len(answered) <= self.max_ads_per_query:
+            return selections
+        kept = set(answered[: self.max_ads_per_query])
+        return [
+            selection[[delivery.ad_ids[row] in kept for row in selection.tolist()]]
+            if len(selection)
+            else selection
+            for delivery, selection in zip(deliveries, selections, strict=True)
+        ]
+
+    def _ads_matching(
+        self, advertiser_id: str, id_filters: tuple[tuple[str, frozenset[str]], ...]
+    ) -> set[str]:
+        """The advertiser's ads whose campaign, ad group or own id is in every id filter."""
+        return {
+            ad.ad_id
+            for ad in self.catalogue.ads_of(advertiser_id)
+            if all(getattr(ad, field) in ids for field, ids in id_filters)
+        }
 
     def _ad_rows(
         self, report: _ReportQuery, deliveries: list[DayDelivery]
     ) -> tuple[int, list[dict[str, Any]]]:
         """Rows of one page in (stat_time_day, ad_id) order; only the page's rows are formatted."""
-        selections = [delivery.select(live=report.live, deleted=report.deleted) for delivery in deliveries]
+        selections = self._selections(report, deliveries)
         total = sum(len(selection) for selection in selections)
         page_size, dimensions, metrics = report.page_size, report.dimensions, report.metrics
         skip = (report.page - 1) * page_size
@@ -500,7 +648,7 @@ class TikTokEmulator(EmulatorServer):
             stat_time_day = _stat_time_day(delivery.day)
             for ad_id, performance in delivery.performance(chosen):
                 if ad_id not in attributes:
-                    attributes[ad_id] = self._ad_attributes(self.catalogue.ads[ad_id], report.advertiser)
+                    attributes[ad_id] = self._ad_attributes(self.catalogue.ads[ad_id])
                 values = attributes[ad_id]
                 rows.append(
                     {
@@ -515,22 +663,17 @@ class TikTokEmulator(EmulatorServer):
                 )
         return total, rows
 
-    def _ad_attributes(self, ad: Ad, advertiser: Advertiser) -> dict[str, str]:
+    def _ad_attributes(self, ad: Ad) -> dict[str, str]:
         """Attribute metrics from the ad's current state; blanked out once the ad is deleted."""
-        account = {
-            "currency": advertiser.currency,
-            "advertiser_id": advertiser.advertiser_id,
-            "advertiser_name": advertiser.name,
-        }
         if ad.status == DELETE:
-            return {name: self.deleted_attribute_value for name in _AD_ATTRIBUTES} | account
+            return dict.fromkeys(AD_ATTRIBUTE_METRICS, self.deleted_attribute_value)
         return {
             "ad_name": ad.name,
             "adgroup_id": ad.adgroup_id,
             "adgroup_name": self.catalogue.adgroups[ad.adgroup_id].name,
             "campaign_id": ad.campaign_id,
             "campaign_name": self.catalogue.campaigns[ad.campaign_id].name,
-        } | account
+        }
 
     @staticmethod
     def _advertiser_rows(
@@ -540,11 +683,6 @@ class TikTokEmulator(EmulatorServer):
         advertiser, dimensions, metrics = report.advertiser, report.dimensions, report.metrics
         page, page_size = report.page, report.page_size
         delivered = [delivery for delivery in deliveries if len(delivery)]
-        account = {
-            "currency": advertiser.currency,
-            "advertiser_id": advertiser.advertiser_id,
-            "advertiser_name": advertiser.name,
-        }
         rows = []
         for delivery in delivered[(page - 1) * page_size : page * page_size]:
             total = delivery.total()
@@ -558,10 +696,7 @@ class TikTokEmulator(EmulatorServer):
                         )
                         for name in dimensions
                     },
-                    "metrics": {
-                        name: account[name] if name in account else _COMPUTED_METRICS[name](total)
-                        for name in metrics
-                    },
+                    "metrics": {name: _COMPUTED_METRICS[name](total) for name in metrics},
                 }
             )
         return len(delivered), rows
@@ -600,7 +735,7 @@ class TikTokEmulator(EmulatorServer):
             "page_info": _page_info(page, page_size, len(records)),
         }
 
-    def _entity_records(self, advertiser_id: str, kind: _EntityKind) -> list[dict[str, str]]:
+    def _entity_records(self, advertiser_id: str, kind: _EntityKind) -> list[dict[str, Any]]:
         """Every entity of the kind with all its fields plus its raw status, in id order."""
         catalogue = self.catalogue
         if kind is _AD_KIND:
@@ -613,7 +748,10 @@ class TikTokEmulator(EmulatorServer):
                     "campaign_id": ad.campaign_id,
                     "campaign_name": catalogue.campaigns[ad.campaign_id].name,
                     "advertiser_id": advertiser_id,
-                    "landing_page_url": ad.landing_page_url,
+                    # Ads with several landing pages carry them in landing_page_urls and none in the
+                    # single field (both nullable in Airbyte's schemas/ads.json).
+                    "landing_page_url": None if ad.landing_page_urls else ad.landing_page_url,
+                    "landing_page_urls": list(ad.landing_page_urls) or None,
                     **_status_fields(ad.status, kind),
                 }
                 for ad in catalogue.ads_of(advertiser_id)
@@ -643,9 +781,10 @@ class TikTokEmulator(EmulatorServer):
     # ----- advertiser/info/
 
     def _advertiser_info(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
-        advertiser_ids = _id_list(_json(query, "advertiser_ids", list, required=True), "advertiser_ids")
+        advertiser_ids = _json(query, "advertiser_ids", list, required=True)
         if not advertiser_ids:
             raise _parameter_error("advertiser_ids: must not be empty")
+        _id_list(advertiser_ids, "advertiser_ids")  # at most 100 (Docs), as every id filter
         fields = _fields(query, ADVERTISER_FIELDS)
         advertisers = [self._advertiser(advertiser_id, allowed) for advertiser_id in advertiser_ids]
         records = [
@@ -654,12 +793,25 @@ class TikTokEmulator(EmulatorServer):
                 "name": advertiser.name,
                 "currency": advertiser.currency,
                 "timezone": advertiser.timezone,
-                "display_timezone": advertiser.display_timezone,
                 "status": advertiser.status,
             }
             for advertiser in advertisers
         ]
         return {"list": [{name: record[name] for name in fields} for record in records]}
+
+
+def _raise_fault(fault: Fault | None) -> None:
+    """A drawn fault as TikTok's wire shows it: an error code in an HTTP 200."""
+    if fault is None:
+        return
+    if fault is Fault.RATE_LIMIT:
+        raise ApiError(CODE_TOO_FREQUENT, "Too many requests. Please retry in some time.")
+    if fault is Fault.FREQUENCY_LIMITED:
+        raise ApiError(CODE_FREQUENCY_LIMITED, "Request frequency limited. Please retry later.")
+    if fault is Fault.QUERY_TOO_LARGE:
+        raise ApiError(CODE_QUERY_TOO_LARGE, "The query is too large, please narrow the date range.")
+    # SERVER_ERROR, and Amplitude-only faults have no other meaning here
+    raise ApiError(CODE_SYSTEM_ERROR, "Internal service error. Please retry later.")
 
 
 # ----- parameter parsing (every failure is a 40002 naming the parameter)
@@ -732,7 +884,7 @@ def _date(query: dict[str, str], name: str) -> date:
     if not _DATE_PATTERN.fullmatch(raw):
         raise _parameter_error(f"{name}: must be YYYY-MM-DD, got {raw!r}")
     try:
-        return datetime.strptime(raw, DATE_FORMAT).date()
+        return date.fromisoformat(raw)
     except ValueError as error:
         raise _parameter_error(f"{name}: {raw!r} is not a valid date") from error
 
@@ -752,7 +904,7 @@ def _integer(query: dict[str, str], name: str, default: int, low: int, high: int
 
 def _paging(query: dict[str, str]) -> tuple[int, int]:
     return _integer(query, "page", 1, 1, None), _integer(
-        query, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE
+        query, "page_size", PAGE_SIZE_DEFAULT, 1, PAGE_SIZE_MAX
     )
 
 

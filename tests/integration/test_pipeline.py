@@ -84,9 +84,9 @@ def test_utms_come_from_the_landing_page_or_are_inferred(project: Project) -> No
     for event in project.amplitude.counted_events(API_KEY):
         ad = project.catalogue.ads[event["event_properties"]["ad_id"]]
         utms = event["user_properties"]
-        if "utm_source=" not in ad.landing_page_url.lower():
+        if "utm_source=" not in ad.landing_page.lower():
             assert utms["utm_source"] == "tiktok"
-        if "utm_content=" not in ad.landing_page_url.lower():
+        if "utm_content=" not in ad.landing_page.lower():
             assert utms["utm_content"] == ad.name.strip()[:1024]
 
 

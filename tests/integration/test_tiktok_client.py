@@ -24,8 +24,10 @@ from tiktok_amp_emulators.http_server import Request, Response
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
 from tiktok_amp_assets.clients.http import InsecureUrlError, RequestPacer, RetryPolicy, checked_base_url
-from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
-from tiktok_amp_assets.core.ad_metrics import account_timezone
+from tiktok_amp_assets.clients.tiktok import QueryTooLargeError, TikTokApiError, TikTokClient
+from tiktok_amp_assets.clients.tiktok_extraction import TikTokExtraction
+from tiktok_amp_assets.core import tiktok_contract
+from tiktok_amp_assets.core.ad_metrics import account_timezone, landing_page
 from tiktok_amp_assets.core.tiktok_contract import (
     AD_PATH,
     ADVERTISER_INFO_PATH,
@@ -142,14 +144,18 @@ def test_two_accounts_in_their_own_time_zones_and_currencies(
     infos = {item["advertiser_id"]: item for item in client.advertiser_info([ACME, SAKURA])}
     assert emulator.calls(ADVERTISER_INFO_PATH) == 1
     assert (infos[ACME]["currency"], infos[SAKURA]["currency"]) == ("USD", "JPY")
-    # TikTok writes a fixed offset in "timezone" for some accounts; the IANA display zone is used.
+    # TikTok writes a fixed offset in "timezone" for some accounts (Etc/GMT+8 is UTC-8 all year):
+    # the account's report days are in that zone.
     assert infos[ACME]["timezone"] == "Etc/GMT+8"
-    assert account_timezone(infos[ACME]) == "America/Los_Angeles"
+    assert account_timezone(infos[ACME]) == "Etc/GMT+8"
     assert account_timezone(infos[SAKURA]) == "Asia/Tokyo"
+    # Only fields a public schema lists are asked for (the emulator refuses display_timezone).
+    (info_request,) = [entry for entry in emulator.request_log if entry["path"] == ADVERTISER_INFO_PATH]
+    assert json.loads(info_request["params"]["fields"]) == ["advertiser_id", "name", "currency", "timezone"]
 
     for advertiser_id, currency in ((ACME, "USD"), (SAKURA, "JPY")):
         rows = list(client.ad_day_report(advertiser_id, WINDOW_START, WINDOW_START))
-        assert rows and {row["metrics"]["currency"] for row in rows} == {currency}
+        assert rows and "currency" not in rows[0]["metrics"]
         assert {row["dimensions"]["stat_time_day"] for row in rows} == {f"{WINDOW_START} 00:00:00"}
         # Values stay the strings TikTok wrote: "1520.00" yen is not turned into 1520.0.
         assert all(re.fullmatch(r"\d+\.\d\d", row["metrics"]["spend"]) for row in rows)
@@ -171,15 +177,27 @@ def test_every_row_arrives_exactly_once_across_pages(
     assert all(isinstance(value, str) for row in rows for value in row["metrics"].values())
 
 
+def window_rows(client: TikTokClient, advertiser_id: str, first: date, last: date) -> list[dict[str, Any]]:
+    """Every ad row of a range through the extraction, which cuts it into report windows."""
+    return [
+        row
+        for window in TikTokExtraction(client).windows(advertiser_id, first, last)
+        for rows in window.rows_by_day.values()
+        for row in rows
+    ]
+
+
 def test_a_45_day_range_takes_two_report_windows(
     emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
 ) -> None:
     client = make_client(emulator)
     last = WINDOW_START + timedelta(days=44)
-    rows = list(client.ad_day_report(SAKURA, WINDOW_START, last))
+    rows = window_rows(client, SAKURA, WINDOW_START, last)
     assert keyed(rows) == truth(emulator.catalogue, SAKURA, WINDOW_START, 45)
     windows = [
-        (entry["params"]["start_date"], entry["params"]["end_date"]) for entry in emulator.report_requests()
+        (entry["params"]["start_date"], entry["params"]["end_date"])
+        for entry in emulator.report_requests()
+        if entry["params"]["data_level"] == "AUCTION_AD"
     ]
     # This account's first window holds more than 1,000 rows: two pages, so three calls for two windows.
     assert len(windows) == 3
@@ -194,9 +212,18 @@ def test_a_45_day_range_of_a_small_account_takes_exactly_two_report_calls(
 ) -> None:
     small = generate_catalogue(seed=5, ads_per_advertiser=20)
     with tapped(small) as server:
-        rows = list(make_client(server).ad_day_report(ACME, WINDOW_START, WINDOW_START + timedelta(days=44)))
+        rows = window_rows(make_client(server), ACME, WINDOW_START, WINDOW_START + timedelta(days=44))
         assert keyed(rows) == truth(small, ACME, WINDOW_START, 45)
-        assert len(server.report_requests()) == 2
+        # Per window: one page of ad rows and one of account totals.
+        assert len(server.report_requests()) == 2 * 2
+
+
+def test_a_window_longer_than_tiktok_accepts_is_refused_before_any_call(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
+) -> None:
+    with pytest.raises(ValueError, match="report window"):
+        make_client(emulator).ad_day_report(ACME, WINDOW_START, WINDOW_START + timedelta(days=31))
+    assert emulator.calls() == 0
 
 
 def test_deleted_ads_keep_their_spend_and_metadata(
@@ -218,7 +245,7 @@ def test_deleted_ads_keep_their_spend_and_metadata(
     for item in items:
         ad = catalogue.ads[item["ad_id"]]
         assert item["ad_name"] == ad.name
-        assert item["landing_page_url"] == ad.landing_page_url
+        assert (landing_page(item) or "") == ad.landing_page
         assert item["adgroup_id"] == ad.adgroup_id and item["campaign_id"] == ad.campaign_id
         assert item["campaign_name"] == catalogue.campaigns[ad.campaign_id].name
     deleted_items = [item for item in items if item["ad_id"] in deleted_with_spend]
@@ -264,7 +291,7 @@ def fetch_everything(client: TikTokClient) -> dict[str, Any]:
     """What the raw asset fetches for 45 days of both accounts."""
     fetched: dict[str, Any] = {"info": client.advertiser_info([ACME, SAKURA])}
     for advertiser_id in (ACME, SAKURA):
-        rows = list(client.ad_day_report(advertiser_id, WINDOW_START, WINDOW_START + timedelta(days=44)))
+        rows = window_rows(client, advertiser_id, WINDOW_START, WINDOW_START + timedelta(days=44))
         keyed(rows)  # no duplicates
         ads = client.ads(advertiser_id, {row["dimensions"]["ad_id"] for row in rows})
         fetched[advertiser_id] = {
@@ -388,6 +415,116 @@ def test_missing_page_info_is_accepted_only_when_the_answer_is_evidently_complet
     assert ACME in str(raised.value)
     # A full page cannot tell whether more rows follow: no guessing, no retrying.
     assert emulator.calls(REPORT_PATH) == calls + 1
+
+
+# ----- the SDK's return codes
+
+
+def answer_with_code(code: int, message: str) -> Callable[[dict[str, str], dict[str, Any]], dict[str, Any]]:
+    def rewrite(query: dict[str, str], envelope: dict[str, Any]) -> dict[str, Any]:
+        return {**envelope, "code": code, "message": message, "data": {}}
+
+    return rewrite
+
+
+def test_frequency_limited_40132_is_retried(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
+) -> None:
+    emulator.faults.inject(Fault.FREQUENCY_LIMITED, count=2)
+    client = make_client(emulator)
+    rows = client.ad_day_report(ACME, WINDOW_START, WINDOW_START)
+    assert keyed(rows) == truth(emulator.catalogue, ACME, WINDOW_START, 1)
+    assert client.retries == 2
+    assert [entry["code"] for entry in emulator.report_requests()] == [40132, 40132, 0]
+
+
+@pytest.mark.parametrize(
+    ("code", "name"), [(50002, "system time-out"), (51010, "internal time-out"), (51099, "")]
+)
+def test_system_time_outs_and_service_errors_are_retried(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient], code: int, name: str
+) -> None:
+    emulator.rewrite_answers(ADVERTISER_INFO_PATH, answer_with_code(code, name), times=2)
+    client = make_client(emulator)
+    assert [item["advertiser_id"] for item in client.advertiser_info([ACME])] == [ACME]
+    assert client.retries == 2
+
+
+def test_codes_read_from_the_sdks_list() -> None:
+    kind = tiktok_contract.ErrorKind
+    assert tiktok_contract.error_kind(40132)[0] is kind.RETRY
+    assert tiktok_contract.error_kind(40100)[0] is kind.RETRY
+    assert tiktok_contract.error_kind(50002)[0] is kind.RETRY
+    assert tiktok_contract.error_kind(51000)[0] is kind.RETRY
+    assert tiktok_contract.error_kind(40067)[0] is kind.NARROW
+    # 40133 is in no list of TikTok's: an unknown code, which fails at once.
+    assert not hasattr(tiktok_contract, "ADVERTISER_RATE_LIMITED")
+    assert tiktok_contract.error_kind(40133) == (kind.FAIL, tiktok_contract.error_kind(49999)[1])
+
+
+def test_query_too_large_40067_is_raised_for_the_extraction_to_narrow(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
+) -> None:
+    emulator.faults.inject(Fault.QUERY_TOO_LARGE)
+    client = make_client(emulator)
+    with pytest.raises(QueryTooLargeError) as raised:
+        client.ad_day_report(ACME, WINDOW_START, WINDOW_START + timedelta(days=29))
+    assert raised.value.code == 40067 and ACME in str(raised.value)
+    assert client.retries == 0 and emulator.calls() == 1
+
+
+def test_reports_say_service_type_auction_and_ask_for_no_currency(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
+) -> None:
+    client = make_client(emulator)
+    client.ad_day_report(ACME, WINDOW_START, WINDOW_START)
+    client.account_day_totals(ACME, WINDOW_START, WINDOW_START)
+    ad_level, account_level = (entry["params"] for entry in emulator.report_requests())
+    for params in (ad_level, account_level):
+        assert params["service_type"] == "AUCTION" and params["report_type"] == "BASIC"
+        assert "currency" not in json.loads(params["metrics"])
+    assert json.loads(ad_level["filtering"]) == [
+        {"field_name": "ad_status", "filter_type": "IN", "filter_value": '["STATUS_ALL"]'}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("contract_name", "extra", "call", "named"),
+    [
+        ("AD_REPORT_METRICS", "currency", "report", "metrics ('currency')"),
+        ("ADVERTISER_FIELDS", "display_timezone", "info", "fields ('display_timezone')"),
+    ],
+)
+def test_a_parameter_error_names_the_parameter_tiktok_named(
+    emulator: TappedEmulator,
+    make_client: Callable[..., TikTokClient],
+    monkeypatch: pytest.MonkeyPatch,
+    contract_name: str,
+    extra: str,
+    call: str,
+    named: str,
+) -> None:
+    """Were the client to ask for a field no public schema lists, the emulator refuses it (as TikTok
+    may) and the error says which parameter and value TikTok named."""
+    monkeypatch.setattr(tiktok_contract, contract_name, (*getattr(tiktok_contract, contract_name), extra))
+    client = make_client(emulator)
+    with pytest.raises(TikTokApiError) as raised:
+        if call == "report":
+            client.ad_day_report(ACME, WINDOW_START, WINDOW_START)
+        else:
+            client.advertiser_info([ACME])
+    message = str(raised.value)
+    assert raised.value.code == 40002 and f"TikTok refused the parameter {named}" in message
+    assert ACME in message and "maintainers" in message
+    assert client.retries == 0
+
+
+def test_a_parameter_error_naming_nothing_sent_says_so(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
+) -> None:
+    emulator.rewrite_answers(ADVERTISER_INFO_PATH, answer_with_code(40002, "Invalid request"))
+    with pytest.raises(TikTokApiError, match="without naming one we sent: Invalid request"):
+        make_client(emulator).advertiser_info([ACME])
 
 
 # ----- failures that retrying cannot cure, and retries running out

@@ -1,8 +1,10 @@
 """The TikTok emulator over real HTTP, with plain ``requests``: no client of the project in between.
 
 These pin the behaviours the importer relies on (pagination, the 30-day window, deleted ads left
-out unless asked for, error codes, faults) so that a client tested against the emulator is tested
-against the real API's rules.
+out unless asked for, the per-query ad cap, id filters, error codes, faults) so that a client tested
+against the emulator is tested against the real API's rules. Like the emulator, this module reads
+the API on its own: it imports nothing of the client (``tiktok_amp_assets``), so names and limits
+are written out here as the public sources write them (``docs/api_facts.md``).
 """
 
 from __future__ import annotations
@@ -25,19 +27,21 @@ from tiktok_amp_emulators.catalogue import (
     generate_catalogue,
 )
 from tiktok_amp_emulators.faults import Fault, FaultInjector
-from tiktok_amp_emulators.tiktok_server import DEFAULT_ACCESS_TOKEN, HEALTH_PATH, TikTokEmulator
-
-from tiktok_amp_assets.core.tiktok_contract import (
-    AD_PATH,
-    AD_STATUS_ALL_FILTER,
-    ADGROUP_PATH,
-    ADVERTISER_INFO_PATH,
-    CAMPAIGN_PATH,
+from tiktok_amp_emulators.tiktok_server import (
+    DEFAULT_ACCESS_TOKEN,
+    HEALTH_PATH,
     KNOWN_METRICS,
-    MAX_PAGE_SIZE,
-    PERFORMANCE_METRICS,
-    REPORT_PATH,
+    TikTokEmulator,
 )
+
+REPORT_PATH = "/open_api/v1.3/report/integrated/get/"
+AD_PATH = "/open_api/v1.3/ad/get/"
+ADGROUP_PATH = "/open_api/v1.3/adgroup/get/"
+CAMPAIGN_PATH = "/open_api/v1.3/campaign/get/"
+ADVERTISER_INFO_PATH = "/open_api/v1.3/advertiser/info/"
+MAX_PAGE_SIZE = 1000
+PERFORMANCE_METRICS = ("spend", "impressions", "clicks", "conversion")
+AD_STATUS_ALL_FILTER = [{"field_name": "ad_status", "filter_type": "IN", "filter_value": '["STATUS_ALL"]'}]
 
 ACME = "7000000000000000001"
 SAKURA = "7000000000000000002"
@@ -51,7 +55,6 @@ METRICS = [
     "adgroup_name",
     "campaign_id",
     "campaign_name",
-    "currency",
 ]
 
 
@@ -86,6 +89,7 @@ def report_params(advertiser_id: str, start: date, end: date, **extra: Any) -> d
     return {
         "advertiser_id": advertiser_id,
         "report_type": "BASIC",
+        "service_type": "AUCTION",
         "data_level": "AUCTION_AD",
         "dimensions": ["ad_id", "stat_time_day"],
         "metrics": METRICS,
@@ -205,7 +209,6 @@ def test_report_pages_through_more_than_one_page(big_emulator: TikTokEmulator) -
         expected = catalogue.daily_metrics(row["dimensions"]["ad_id"], day)
         assert expected is not None
         assert {name: row["metrics"][name] for name in PERFORMANCE_METRICS} == expected
-        assert row["metrics"]["currency"] == "EUR"
     past_end = get(
         big_emulator, REPORT_PATH, {**report_params(BIG, start, end), "page": info["total_page"] + 1}
     )
@@ -255,7 +258,8 @@ def test_deleted_attribute_value_is_configurable(catalogue: Catalogue) -> None:
         params = report_params(ACME, deleted.first_day, deleted.first_day + timedelta(days=10))
         rows = all_rows(server, {**params, "filtering": AD_STATUS_ALL_FILTER})
     row = next(row for row in rows if row["dimensions"]["ad_id"] == deleted.ad_id)
-    assert row["metrics"]["ad_name"] == "" and row["metrics"]["currency"] == "USD"
+    assert row["metrics"]["ad_name"] == "" and row["metrics"]["adgroup_id"] == ""
+    assert row["metrics"]["spend"] != ""
 
 
 def test_old_filters_parameter_is_silently_ignored(emulator: TikTokEmulator, catalogue: Catalogue) -> None:
@@ -339,6 +343,9 @@ def test_account_level_report_and_dimensions(emulator: TikTokEmulator) -> None:
         ({"page_size": 1001}, "page_size"),
         ({"page": "two"}, "page"),
         ({"report_type": None}, "report_type"),
+        ({"service_type": None}, "service_type"),
+        ({"service_type": "RESERVATION"}, "service_type"),
+        ({"metrics": ["spend", "currency"]}, "currency"),
         ({"advertiser_id": None}, "advertiser_id"),
         ({"data_level": "AUCTION_EVERYTHING"}, "data_level"),
         ({"filtering": {"ad_status": "STATUS_ALL"}}, "filtering"),
@@ -441,8 +448,9 @@ def test_advertiser_info_time_zones_and_currencies(emulator: TikTokEmulator) -> 
     body = get(emulator, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME, SAKURA]})
     by_id = {row["advertiser_id"]: row for row in body["data"]["list"]}
     assert by_id[ACME]["currency"] == "USD" and by_id[SAKURA]["currency"] == "JPY"
-    assert by_id[ACME]["timezone"] == "Etc/GMT+8" and by_id[ACME]["display_timezone"] == "America/Los_Angeles"
-    assert by_id[SAKURA]["timezone"] == by_id[SAKURA]["display_timezone"] == "Asia/Tokyo"
+    # A fixed offset all year for the US account (TikTok's help): Etc/GMT+8 is UTC-8.
+    assert by_id[ACME]["timezone"] == "Etc/GMT+8" and by_id[SAKURA]["timezone"] == "Asia/Tokyo"
+    assert set(by_id[ACME]) == {"advertiser_id", "name", "currency", "timezone", "status"}
     only = get(
         emulator, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME], "fields": ["advertiser_id", "currency"]}
     )
@@ -506,3 +514,182 @@ def test_adgroup_and_campaign_get(emulator: TikTokEmulator, catalogue: Catalogue
 def test_unknown_path_is_a_json_404(emulator: TikTokEmulator) -> None:
     response = requests.get(emulator.url + "/open_api/v1.3/report/integrated/get", timeout=5)
     assert response.status_code == 404 and response.json()["code"] == 404
+
+
+# ----- what a client must not ask for, and what it must send
+
+
+def test_currency_is_not_a_report_metric(emulator: TikTokEmulator) -> None:
+    body = get(
+        emulator, REPORT_PATH, {**report_params(ACME, START, START), "metrics": [*METRICS, "currency"]}
+    )
+    assert body["code"] == 40002 and "metrics" in body["message"] and "currency" in body["message"]
+    assert "currency" not in KNOWN_METRICS
+
+
+def test_advertiser_info_serves_only_fields_a_public_schema_lists(emulator: TikTokEmulator) -> None:
+    for field in ("display_timezone", "balance_of_nothing"):
+        body = get(
+            emulator, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME], "fields": ["advertiser_id", field]}
+        )
+        assert body["code"] == 40002 and "fields" in body["message"] and field in body["message"], body
+    listed = ["advertiser_id", "name", "currency", "timezone", "status"]  # Airbyte's and Singer's schemas
+    body = get(emulator, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME], "fields": listed})
+    assert body["code"] == 0 and set(body["data"]["list"][0]) == set(listed)
+
+
+def test_service_type_auction_is_accepted_and_required(emulator: TikTokEmulator) -> None:
+    params = report_params(ACME, START, START)
+    assert get(emulator, REPORT_PATH, params)["code"] == 0
+    del params["service_type"]
+    missing = get(emulator, REPORT_PATH, params)
+    assert missing["code"] == 40002 and "service_type" in missing["message"]
+
+
+# ----- the ad cap and the id filters
+
+
+CAPPED = "7000000000000000077"
+
+
+@pytest.fixture(scope="module")
+def capped_catalogue() -> Catalogue:
+    return generate_catalogue(
+        seed=21,
+        advertisers=[AdvertiserSpec(CAPPED, "Capped", "USD", "America/New_York")],
+        ads_per_advertiser=40,
+    )
+
+
+def keys_of(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(row["dimensions"]["ad_id"], row["dimensions"]["stat_time_day"][:10]) for row in rows}
+
+
+def truth_keys(catalogue: Catalogue, advertiser_id: str, start: date, days: int) -> set[tuple[str, str]]:
+    return {
+        (ad.ad_id, (start + timedelta(days=n)).isoformat())
+        for n in range(days)
+        for ad in catalogue.ads_of(advertiser_id)
+        if catalogue.daily_metrics(ad.ad_id, start + timedelta(days=n)) is not None
+    }
+
+
+def test_an_answer_beyond_the_ad_cap_is_cut_silently(capped_catalogue: Catalogue) -> None:
+    start, end = date(2025, 3, 1), date(2025, 3, 10)
+    everything = truth_keys(capped_catalogue, CAPPED, start, 10)
+    assert len({ad for ad, _ in everything}) > 12
+    with TikTokEmulator(capped_catalogue, max_ads_per_query=12) as server:
+        params = report_params(CAPPED, start, end, filtering=AD_STATUS_ALL_FILTER, page_size=50)
+        first = get(server, REPORT_PATH, {**params, "page": 1})
+        rows = all_rows(server, params)
+        totals = all_rows(server, account_params(CAPPED, start, end))
+    assert first["code"] == 0 and set(first) == {"code", "message", "request_id", "data"}
+    assert set(first["data"]) == {"list", "page_info"}  # nothing says the answer was cut
+    # page_info describes the cut answer it belongs to, consistently on every page.
+    assert first["data"]["page_info"]["total_number"] == len(rows)
+    assert first["data"]["page_info"]["total_page"] == -(-len(rows) // 50)
+    got = keys_of(rows)
+    assert got < everything and len({ad for ad, _ in got}) == 12
+    kept = sorted({ad for ad, _ in everything})[:12]
+    assert got == {key for key in everything if key[0] in kept}
+    # The account totals still count every ad: the cut shows only as ad rows falling short.
+    assert sum(Decimal(row["metrics"]["spend"]) for row in totals) > sum(
+        Decimal(row["metrics"]["spend"]) for row in rows
+    )
+
+
+def test_id_filters_select_campaigns_ad_groups_and_ads(capped_catalogue: Catalogue) -> None:
+    start, end = date(2025, 3, 1), date(2025, 3, 10)
+    everything = truth_keys(capped_catalogue, CAPPED, start, 10)
+    ads = capped_catalogue.ads_of(CAPPED)
+    with TikTokEmulator(capped_catalogue, max_ads_per_query=12) as server:
+
+        def rows_of(field: str, ids: list[Any]) -> set[tuple[str, str]]:
+            id_filter = {"field_name": field, "filter_type": "IN", "filter_value": json.dumps(ids)}
+            params = report_params(CAPPED, start, end, filtering=[*AD_STATUS_ALL_FILTER, id_filter])
+            return keys_of(all_rows(server, params))
+
+        by_campaign: set[tuple[str, str]] = set()
+        for campaign in capped_catalogue.campaigns_of(CAPPED):
+            members = {ad.ad_id for ad in ads if ad.campaign_id == campaign.campaign_id}
+            if len(members) <= 12:
+                got = rows_of("campaign_ids", [campaign.campaign_id])
+                assert got == {key for key in everything if key[0] in members}
+                by_campaign |= got
+        group = capped_catalogue.adgroups_of(CAPPED)[0]
+        in_group = {ad.ad_id for ad in ads if ad.adgroup_id == group.adgroup_id}
+        assert rows_of("adgroup_ids", [group.adgroup_id]) == {key for key in everything if key[0] in in_group}
+        some = [ad.ad_id for ad in ads[:5]]
+        assert rows_of("ad_ids", some) == {key for key in everything if key[0] in some}
+        # Ids written as JSON numbers, as in TikTok's own example, select the same ads.
+        assert rows_of("ad_ids", [int(ad_id) for ad_id in some]) == rows_of("ad_ids", some)
+        # Without ad_status the deleted ads stay out, filter or not.
+        deleted = [ad.ad_id for ad in ads if ad.status == DELETE]
+        only_ids = {"field_name": "ad_ids", "filter_type": "IN", "filter_value": json.dumps(deleted)}
+        assert not keys_of(all_rows(server, report_params(CAPPED, start, end, filtering=[only_ids])))
+        too_many = {
+            "field_name": "campaign_ids",
+            "filter_type": "IN",
+            "filter_value": json.dumps(["1"] * 101),
+        }
+        refused = get(server, REPORT_PATH, report_params(CAPPED, start, end, filtering=[too_many]))
+        assert refused["code"] == 40002 and "campaign_ids" in refused["message"]
+        not_ids = {"field_name": "adgroup_ids", "filter_type": "IN", "filter_value": '["abc"]'}
+        refused = get(server, REPORT_PATH, report_params(CAPPED, start, end, filtering=[not_ids]))
+        assert refused["code"] == 40002 and "adgroup_ids" in refused["message"]
+    assert by_campaign, "no campaign fits the cap: the test proves nothing"
+
+
+# ----- faults TikTok's SDK lists
+
+
+def test_frequency_limit_and_query_too_large_faults(catalogue: Catalogue) -> None:
+    faults = FaultInjector()
+    faults.inject(Fault.FREQUENCY_LIMITED)
+    faults.inject(Fault.QUERY_TOO_LARGE)
+    with TikTokEmulator(catalogue, faults=faults) as server:
+        params = report_params(ACME, START, START)
+        codes = [get(server, REPORT_PATH, params)["code"] for _ in range(3)]
+        server.query_too_large_days = 7
+        week = get(server, REPORT_PATH, report_params(ACME, START, START + timedelta(days=6)))
+        eight = get(server, REPORT_PATH, report_params(ACME, START, START + timedelta(days=7)))
+        totals = get(server, REPORT_PATH, account_params(ACME, START, START + timedelta(days=29)))
+    assert codes == [40132, 40067, 0]
+    assert week["code"] == 0 and totals["code"] == 0
+    assert eight["code"] == 40067 and "narrow the date range" in eight["message"]
+
+
+def test_some_ads_carry_their_landing_pages_as_a_list(emulator: TikTokEmulator, catalogue: Catalogue) -> None:
+    params = {
+        "advertiser_id": ACME,
+        "page_size": MAX_PAGE_SIZE,
+        "filtering": {"primary_status": "STATUS_ALL"},
+    }
+    items = get(emulator, AD_PATH, params)["data"]["list"]
+    several = [item for item in items if item["landing_page_urls"]]
+    assert several and all(item["landing_page_url"] is None for item in several)
+    assert all(isinstance(url, str) for item in several for url in item["landing_page_urls"])
+    for item in several:
+        ad = catalogue.ads[item["ad_id"]]
+        assert ad.landing_page_url == "" and tuple(item["landing_page_urls"]) == ad.landing_page_urls
+    single = [item for item in items if not item["landing_page_urls"]]
+    assert single and all(item["landing_page_urls"] is None for item in single)
+
+
+def test_the_emulator_reads_the_api_on_its_own() -> None:
+    """The TikTok emulator imports nothing of the client: a fact both misread would pass every test."""
+    import ast
+    from pathlib import Path
+
+    import tiktok_amp_emulators
+
+    folder = Path(tiktok_amp_emulators.__file__).parent
+    for module in ("tiktok_server.py", "catalogue.py", "faults.py", "http_server.py"):
+        tree = ast.parse((folder / module).read_text(encoding="utf-8"))
+        imported: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported.append(node.module or "")
+        assert not [name for name in imported if name.startswith("tiktok_amp_assets")], module

@@ -15,6 +15,7 @@ from tiktok_amp_assets.core.ad_metrics import (
     AdDayMetrics,
     ReportRowError,
     account_timezone,
+    landing_page,
     normalize_account_day,
 )
 from tiktok_amp_assets.core.metric_values import MetricTotals
@@ -36,7 +37,6 @@ def report_row(ad_id: str, day: str = DAY, **metrics: str) -> dict[str, Any]:
         "adgroup_name": "US 18-34",
         "campaign_id": "1800000000000000001",
         "campaign_name": "Black Friday",
-        "currency": "USD",
     }
     return {"dimensions": {"ad_id": ad_id, "stat_time_day": f"{day} 00:00:00"}, "metrics": base | metrics}
 
@@ -65,8 +65,6 @@ def account_day(
         "name": "Acme Shop",
         "currency": "USD",
         "timezone": "Etc/GMT+8",
-        "display_timezone": "America/Los_Angeles",
-        "status": "STATUS_ENABLE",
     } | info
     return {
         "advertiser_id": ADVERTISER,
@@ -91,7 +89,7 @@ def test_one_row_per_report_row_sorted_by_ad_id() -> None:
     # Report attributes win over ad/get when present.
     assert (row.ad_name, row.adgroup_name, row.campaign_name) == ("Ad 2", "US 18-34", "Black Friday")
     assert row.currency == "USD"
-    assert row.timezone == "America/Los_Angeles"
+    assert row.timezone == "Etc/GMT+8"  # the zone the report days are in: UTC-8 all year
     assert row.landing_page_url == ad_item(AD_LIVE)["landing_page_url"]
     assert (row.utm_source, row.utm_medium, row.utm_campaign, row.utm_content) == (
         "tiktok",
@@ -209,9 +207,14 @@ def test_unparsable_metric_names_the_field() -> None:
     assert "12.5" in str(caught.value)
 
 
-def test_currency_falls_back_to_the_account() -> None:
+def test_currency_comes_from_the_account() -> None:
+    raw = account_day([report_row(AD_LIVE)], currency="EUR")
+    assert normalize_account_day(raw)[0].currency == "EUR"
+    # Raw files stored before carry a currency on each report row: read first when present.
     raw = account_day([report_row(AD_LIVE, currency="-")], currency="EUR")
     assert normalize_account_day(raw)[0].currency == "EUR"
+    raw = account_day([report_row(AD_LIVE, currency="JPY")], currency="EUR")
+    assert normalize_account_day(raw)[0].currency == "JPY"
 
 
 def test_currency_missing_everywhere_is_an_error() -> None:
@@ -220,18 +223,22 @@ def test_currency_missing_everywhere_is_an_error() -> None:
         normalize_account_day(raw)
 
 
-def test_timezone_prefers_display_timezone_then_timezone() -> None:
+def test_timezone_prefers_timezone_then_display_timezone() -> None:
+    # The report days are in "timezone" (a fixed offset all year, per TikTok's help).
     raw = account_day([report_row(AD_LIVE)], display_timezone="Asia/Tokyo", timezone="Etc/GMT-9")
-    assert normalize_account_day(raw)[0].timezone == "Asia/Tokyo"
+    assert normalize_account_day(raw)[0].timezone == "Etc/GMT-9"
     raw = account_day([report_row(AD_LIVE)], display_timezone="(UTC+09:00) Tokyo", timezone="Asia/Tokyo")
     assert normalize_account_day(raw)[0].timezone == "Asia/Tokyo"
-    raw = account_day([report_row(AD_LIVE)], display_timezone="", timezone="Etc/GMT+8")
-    assert normalize_account_day(raw)[0].timezone == "Etc/GMT+8"
+    # display_timezone, no longer asked for, is read from older raw files when timezone is unusable.
+    raw = account_day([report_row(AD_LIVE)], display_timezone="America/Los_Angeles", timezone="GMT-8")
+    assert normalize_account_day(raw)[0].timezone == "America/Los_Angeles"
 
 
 def test_account_timezone() -> None:
-    assert account_timezone({"display_timezone": "Asia/Tokyo", "timezone": "Etc/GMT-9"}) == "Asia/Tokyo"
+    assert account_timezone({"display_timezone": "Asia/Tokyo", "timezone": "Etc/GMT-9"}) == "Etc/GMT-9"
+    assert account_timezone({"timezone": "Etc/GMT+8"}) == "Etc/GMT+8"
     assert account_timezone({"display_timezone": "Tokyo", "timezone": "Etc/GMT-9"}) == "Etc/GMT-9"
+    assert account_timezone({"display_timezone": "Asia/Tokyo", "timezone": "UTC+9"}) == "Asia/Tokyo"
     assert account_timezone({"display_timezone": "America", "timezone": "localtime"}) is None
     assert account_timezone({}) is None
 
@@ -242,6 +249,50 @@ def test_no_iana_timezone_is_an_error() -> None:
         normalize_account_day(raw)
     assert caught.value.field == "timezone"
     assert "Pacific Time" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        # Ads with several landing pages carry them in landing_page_urls: the first usable one.
+        (
+            {"landing_page_url": None, "landing_page_urls": ["", "https://a.example/?utm_source=x"]},
+            "https://a.example/?utm_source=x",
+        ),
+        (
+            {"landing_page_url": "", "landing_page_urls": ["https://a.example/1", "https://a.example/2"]},
+            "https://a.example/1",
+        ),
+        ({"landing_page_urls": [{"landing_page_url": "https://a.example/o"}]}, "https://a.example/o"),
+        ({"landing_page_url": None, "landing_page_urls": "https://a.example/s"}, "https://a.example/s"),
+        ({"landing_page_urls": ["  ", "app://open", "https://a.example/w"]}, "https://a.example/w"),
+        ({"landing_page_urls": ["app://open"]}, "app://open"),
+        (
+            {"landing_page_url": "https://a.example/single", "landing_page_urls": ["https://a.example/l"]},
+            "https://a.example/single",
+        ),
+        ({"landing_page_url": None, "landing_page_urls": None}, None),
+        ({"landing_page_url": None, "landing_page_urls": [None, 7, {"x": 1}]}, None),
+    ],
+)
+def test_landing_page_urls_stand_in_for_an_empty_landing_page_url(
+    fields: dict[str, Any], expected: str | None
+) -> None:
+    item = {key: value for key, value in ad_item(AD_LIVE).items() if key != "landing_page_url"} | fields
+    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)], [item]))
+    assert row.landing_page_url == expected
+    assert landing_page(item) == expected
+
+
+def test_utms_are_read_from_landing_page_urls() -> None:
+    item = ad_item(
+        AD_LIVE,
+        landing_page_url=None,
+        landing_page_urls=["", "https://shop.example/p?utm_source=tt&utm_medium=video&utm_content=__CID__"],
+    )
+    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)], [item]))
+    assert (row.utm_source, row.utm_medium, row.utm_content) == ("tt", "video", AD_LIVE)
+    assert row.utm_inferred == ["utm_campaign"]
 
 
 def test_landing_page_url_only_from_ad_get() -> None:

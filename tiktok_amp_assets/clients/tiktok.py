@@ -1,13 +1,20 @@
-"""Client of the TikTok API for Business v1.3: reports, ad metadata and account facts.
+"""Client of the TikTok API for Business v1.3: one request at a time, and all pages of one listing.
 
-Answers are returned as TikTok sent them (plain dicts, metric values still the strings TikTok
-wrote), so the raw asset can keep them as received and parsing stays in ``core``; only the
-envelope and paging fields are validated here, with pydantic.
+Each method asks for one thing TikTok can answer in one listing: one report window (at most 30
+days), the ads of given ids, every ad of an account, the facts of some accounts. Cutting a range
+into windows, narrowing a window TikTok finds too large and re-asking a cut answer in parts is the
+extraction's job (``clients/tiktok_extraction.py``). Answers are returned as TikTok sent them
+(plain dicts, metric values still the strings TikTok wrote), so the raw asset keeps them as
+received and parsing stays in ``core``. This is the one place that validates an answer's envelope
+and paging fields (with pydantic).
 
-Failure rules (``shared/specs/tiktok_business_api.md``): rate limits, server errors, timeouts,
-dropped connections, truncated or non-JSON bodies are retried with back-off; auth, permission and
-parameter codes, and HTTP statuses other than 429 and 5xx, fail at once, since retrying cannot
-help. Every error names the account(s), the endpoint, the code and what to do, never the token.
+Failure rules (``core/tiktok_contract.py`` names the source of each code): rate limits (40100,
+40132), server errors (50000, 50002, 51xxx), timeouts, dropped connections, truncated or non-JSON
+bodies are retried with back-off; 40067 ("the query is too large") raises
+:class:`QueryTooLargeError` for the extraction to narrow the window; auth, permission and parameter
+codes, and HTTP statuses other than 429 and 5xx, fail at once, since retrying cannot help. Every
+error names the account(s), the endpoint, the code and what to do, never the token; a parameter
+error also names the parameter TikTok named.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
@@ -27,7 +34,6 @@ from pydantic import BaseModel, ValidationError
 
 from tiktok_amp_assets.clients.http import RequestPacer, RetryPolicy, certificate_hint, is_certificate_error
 from tiktok_amp_assets.core import tiktok_contract as api
-from tiktok_amp_assets.core.report_windows import report_windows
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,10 @@ class TikTokApiError(RuntimeError):
         super().__init__(
             f"{_accounts_label(self.accounts)}: {endpoint} failed{code_text}: {detail}. What to do: {hint}"
         )
+
+
+class QueryTooLargeError(TikTokApiError):
+    """TikTok answered 40067: the query is too large, ask for fewer days."""
 
 
 class _TransientError(Exception):
@@ -165,50 +175,48 @@ class TikTokClient:
             )
         return items
 
-    def ad_day_report(self, advertiser_id: str, start: date, end: date) -> Iterator[dict[str, Any]]:
-        """Every ad-level daily row from ``start`` to ``end`` (inclusive), deleted ads included.
+    def ad_day_report(
+        self, advertiser_id: str, start: date, end: date, *, ids: tuple[str, Sequence[str]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every ad-level daily row of one report window (``start`` to ``end``, at most 30 days),
+        deleted ads included; with ``ids`` (a filter field such as ``campaign_ids`` and at most 100
+        ids) only the rows of those ads.
 
-        The range is cut into the fewest windows TikTok allows; rows are yielded window by window,
-        so a caller can keep memory bounded by one window.
+        TikTok may cut the answer of a large account without saying so: the extraction checks it.
         """
-        for window_start, window_end in report_windows(start, end):
-            yield from self._all_pages(
-                api.REPORT_PATH,
-                advertiser_id,
-                {
-                    "advertiser_id": advertiser_id,
-                    "report_type": api.REPORT_TYPE,
-                    "data_level": api.AD_DATA_LEVEL,
-                    "dimensions": list(api.AD_DAY_DIMENSIONS),
-                    "metrics": list(api.AD_REPORT_METRICS),
-                    "start_date": window_start.isoformat(),
-                    "end_date": window_end.isoformat(),
-                    # Without this TikTok silently drops the rows of deleted ads, and their spend.
-                    "filtering": api.AD_STATUS_ALL_FILTER,
-                },
+        filtering = [api.AD_STATUS_ALL_FILTER]  # without it TikTok drops deleted ads' rows, and their spend
+        if ids is not None:
+            field, values = ids
+            if not 1 <= len(values) <= api.MAX_FILTER_IDS:
+                raise ValueError(f"a report filter takes 1 to {api.MAX_FILTER_IDS} ids, got {len(values)}")
+            filtering.append(
+                {"field_name": field, "filter_type": api.FILTER_IN, "filter_value": _json_text(list(values))}
             )
+        return self._all_pages(
+            api.REPORT_PATH,
+            advertiser_id,
+            {
+                **_report_params(advertiser_id, start, end),
+                "data_level": api.AD_DATA_LEVEL,
+                "dimensions": list(api.AD_DAY_DIMENSIONS),
+                "metrics": list(api.AD_REPORT_METRICS),
+                "filtering": filtering,
+            },
+        )
 
     def account_day_totals(self, advertiser_id: str, start: date, end: date) -> list[dict[str, Any]]:
-        """Account-level daily rows (``AUCTION_ADVERTISER``) from ``start`` to ``end``: TikTok's own
-        totals, against which the ad-level rows are reconciled."""
-        rows: list[dict[str, Any]] = []
-        for window_start, window_end in report_windows(start, end):
-            rows.extend(
-                self._all_pages(
-                    api.REPORT_PATH,
-                    advertiser_id,
-                    {
-                        "advertiser_id": advertiser_id,
-                        "report_type": api.REPORT_TYPE,
-                        "data_level": api.ADVERTISER_DATA_LEVEL,
-                        "dimensions": list(api.ADVERTISER_DAY_DIMENSIONS),
-                        "metrics": list(api.PERFORMANCE_METRICS),
-                        "start_date": window_start.isoformat(),
-                        "end_date": window_end.isoformat(),
-                    },
-                )
-            )
-        return rows
+        """Account-level daily rows (``AUCTION_ADVERTISER``) of one report window: TikTok's own
+        totals, against which the ad-level rows are checked and reconciled."""
+        return self._all_pages(
+            api.REPORT_PATH,
+            advertiser_id,
+            {
+                **_report_params(advertiser_id, start, end),
+                "data_level": api.ADVERTISER_DATA_LEVEL,
+                "dimensions": list(api.ADVERTISER_DAY_DIMENSIONS),
+                "metrics": list(api.PERFORMANCE_METRICS),
+            },
+        )
 
     def ads(self, advertiser_id: str, ad_ids: Iterable[str]) -> list[dict[str, Any]]:
         """``ad/get/`` items for exactly these ads, deleted ones included.
@@ -233,6 +241,19 @@ class TikTokClient:
                 )
             )
         return items
+
+    def all_ads(self, advertiser_id: str) -> list[dict[str, Any]]:
+        """``ad/get/`` items of every ad of the account, deleted ones included (to plan the parts of a
+        report TikTok cut)."""
+        return self._all_pages(
+            api.AD_PATH,
+            advertiser_id,
+            {
+                "advertiser_id": advertiser_id,
+                "fields": list(api.AD_FIELDS),
+                "filtering": {"primary_status": api.PRIMARY_STATUS_ALL},
+            },
+        )
 
     # -- paging ---------------------------------------------------------------------------------
 
@@ -312,7 +333,7 @@ class TikTokClient:
         delays = self._retry.delays(self._rng)
         while True:
             try:
-                return self._attempt(path, query, accounts)
+                return self._attempt(path, query, accounts, params)
             except _TransientError as transient:
                 delay = next(delays, None)
                 if delay is None:
@@ -334,7 +355,9 @@ class TikTokClient:
                 )
                 self._sleep(delay)
 
-    def _attempt(self, path: str, query: dict[str, str], accounts: Sequence[str]) -> _ListData:
+    def _attempt(
+        self, path: str, query: dict[str, str], accounts: Sequence[str], params: dict[str, Any]
+    ) -> _ListData:
         if self._pacer is not None:
             self._pacer.wait()
         try:
@@ -375,13 +398,16 @@ class TikTokClient:
             kind, hint = api.error_kind(envelope.code)
             if kind is api.ErrorKind.RETRY:
                 raise _TransientError(f"code {envelope.code}: {envelope.message}", envelope.code)
-            raise TikTokApiError(
-                accounts=accounts,
-                endpoint=path,
-                code=envelope.code,
-                detail=f"{envelope.message or 'no message'} (request_id {envelope.request_id})",
-                hint=hint,
-            )
+            detail = f"{envelope.message or 'no message'} (request_id {envelope.request_id})"
+            if envelope.code == api.PARAMETER_ERROR:
+                named = named_parameter(envelope.message, params)
+                detail = (
+                    f"TikTok refused the parameter {named}: {detail}"
+                    if named
+                    else f"TikTok refused a parameter without naming one we sent: {detail}"
+                )
+            error_type = QueryTooLargeError if kind is api.ErrorKind.NARROW else TikTokApiError
+            raise error_type(accounts=accounts, endpoint=path, code=envelope.code, detail=detail, hint=hint)
         try:
             data = _ListData.model_validate(envelope.data or {})
         except ValidationError:
@@ -403,5 +429,50 @@ def _not_json(constant: str) -> Any:
 def _encode_param(value: Any) -> str:
     """TikTok wants lists and objects as JSON strings inside the query string."""
     if isinstance(value, (list, dict, tuple)):
-        return json.dumps(value, separators=(",", ":"))
+        return _json_text(value)
     return str(value)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _report_params(advertiser_id: str, start: date, end: date) -> dict[str, Any]:
+    """What every report request of the client carries (SDK yml report_integrated_get.yml)."""
+    if end < start or (end - start).days > api.MAX_REPORT_SPAN_DAYS:
+        # A programming error: the extraction cuts ranges into windows TikTok accepts.
+        raise ValueError(f"not a report window TikTok accepts: {start} to {end}")
+    return {
+        "advertiser_id": advertiser_id,
+        "report_type": api.REPORT_TYPE,
+        "service_type": api.SERVICE_TYPE,  # required by the SDK's spec; Airbyte and Singer send it too
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+    }
+
+
+_WORD = re.compile(r"[A-Za-z0-9_]+")
+
+
+def named_parameter(message: str, params: dict[str, Any]) -> str | None:
+    """Which of the request's parameters a 40002 ``message`` names: ``metrics ('currency')`` when it
+    quotes a value of a list parameter, ``fields`` when only the parameter's name; None when neither.
+
+    A 40002 message is expected to name the offending parameter or value (e.g. "metrics: unknown
+    metric(s) ['currency']"); the client looks for the names and values it sent, so the user learns
+    which of them TikTok refused without reading its request.
+    """
+    words = set(_WORD.findall(message or ""))
+    best: tuple[int, str] | None = None
+    for name, value in params.items():
+        items: list[Any] = []
+        if isinstance(value, (list, tuple)):
+            items = [item.get("field_name") if isinstance(item, dict) else item for item in value]
+        elif isinstance(value, dict):
+            items = list(value)
+        quoted = [str(item) for item in items if isinstance(item, str) and item in words]
+        # Both the parameter and its value named beats a value alone, which beats the name alone.
+        score = 2 * bool(quoted) + (name in words)
+        if score and (best is None or score > best[0]):
+            best = (score, f"{name} ({', '.join(repr(item) for item in quoted)})" if quoted else name)
+    return best[1] if best else None

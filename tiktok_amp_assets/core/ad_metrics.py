@@ -13,11 +13,17 @@ day, with exact metric values and the ad's UTM values. Rules:
 - Performance metrics (``spend``, ``impressions``, ``clicks``, ``conversion``) that are absent or
   written as a missing-value marker (``"-"``, ``""``, ``"N/A"``, ...) are ``None``, meaning "TikTok did
   not report it", never zero. Anything else that is not a plain number is an error.
-- ``landing_page_url`` comes from the ``ad/get`` item (``None`` if absent or empty); the UTMs follow
-  :mod:`tiktok_amp_assets.core.utms`.
-- Currency: the report row's ``currency``, else the account's (``advertiser/info``).
-- Time zone: the account's ``display_timezone`` if it is an IANA name, else its ``timezone`` if that
-  is one, else an error.
+- ``landing_page_url`` comes from the ``ad/get`` item; when it is absent or blank, the first usable
+  entry of the item's ``landing_page_urls`` (ads with several landing pages carry them there: an
+  array of URLs, or of ``{"landing_page_url": ...}`` objects as in the SDK's models; a lone string
+  counts as one): the first http(s) URL with a host, else the first non-blank entry; ``None`` when
+  neither field has one. The UTMs follow :mod:`tiktok_amp_assets.core.utms`.
+- Currency: the account's (``advertiser/info`` ``currency``); a ``currency`` on the report row,
+  which the client no longer asks for (no public schema lists it as a report metric), is read
+  first when present, as in raw files stored before.
+- Time zone: the account's ``timezone`` (the zone its report days are in, e.g. ``Etc/GMT+8``) if it is
+  an IANA name, else its ``display_timezone`` if that is one (no longer asked for, present in raw
+  files stored before), else an error.
 
 Every error is a :class:`ReportRowError` naming the advertiser, the day, the ad (when known) and the
 field, so a failed run says which account and ad to look at.
@@ -51,7 +57,7 @@ from tiktok_amp_assets.core.tiktok_contract import (
     SPEND,
     STAT_TIME_DAY_FORMAT,
 )
-from tiktok_amp_assets.core.utms import UTM_KEYS, landing_page_utms
+from tiktok_amp_assets.core.utms import UTM_KEYS, is_web_url, landing_page_utms
 
 _UTM_KEY_SET = frozenset(UTM_KEYS)
 
@@ -208,15 +214,32 @@ def _parse_day(stat_time_day: object) -> datetime | None:
 
 
 def account_timezone(advertiser_info: Mapping[str, Any]) -> str | None:
-    """The IANA time zone an account reports days in: ``display_timezone``, else ``timezone``.
+    """The IANA time zone an account reports days in: ``timezone``, else ``display_timezone``.
 
     ``advertiser_info`` is one ``advertiser/info`` item; ``None`` when neither field is an IANA name.
+    TikTok's report days are in ``timezone`` (a fixed offset all year, such as ``Etc/GMT+8`` for UTC-8,
+    per TikTok's help); ``display_timezone`` is only a display name, read from older raw files.
     """
-    for key in ("display_timezone", "timezone"):
+    for key in ("timezone", "display_timezone"):
         name = _text(advertiser_info.get(key))
         if is_iana_timezone(name):
             return name
     return None
+
+
+def landing_page(ad_item: Mapping[str, Any]) -> str | None:
+    """The ad's landing page URL: ``landing_page_url``, else the first usable of ``landing_page_urls``."""
+    single = _ad_get_value(ad_item.get("landing_page_url"))
+    if single is not None:
+        return single
+    several = ad_item.get("landing_page_urls")
+    entries = [several] if isinstance(several, str) else several if isinstance(several, list) else []
+    candidates = (entry.get("landing_page_url") if isinstance(entry, Mapping) else entry for entry in entries)
+    texts = [
+        text for candidate in candidates if isinstance(candidate, str) and (text := _ad_get_value(candidate))
+    ]
+    # The first web address; text that is no URL only when there is nothing better.
+    return next((text for text in texts if is_web_url(text)), texts[0] if texts else None)
 
 
 def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
@@ -225,11 +248,10 @@ def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
     ``raw`` is what the raw asset stores::
 
         {"advertiser_id": "7000000000000000001", "stat_date": "2026-11-23",
-         "advertiser_info": {advertiser/info item: advertiser_id, name, currency, timezone,
-                             display_timezone, status},
+         "advertiser_info": {advertiser/info item: advertiser_id, name, currency, timezone},
          "report_rows": [{"dimensions": {"ad_id": ..., "stat_time_day": "2026-11-23 00:00:00"},
                           "metrics": {"spend": "12.30", "impressions": "1000", ...}}, ...],
-         "ads": [ad/get items: ad_id, ad_name, adgroup_id, ..., landing_page_url, ...]}
+         "ads": [ad/get items: ad_id, ad_name, adgroup_id, ..., landing_page_url(s), ...]}
 
     Raises :class:`ReportRowError` (rules: module docstring).
     """
@@ -340,9 +362,9 @@ def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
                 ad_id=ad_id,
                 field="timezone",
                 problem=(
-                    "advertiser/info has no IANA time zone name in display_timezone "
-                    f"({advertiser_info.get('display_timezone')!r}) or timezone "
-                    f"({advertiser_info.get('timezone')!r})"
+                    "advertiser/info has no IANA time zone name in timezone "
+                    f"({advertiser_info.get('timezone')!r}) or display_timezone "
+                    f"({advertiser_info.get('display_timezone')!r})"
                 ),
             )
 
@@ -354,7 +376,7 @@ def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
         except MetricParseError as exc:
             raise ReportRowError(**where, ad_id=ad_id, field=exc.field, problem=str(exc)) from exc
 
-        landing_page_url = _ad_get_value(ad_item.get("landing_page_url"))
+        landing_page_url = landing_page(ad_item)
         utms = landing_page_utms(
             landing_page_url,
             campaign_name=attributes["campaign_name"],

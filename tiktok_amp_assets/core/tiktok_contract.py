@@ -1,72 +1,104 @@
-"""The TikTok API for Business v1.3 contract, in one place.
+"""The TikTok API for Business v1.3 as the client reads it: paths, parameters, names, limits, codes.
 
-Everything the client sends and the emulator checks comes from here: paths, parameter values,
-metric names, page and window limits, and what each error code means. See
-``shared/specs/tiktok_business_api.md`` for where each fact comes from.
+Only the client (``clients/tiktok.py``, ``clients/tiktok_extraction.py``) and ``core`` use this
+module. The emulator (``emulators/``) never imports it: it is a second, independent reading of the
+same public sources, so a fact misread here and there alike is the only way a test misses it.
+
+Each fact names its public source. Short names used below:
+
+- SDK: TikTok's official SDK, github.com/tiktok/tiktok-business-api-sdk (``yml_files/*.yml`` are
+  the OpenAPI specs it is generated from; ``python_sdk/business_api_client/tiktok_business/
+  tiktok_code.py`` is its list of return codes; ``java_sdk/README.md`` carries the endpoint notes).
+- Airbyte: airbytehq/airbyte, ``airbyte-integrations/connectors/source-tiktok-marketing``
+  (``manifest.yaml`` and ``source_tiktok_marketing/schemas/*.json``).
+- Singer: singer-io/tap-tiktok-ads (``tap_tiktok_ads/streams.py``, ``client.py``, ``schemas/*.json``).
+- Spec: the project's ``shared/specs/tiktok_business_api.md`` (TikTok's docs and help pages).
+
+``docs/api_facts.md`` lists every fact with the client code, the emulator code and the test that
+holds each side to it. Where a source is uncertain the client is the tolerant reading.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
+# Base URL: Airbyte manifest (url_base business-api; the sandbox is sandbox-ads), SDK yml ``servers``.
 API_PREFIX = "/open_api/v1.3"
 DEFAULT_API_URL = "https://business-api.tiktok.com"
-SANDBOX_API_URL = "https://sandbox-ads.tiktok.com"
 
-# Every path ends with "/": TikTok answers 404 without it.
+# Paths: SDK yml_files (report_integrated_get.yml, advertiser_info.yml), Airbyte manifest ($parameters.path).
+# Every path ends with "/": TikTok answers 404 without it (Spec).
 REPORT_PATH = f"{API_PREFIX}/report/integrated/get/"
 AD_PATH = f"{API_PREFIX}/ad/get/"
-ADGROUP_PATH = f"{API_PREFIX}/adgroup/get/"
-CAMPAIGN_PATH = f"{API_PREFIX}/campaign/get/"
 ADVERTISER_INFO_PATH = f"{API_PREFIX}/advertiser/info/"
 
+# The token travels in this header: SDK yml (parameter "Access-Token"), Airbyte authenticator.
 ACCESS_TOKEN_HEADER = "Access-Token"
 
+# report/integrated/get/ parameters: SDK yml report_integrated_get.yml (enums of report_type,
+# service_type, data_level). service_type is required by the yml's request rule, and Airbyte and
+# Singer both send "AUCTION": the client always sends it.
 REPORT_TYPE = "BASIC"
+SERVICE_TYPE = "AUCTION"
 AD_DATA_LEVEL = "AUCTION_AD"
 ADVERTISER_DATA_LEVEL = "AUCTION_ADVERTISER"
 AD_DAY_DIMENSIONS = ("ad_id", "stat_time_day")
 ADVERTISER_DAY_DIMENSIONS = ("stat_time_day",)
 
-# Performance metrics: TikTok's names, then the names they get in our rows.
+# Performance metrics, TikTok's names: Airbyte manifest (base report metrics: spend, impressions,
+# clicks) and Singer AUCTION_FIELDS (conversion, singular).
 SPEND = "spend"
 IMPRESSIONS = "impressions"
 CLICKS = "clicks"
 CONVERSIONS = "conversion"  # singular in TikTok's API
 PERFORMANCE_METRICS = (SPEND, IMPRESSIONS, CLICKS, CONVERSIONS)
 
-# Attribute metrics: current names and ids of the ad's parents, returned on every ad-level row.
-ATTRIBUTE_METRICS = ("ad_name", "adgroup_id", "adgroup_name", "campaign_id", "campaign_name", "currency")
+# Attribute metrics: the ad's current names and parent ids, on every ad-level row (Singer
+# AUCTION_FIELDS lists each of them). Not "currency": no public schema lists it as a report metric,
+# so the account's currency comes from advertiser/info.
+ATTRIBUTE_METRICS = ("ad_name", "adgroup_id", "adgroup_name", "campaign_id", "campaign_name")
 AD_REPORT_METRICS = PERFORMANCE_METRICS + ATTRIBUTE_METRICS
-# Every metric name the emulator accepts; anything else is a parameter error, as on the real API.
-KNOWN_METRICS = frozenset(AD_REPORT_METRICS) | {
-    "cpc",
-    "cpm",
-    "ctr",
-    "reach",
-    "conversion_rate",
-    "cost_per_conversion",
-    "advertiser_id",
-    "advertiser_name",
-}
 
-# Values TikTok writes for "not applicable"; parsed as missing, never as zero.
+# Values TikTok writes for "not applicable"; parsed as missing, never as zero (Spec: uncertain which).
 MISSING_METRIC_VALUES = frozenset({"", "-", "--", "N/A", "null", "None"})
 
 STAT_TIME_DAY_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 
+# page_size 1..1000, default 10: SDK yml report_integrated_get.yml (minimum, maximum, default).
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 10
-# With stat_time_day as a dimension, end_date - start_date may be at most 30 days.
+# With stat_time_day as a dimension, end_date - start_date may be at most 30 days (Spec; Airbyte
+# slices daily reports with step P30D).
 MAX_REPORT_SPAN_DAYS = 30
-# ad/get/ filtering by ad_ids takes at most 100 ids; advertiser/info/ takes at most 100 advertisers.
+# Id filters take at most 100 ids: SDK java_sdk/README.md (reportIntegratedGet: "you can pass in up
+# to 100 IDs at a time"); ad/get/ ad_ids and advertiser/info/ advertiser_ids alike (Spec).
 MAX_FILTER_IDS = 100
 
-# Reports leave deleted ads out unless every status is asked for.
-AD_STATUS_ALL_FILTER = [{"field_name": "ad_status", "filter_type": "IN", "filter_value": '["STATUS_ALL"]'}]
+# Report filters are a JSON list of {field_name, filter_type, filter_value}, filter_value itself a
+# JSON-encoded string (for IN, a JSON array): SDK yml report_integrated_get.yml ("filtering", all
+# three required) and python_sdk/docs/FilteringReportIntegratedGet.md.
+FILTER_IN = "IN"
+# Reports leave deleted ads out unless every status is asked for (Spec; singer-io/tap-tiktok-ads
+# issues 18 and 19; Airbyte PR #65623 renamed "filters" to "filtering").
+AD_STATUS_ALL_FILTER = {"field_name": "ad_status", "filter_type": FILTER_IN, "filter_value": '["STATUS_ALL"]'}
+# A report of more ads than TikTok answers for at once is asked for in parts filtered by these
+# fields (SDK java_sdk/README.md, reportIntegratedGet: "please use campaign_ids / adgroup_ids /
+# ad_ids as a filter to obtain the reporting data of all advertisements in batches"). The example
+# of TikTok's docs ("Audience reports", doc id 1738864928947201) filters with
+# {"field_name": "campaign_ids", "filter_type": "IN", "filter_value": "[1678604630215698]"}.
+CAMPAIGN_IDS_FILTER = "campaign_ids"
+ADGROUP_IDS_FILTER = "adgroup_ids"
+AD_IDS_FILTER = "ad_ids"
+# The cap itself (10,000 ads per query, 20,000 in CHUNK mode, SDK java_sdk/README.md) is on purpose
+# not a constant here: the extraction detects a cut answer from the data, whatever the cap is.
+
+# ad/get/ leaves deleted ads out unless asked: filtering {"primary_status": "STATUS_ALL"} (Spec).
 PRIMARY_STATUS_ALL = "STATUS_ALL"
 
+# Fields asked for. Each is listed by Airbyte's schemas/ads.json and Singer's schemas/ads.json.
+# landing_page_urls: Airbyte types it as an array of strings, the SDK's ACO model as a list of
+# {landing_page_url} objects, Singer as a string; the client reads all three (core/ad_metrics.py).
 AD_FIELDS = (
     "ad_id",
     "ad_name",
@@ -76,43 +108,44 @@ AD_FIELDS = (
     "campaign_name",
     "advertiser_id",
     "landing_page_url",
+    "landing_page_urls",
     "operation_status",
     "secondary_status",
 )
-ADGROUP_FIELDS = (
-    "adgroup_id",
-    "adgroup_name",
-    "campaign_id",
-    "campaign_name",
-    "advertiser_id",
-    "operation_status",
-    "secondary_status",
-)
-CAMPAIGN_FIELDS = ("campaign_id", "campaign_name", "advertiser_id", "operation_status", "secondary_status")
-ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone", "display_timezone", "status")
+# advertiser/info/: Airbyte schemas/advertisers.json and Singer schemas/advertisers.json both list
+# advertiser_id, name, currency and timezone. Not display_timezone: no public schema lists it. Only
+# advertiser_id is required of an answer; the others are read when present.
+ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone")
 
 
 class ErrorKind(str, Enum):
     """What the client does with a non-zero code."""
 
     RETRY = "retry"  # rate limits and server errors: back off and try again
+    NARROW = "narrow"  # the query is too large: ask again for fewer days (clients/tiktok_extraction.py)
     FAIL = "fail"  # auth, permission, parameter: retrying cannot help
 
 
-OK = 0
-NO_PERMISSION = 40001
-PARAMETER_ERROR = 40002
-RATE_LIMITED = 40100
-APP_CREDENTIALS_INVALID = 40101
-ACCESS_TOKEN_EXPIRED = 40102
-ACCESS_TOKEN_EMPTY = 40104
-ACCESS_TOKEN_INVALID = 40105
-AUTH_CODE_INVALID = 40110
-ADVERTISER_RATE_LIMITED = 40133
-INTERNAL_ERROR = 50000
-SYSTEM_ERROR = 50002
+# Return codes: SDK tiktok_code.py (NumericErrorCodes), names as the SDK spells them.
+OK = 0  # ERROR_CODE_OK
+NO_PERMISSION = 40001  # ERROR_CODE_PERMISSION_ERROR
+PARAMETER_ERROR = 40002  # ERROR_CODE_PARAM_ERROR
+RATE_LIMITED = 40100  # ERROR_CODE_REQUEST_TOO_FREQUENT
+APP_CREDENTIALS_INVALID = 40101  # ERROR_CODE_INVALID_PARTNER
+ACCESS_TOKEN_EXPIRED = 40102  # ERROR_CODE_ACCESS_TOKEN_EXPIRE
+ACCESS_TOKEN_EMPTY = 40104  # ERROR_CODE_EMPTY_ACCESS_TOKEN
+ACCESS_TOKEN_INVALID = 40105  # ERROR_CODE_INVALID_ACCESS_TOKEN
+AUTH_CODE_INVALID = 40110  # ERROR_CODE_AUTH_CODE_ERROR
+FREQUENCY_LIMITED = 40132  # ERROR_CODE_REQUEST_FREQUENCY_LIMITED
+INTERNAL_ERROR = 50000  # ERROR_CODE_SYS_ERROR
+SYSTEM_TIMEOUT = 50002  # ERROR_CODE_SYS_TIMEOUT
+# 51000..51099: ERROR_CODE_RPC_ERROR .. ERROR_CODE_STATISTICS_NEW_ERROR, TikTok's internal services.
+# 40067 is not in the SDK's list: Spec ("the query is too large, please narrow the date range";
+# Airbyte halves the date window on it). Read as "ask for fewer days".
+QUERY_TOO_LARGE = 40067
 
-# code -> (kind, what the user should do). Codes not listed: 51xxx and 5xxxx retry, others fail.
+# code -> (kind, what the user should do). Codes not listed: 5xxxx retry (SDK: 50xxx system, 51xxx
+# services, 52xxx databases, 53xxx serialization), others fail.
 ERROR_CODES: dict[int, tuple[ErrorKind, str]] = {
     NO_PERMISSION: (
         ErrorKind.FAIL,
@@ -121,10 +154,11 @@ ERROR_CODES: dict[int, tuple[ErrorKind, str]] = {
     ),
     PARAMETER_ERROR: (
         ErrorKind.FAIL,
-        "TikTok rejected a request parameter: check TIKTOK_ADVERTISER_IDS and the dates; if they are "
-        "right this is a bug in tiktok-amp-assets",
+        "TikTok refused a parameter of the request: if it names an advertiser id, check TIKTOK_ADVERTISER_IDS; "
+        "otherwise TikTok no longer accepts what tiktok-amp-assets sends: report this message to its maintainers",
     ),
     RATE_LIMITED: (ErrorKind.RETRY, "rate limited by TikTok"),
+    FREQUENCY_LIMITED: (ErrorKind.RETRY, "request frequency limited by TikTok"),
     APP_CREDENTIALS_INVALID: (ErrorKind.FAIL, "the app id and secret do not match: check the TikTok app"),
     ACCESS_TOKEN_EXPIRED: (
         ErrorKind.FAIL,
@@ -136,9 +170,13 @@ ERROR_CODES: dict[int, tuple[ErrorKind, str]] = {
         "the access token is invalid or revoked: re-authorize the app and set a new TIKTOK_ACCESS_TOKEN",
     ),
     AUTH_CODE_INVALID: (ErrorKind.FAIL, "the OAuth auth code is invalid or expired: re-authorize the app"),
-    ADVERTISER_RATE_LIMITED: (ErrorKind.RETRY, "rate limited by TikTok for this advertiser or app"),
+    QUERY_TOO_LARGE: (
+        ErrorKind.NARROW,
+        "TikTok finds even one day of this account too large to report: run the partition again later; if it "
+        "persists, report it to TikTok",
+    ),
     INTERNAL_ERROR: (ErrorKind.RETRY, "TikTok internal error"),
-    SYSTEM_ERROR: (ErrorKind.RETRY, "TikTok system error"),
+    SYSTEM_TIMEOUT: (ErrorKind.RETRY, "TikTok system time-out"),
 }
 
 

@@ -70,6 +70,15 @@ def _query_parts(landing_page_url: str) -> tuple[str, str]:
     return parts.query, fragment_query
 
 
+def is_web_url(text: str) -> bool:
+    """Whether ``text`` is an http(s) URL with a host (a landing page, not a deep link or a note)."""
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
 def _first_values(query: str) -> dict[str, str]:
     """Lower-cased utm key -> first non-empty, decoded, stripped value."""
     found: dict[str, str] = {}
