@@ -102,7 +102,6 @@ def test_an_etc_gmt_account_keeps_its_days_and_local_noon(project: Project, day:
 
 def test_the_time_zone_check_reads_etc_gmt_names(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
     advertiser_id = acme(project)
-    tokyo = next(a for a in project.advertiser_ids if a != advertiser_id)
     # Partitions in Los Angeles: UTC-8 in winter but UTC-7 in summer, so the account closes its day
     # an hour later half the year.
     los_angeles = check_result(project.materialize(WINTER), TIMEZONE_CHECK)
@@ -112,9 +111,9 @@ def test_the_time_zone_check_reads_etc_gmt_names(project: Project, monkeypatch: 
     )
     monkeypatch.setenv("TIKTOK_AMP_TIMEZONE", "Etc/GMT+8")
     project.rebuild()
+    # The same zone as the account's, and Tokyo's days end first: nothing to warn about.
     same_zone = check_result(project.materialize(WINTER + timedelta(days=1)), TIMEZONE_CHECK)
-    assert advertiser_id not in (same_zone.description or "")
-    assert tokyo in (same_zone.description or "")
+    assert same_zone.passed and same_zone.description is None
     assert same_zone.metadata["partitions_timezone"].value == "Etc/GMT+8"
 
 
