@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -58,9 +57,8 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return next(event for event in result.all_events if event.is_step_failure).step_failure_data.error.message
 
 
-def ledger_rows(project: Project) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(ImportStore(project.data_dir).ledger().path) as connection:
-        return connection.execute("SELECT * FROM amplitude_events ORDER BY insert_id").fetchall()
+def ledger_rows(project: Project) -> list[dict[str, Any]]:
+    return ImportStore(project.data_dir).ledger().rows()
 
 
 def counted_ad_days(project: Project) -> list[tuple[str, str, str]]:
@@ -286,7 +284,8 @@ def test_events_left_pending_for_a_later_day_are_reported_with_that_day_once(pro
     store = ImportStore(project.data_dir)
     # A run that stopped after recording the last day's first events, before sending them.
     last_day_events = plan_events(store.read_ad_metrics(days[-1]), {}, [days[-1]], policy="correct")
-    store.ledger().record_pending(event.ad_day_event for event in last_day_events[:5])
+    with store.ledger().planning(days[-1]) as planning:
+        planning.record_pending(event.ad_day_event for event in last_day_events[:5])
 
     client = AmplitudeClient(project.amplitude.url, API_KEY, max_events=BATCH)
     uploader = DayUploader(store, client, policy="correct", logger=logging.getLogger(__name__))
