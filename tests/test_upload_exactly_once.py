@@ -78,6 +78,13 @@ def wait_until(condition: Callable[[], bool], seconds: float) -> None:
 def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
     project: Project, tmp_path: Path
 ) -> None:
+    crash_between_two_batches_then_rerun(project, ImportStore(project.data_dir), tmp_path)
+
+
+def crash_between_two_batches_then_rerun(project: Project, store: ImportStore, tmp_path: Path) -> None:
+    """A run killed while its second request is in flight, then run again: the re-run resends
+    exactly the unacknowledged events. ``store`` is where ``project.env`` keeps the state (local, or
+    S3 and PostgreSQL in tests/test_cluster_state.py)."""
     truth = project.tiktok_truth(DAY)
     assert len(truth) >= 3 * BATCH
     command = [
@@ -86,7 +93,7 @@ def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
         "--config-json", json.dumps(amplitude_config(max_events_per_request=BATCH)),
     ]  # fmt: skip
     env = {**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory}
-    ledger = ImportStore(project.data_dir).ledger()
+    ledger = store.ledger()
 
     # The second request waits inside the emulator: the run is killed while it is in flight.
     project.amplitude.hold_requests(after=1)
@@ -121,7 +128,7 @@ def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
     assert {(account, ad) for account, ad, _ in counted} == set(truth)
     # The re-run resent exactly what was unacknowledged and planned nothing new; of what it resent,
     # Amplitude dropped the batch it had already counted.
-    results = ImportStore(project.data_dir).read_upload_results(DAY)
+    results = store.read_upload_results(DAY)
     assert results["events_resent_after_interruption"] == len(truth) - BATCH
     assert results["events_planned"] == 0
     rerun_requests = project.amplitude.request_log[2:]

@@ -98,6 +98,14 @@ _AD_DAY_COLUMNS = (
 _SCHEMA_LOCK = 7_031_104_514
 
 
+# Rows per insert when copying a ledger: a year of many ad accounts is millions of rows.
+_COPY_BATCH = 5_000
+
+
+class LedgerNotEmptyError(RuntimeError):
+    """A ledger was to be copied over one that already holds events."""
+
+
 class ConcurrentPlanError(RuntimeError):
     """Another run recorded events for the same ad-days between this run's reading and recording."""
 
@@ -164,22 +172,34 @@ class AmplitudeLedger:
         with self._engine.connect() as connection:
             return _recorded(connection, stat_dates, (ACKNOWLEDGED,))
 
-    def event_count(self) -> int:
-        with self._engine.connect() as connection:
-            return connection.execute(select(func.count()).select_from(EVENTS)).scalar_one()
-
     def rows(self) -> list[dict[str, Any]]:
-        """Every row as stored, by insert_id: what a copy of the ledger carries."""
+        """Every row as stored, by insert_id."""
         with self._engine.connect() as connection:
             return [
                 dict(row._mapping) for row in connection.execute(select(EVENTS).order_by(EVENTS.c.insert_id))
             ]
 
-    def insert_rows(self, rows: list[dict[str, Any]]) -> None:
-        """Rows as :meth:`rows` gives them, into an empty ledger (the copy command checks it is)."""
-        if rows:
-            with self._engine.begin() as connection:
-                connection.execute(EVENTS.insert(), rows)
+    def copy_into(self, destination: AmplitudeLedger) -> int:
+        """Copy every row into ``destination``, which must be empty; returns the number of rows.
+
+        One transaction on the destination: a copy that fails leaves it empty, to be run again.
+        """
+        with destination._engine.begin() as target, self._engine.connect() as source:
+            present = target.execute(select(func.count()).select_from(EVENTS)).scalar_one()
+            if present:
+                raise LedgerNotEmptyError(
+                    f"the destination ledger already holds {present} events: refusing to copy over it. "
+                    "What to do: copy into a new, empty database (or drop its amplitude_events table "
+                    "if you are sure it holds nothing worth keeping)"
+                )
+            copied = 0
+            rows = source.execution_options(yield_per=_COPY_BATCH).execute(
+                select(EVENTS).order_by(EVENTS.c.insert_id)
+            )
+            for batch in rows.partitions():
+                target.execute(EVENTS.insert(), [dict(row._mapping) for row in batch])
+                copied += len(batch)
+            return copied
 
 
 class DayPlanning:
