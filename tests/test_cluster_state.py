@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
-from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED
+from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED, ConcurrentPlanError
 
 from .conftest import API_KEY, Project
 from .postgres_server import PostgresServer
@@ -302,3 +304,49 @@ def test_the_ledger_url_reaches_the_runs_as_an_environment_variable(cluster: Clu
     # The UI and the run's config show the variable's name, not the URL with its password.
     assert isinstance(resource.ledger_url, dg.EnvVar)
     assert cluster.ledger_url not in repr(resource)
+
+
+# ------------------------------------------------------------------ the planning transaction itself
+
+
+def _planned_events(project: Project, day: date) -> list:
+    rows = ImportStore(project.data_dir).read_ad_metrics(day)
+    return [event.ad_day_event for event in plan_events(rows, {}, [day], policy="correct")]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_runs_planning_the_same_day_at_once_record_it_once(
+    project: Project, postgres: PostgresServer, database: str
+) -> None:
+    """The second of two overlapping planning transactions either waits and sees the first's events
+    (SQLite: BEGIN IMMEDIATE) or is refused when it records the same revisions (PostgreSQL)."""
+    day = FIRST
+    assert project.materialize(day, amplitude_config={"dry_run": True}).success
+    ledger_url = postgres.url(postgres.create_database(f"ledger_{secrets.token_hex(6)}"))
+    store = ImportStore(project.data_dir, ledger_url=ledger_url if database == "postgresql" else None)
+    ledger, other_run = store.ledger(), store.ledger()
+    events = _planned_events(project, day)
+    first_recorded, second_outcome = threading.Event(), []
+
+    def second() -> None:
+        first_recorded.wait(30)
+        try:
+            with other_run.planning(day) as planning:
+                # Planned from what it saw: nothing, unless the first run's events were visible.
+                planning.record_pending(events if not planning.recorded else [])
+                second_outcome.append(("recorded", len(planning.recorded)))
+        except ConcurrentPlanError:
+            second_outcome.append(("refused", 0))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with ledger.planning(day) as planning:
+        assert planning.recorded == {}
+        planning.record_pending(events)
+        first_recorded.set()
+        time.sleep(1.0)  # the other run plans meanwhile: it must wait for this commit
+    thread.join(30)
+    assert second_outcome == [("recorded", len(events))] if database == "sqlite" else [("refused", 0)]
+    assert len(ledger.pending()) == len(events)
+    with ledger.planning(day) as planning:  # the loser planning again sees the winner's events
+        assert len(planning.recorded) == len(events) and len(planning.pending) == len(events)
