@@ -7,12 +7,15 @@ The PostgreSQL server is this module's own, started by ``tests/postgres_server.p
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,9 +24,11 @@ import dagster as dg
 import pytest
 import yaml
 
-from .conftest import Project
+from tiktok_amp_assets.storage.import_store import ImportStore
+
+from .conftest import API_KEY, Project
 from .postgres_server import PostgresServer
-from .processes import dagster_graphql, start_process_group, stop_process_tree
+from .processes import dagster_graphql, process_tree, start_process_group, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
@@ -280,3 +285,87 @@ def test_the_readme_production_commands_run_the_schedule_and_a_backfill_on_postg
         assert project.amplitude_sums(date.fromisoformat(day)) == project.tiktok_truth(
             date.fromisoformat(day)
         )
+
+
+def _spawned_run_workers(root_pid: int) -> list[int]:
+    """Run processes under ``root_pid``: DefaultRunLauncher's code server starts each run with
+    multiprocessing's spawn (``spawn_main`` in its command line)."""
+    workers = []
+    for pid in process_tree(root_pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            workers.append(pid)
+    return workers
+
+
+def test_a_run_whose_process_is_killed_is_marked_failed_and_retried_sending_only_what_was_missing(
+    project: Project, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/dagster.production.yaml's run monitoring and retries under `dagster-daemon run`: the
+    run's process is SIGKILLed mid-upload; monitoring marks the run failed (on this launcher, when it
+    reaches its maximum runtime), run_retries starts a retry, and the retry resends exactly the
+    events Amplitude never acknowledged."""
+    db_name = postgres.create_database("dagster_monitored")
+    home = tmp_path / "monitored_home"
+    home.mkdir()
+    config = yaml.safe_load(PRODUCTION_YAML.read_text())
+    # As shipped, but polled every second and with slots freed at once: a test cannot wait minutes.
+    config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, **project.env, **postgres.env(db_name), "DAGSTER_HOME": str(home)}
+    for name, value in postgres.env(db_name).items():
+        monkeypatch.setenv(name, value)
+    bin_dir = Path(sys.executable).parent
+    logs = [tmp_path / "daemon.log"]
+    day = date(2025, 3, 1)
+    truth = project.tiktok_truth(day)
+    batch = 10
+    run_id = str(uuid.uuid4())
+    daemon = start_process_group(
+        [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs[0]
+    )
+    instance = dg.DagsterInstance.from_config(str(home))
+    project.amplitude.hold_requests(after=1)  # the second request waits: the run is killed meanwhile
+    try:
+        amplitude = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}}
+        launched = subprocess.run(
+            [
+                str(bin_dir / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "tiktok_amp_job",
+                "--run-id", run_id,
+                "--tags", json.dumps({"dagster/partition": day.isoformat(), "dagster/max_runtime": "20"}),
+                "--config-json", json.dumps(
+                    {"resources": {"amplitude": {"config": {**amplitude, "max_events_per_request": batch}}}}
+                ),
+            ],
+            check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stderr[-3000:]
+        _wait_for(
+            "the run's second request in flight", lambda: project.amplitude.held_requests == 1, 120, logs
+        )
+        workers = _wait_for("the run's process", lambda: _spawned_run_workers(daemon.pid), 30, logs)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        project.amplitude.release()  # the held request is ingested, answered to nobody
+
+        def retried() -> dg.DagsterRun | None:
+            retries = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))
+            return retries[0] if retries and retries[0].is_finished else None
+
+        retry = _wait_for("the run marked failed and its retry finished", retried, 150, logs)
+    finally:
+        project.amplitude.release()
+        _stop(daemon)
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert retry.status == dg.DagsterRunStatus.SUCCESS
+    instance.dispose()
+
+    assert project.amplitude_sums(day) == truth
+    counted = [event["insert_id"] for event in project.amplitude.counted_events(API_KEY)]
+    assert len(counted) == len(set(counted)) == len(truth)
+    results = ImportStore(project.data_dir).read_upload_results(day)
+    assert results["events_resent_after_interruption"] == len(truth) - batch
+    assert results["events_planned"] == 0
