@@ -62,7 +62,7 @@ def _missing_prerequisite() -> str | None:
     return None
 
 
-def _skip_or_fail_without_prerequisites() -> None:
+def skip_or_fail_without_postgres() -> None:
     reason = _missing_prerequisite()
     if reason is None:
         return
@@ -203,7 +203,7 @@ class PostgresServer:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    _skip_or_fail_without_prerequisites()
+    skip_or_fail_without_postgres()
     with started_postgres_server() as server:
         yield server
 
