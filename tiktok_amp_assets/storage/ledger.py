@@ -135,7 +135,9 @@ class AmplitudeLedger:
         """Amplitude answered 200 for these events: counted. Also over a rejection, which another
         run's copy of the same event may have received first."""
         now = _now()
-        params = [{"id": insert_id, "now": now} for insert_id in insert_ids]
+        # In insert_id order, as every writer here: two runs acknowledging the same events (one
+        # resending the other's) lock them in the same order, so neither waits on the other forever.
+        params = [{"id": insert_id, "now": now} for insert_id in sorted(set(insert_ids))]
         if not params:
             return
         with self._engine.begin() as connection:
@@ -147,7 +149,7 @@ class AmplitudeLedger:
             )
 
     def reject(self, reasons: Mapping[str, str]) -> None:
-        params = [{"id": insert_id, "why": reason} for insert_id, reason in reasons.items()]
+        params = [{"id": insert_id, "why": reasons[insert_id]} for insert_id in sorted(reasons)]
         if not params:
             return
         with self._engine.begin() as connection:
@@ -233,7 +235,7 @@ class DayPlanning:
                 "payload": dump_json(event.payload).decode("utf-8"),
                 "recorded_at": now,
             }
-            for event in events
+            for event in sorted(events, key=lambda event: event.insert_id)  # see acknowledge()
         ]
         if not rows:
             return
