@@ -350,3 +350,32 @@ def test_two_runs_planning_the_same_day_at_once_record_it_once(
     assert len(ledger.pending()) == len(events)
     with ledger.planning(day) as planning:  # the loser planning again sees the winner's events
         assert len(planning.recorded) == len(events) and len(planning.pending) == len(events)
+
+
+def test_a_file_read_while_another_run_overwrites_it_is_one_whole_version(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs write the same day's files (overlapping ranges): a reader gets the old object or the
+    new one, never a failure or a mix."""
+    for variable, value in s3.env.items():
+        monkeypatch.setenv(variable, value)
+    bucket = s3.create_bucket(f"tiktok-amp-{secrets.token_hex(6)}")
+    store = ImportStore(f"s3://{bucket}/state")
+    versions = [[{"n": n, "filler": "x" * 20_000}] for n in range(2)]
+    store.write_upload_results(FIRST, {"dry_run": False, "events": versions[0]})
+    stop = threading.Event()
+
+    def overwrite() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            store.write_upload_results(FIRST, {"dry_run": False, "events": versions[n % 2]})
+
+    writer = threading.Thread(target=overwrite)
+    writer.start()
+    try:
+        seen = [store.read_upload_results(FIRST)["events"] for _ in range(60)]
+    finally:
+        stop.set()
+        writer.join(30)
+    assert all(events in versions for events in seen)

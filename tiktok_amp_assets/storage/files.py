@@ -79,12 +79,20 @@ def atomic_write_json_lines(path: UPath | Path, records: list[dict[str, Any]]) -
     atomic_write_bytes(path, b"".join(dump_json(record) + b"\n" for record in records))
 
 
+def read_bytes_whole(path: UPath | Path) -> bytes:
+    """The whole file, as one version of it even while another run overwrites it: an object in
+    one request (opening it as a file would ask for its size, then for its bytes on condition that
+    it did not change meanwhile, and fail if another run replaced it in between)."""
+    if is_local(path):
+        return Path(path).read_bytes()
+    return path.fs.cat_file(path.path)
+
+
 def read_json(path: UPath | Path) -> Any:
     """Any stored JSON, TikTok's answers included, read exactly (an int beyond 64 bits stays an int)."""
-    return json.loads(path.read_bytes())
+    return json.loads(read_bytes_whole(path))
 
 
 def read_json_lines(path: UPath | Path) -> list[dict[str, Any]]:
     """Rows this project wrote with :func:`atomic_write_json_lines`."""
-    with path.open("rb") as handle:
-        return [load_json(line) for line in handle if line.strip()]
+    return [load_json(line) for line in read_bytes_whole(path).splitlines() if line.strip()]

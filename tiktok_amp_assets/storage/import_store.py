@@ -11,7 +11,7 @@ The data folder is local or an object store (``storage/locations.py``). Layout u
                                             the folder is local and TIKTOK_AMP_LEDGER_URL is unset
 
 Every file is written whole (``files.py``); a new file type (Parquet, say) is bytes given to
-``atomic_write_bytes`` and read back with the path's ``read_bytes``/``open``. Assets manage this I/O themselves rather than through an I/O
+``atomic_write_bytes`` and read back with ``read_bytes_whole`` (``files.py``). Assets manage this I/O themselves rather than through an I/O
 manager because a range run (a backfill) writes many partitions in one step.
 """
 

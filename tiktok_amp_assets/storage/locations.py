@@ -15,7 +15,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -30,10 +32,14 @@ LEDGER_FILE_NAME = "amplitude_ledger.sqlite"
 class ObjectStore:
     package: str  # the fsspec filesystem package that serves the scheme
     extra: str  # this project's extra that installs it
+    # The filesystem's options for whole-object reads (files.py reads each object in one request).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 OBJECT_STORES: dict[str, ObjectStore] = {
-    "s3": ObjectStore("s3fs", "s3"),
+    # s3fs reads an object over 50 MB as ranges in parallel; ranges could straddle another run's
+    # overwrite of the object, one GET cannot.
+    "s3": ObjectStore("s3fs", "s3", {"max_concurrency": 1}),
     "gs": ObjectStore("gcsfs", "gcs"),
     "gcs": ObjectStore("gcsfs", "gcs"),
     "az": ObjectStore("adlfs", "azure"),
@@ -98,10 +104,9 @@ def is_object_store(data_folder: str | os.PathLike[str]) -> bool:
 def open_data_folder(data_folder: str | os.PathLike[str]) -> UPath:
     """The data folder as a path: a local one is a ``pathlib.Path`` too, an object store's is fsspec's."""
     text = os.fspath(data_folder)
-    if is_object_store(text):
-        object_store_of(text)
-        return UPath(data_folder_setting(text))
-    return UPath(text)
+    if not is_object_store(text):
+        return UPath(text)
+    return UPath(data_folder_setting(text), **object_store_of(text).options)
 
 
 def ledger_database_url(data_folder: UPath, configured: str | None) -> URL:
