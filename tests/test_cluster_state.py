@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from tiktok_amp_assets import ledger_command
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -379,3 +380,16 @@ def test_a_file_read_while_another_run_overwrites_it_is_one_whole_version(
         stop.set()
         writer.join(30)
     assert all(events in versions for events in seen)
+
+
+def test_the_ledger_copy_command_refuses_a_source_that_is_not_a_ledger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    not_a_ledger = tmp_path / "other.sqlite"
+    not_a_ledger.touch()
+    secret = secrets.token_hex(8)
+    arguments = ["copy", "--from", str(not_a_ledger), "--to", f"postgresql://u:{secret}@127.0.0.1:9/db"]
+    assert ledger_command.main(arguments) == 1
+    assert ledger_command.main(["copy", "--from", str(tmp_path / "missing.sqlite"), *arguments[3:]]) == 1
+    errors = capsys.readouterr().err
+    assert "holds no ledger" in errors and "no SQLite ledger at" in errors and secret not in errors

@@ -85,7 +85,7 @@ def copy_ledger(source: Path, destination: str | None) -> tuple[int, URL]:
             f"no SQLite ledger at {source_file}: pass --from the old data folder's {LEDGER_FILE_NAME}"
         )
     destination_url = postgres_ledger_url(destination)
-    copied = AmplitudeLedger(URL.create("sqlite", database=str(source_file))).copy_into(
+    copied = AmplitudeLedger(URL.create("sqlite", database=str(source_file)), create=False).copy_into(
         AmplitudeLedger(destination_url)
     )
     return copied, destination_url

@@ -44,6 +44,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -111,10 +112,14 @@ class ConcurrentPlanError(RuntimeError):
 
 
 class AmplitudeLedger:
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, *, create: bool = True) -> None:
+        """The ledger at ``url``, its table created if missing (``create=False``: a missing table is
+        an error, for a ledger that must exist already)."""
         self.url = url
         self._engine = _engine(url)
         with self._engine.begin() as connection:
+            if not create and not inspect(connection).has_table(EVENTS.name):
+                raise FileNotFoundError(f"{url.database} holds no ledger (no {EVENTS.name} table)")
             if connection.dialect.name == "postgresql":
                 # Two runs starting at once would both find no table, and one CREATE would fail.
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
