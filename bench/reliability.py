@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/reliability.py                  # 60 days, 2 accounts, 20% faults, 6 kills
     .venv/bin/python bench/reliability.py --days 10 --ads 20 --kills 3
+    .venv/bin/python bench/reliability.py --state cluster  # data folder in S3, ledger in PostgreSQL
 
 Both emulators run in this process and fail a share of requests (rate limits, 5xx, dropped
 connections, truncated bodies; 413/429 and "ingested, then 500" on Amplitude). The backfill runs as
@@ -10,6 +11,10 @@ process; this script SIGKILLs that process at chosen points (mid TikTok paginati
 upload, mid write of a partition's files), runs it again, and at the end compares, for every ad-day,
 what Amplitude counted with what TikTok reports, to the cent. Prints one table; exits 1 on any
 discrepancy.
+
+``--state cluster`` keeps the state as a cluster does: the data folder in S3 (moto's S3 server on
+127.0.0.1) and the ledger in PostgreSQL (Debian's server, started as the tests start it), so every
+kill also tests that state.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -99,8 +105,57 @@ class Report:
         )
 
 
+@dataclass
+class State:
+    """Where the runs keep the data folder and the ledger: their environment, and how many upload
+    results files were written since a moment (a kill point's condition)."""
+
+    env: dict[str, str]
+    results_written_since: Callable[[float], int]
+
+
+def local_state(data_dir: Path) -> State:
+    def written_since(start: float) -> int:
+        count = 0
+        folder = data_dir / "uploads"
+        for path in folder.glob("*.json") if folder.exists() else ():
+            try:
+                count += path.stat().st_mtime >= start
+            except FileNotFoundError:  # a temporary file renamed into place meanwhile
+                continue
+        return count
+
+    return State({"TIKTOK_AMP_DATA_DIR": str(data_dir)}, written_since)
+
+
+@contextmanager
+def cluster_state() -> Iterator[State]:
+    """An S3 server and a PostgreSQL server for the length of the benchmark (the tests' own)."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from tests.postgres_server import started_postgres_server
+    from tests.s3_server import started_s3_server
+
+    with started_s3_server() as s3, started_postgres_server() as postgres:
+        bucket = s3.create_bucket("tiktok-amp-reliability")
+        client = s3.client()
+
+        def written_since(start: float) -> int:
+            listed = client.list_objects_v2(Bucket=bucket, Prefix="state/uploads/").get("Contents", [])
+            # S3 keeps whole seconds: count from the second the run started.
+            return sum(1 for item in listed if item["LastModified"].timestamp() >= int(start))
+
+        yield State(
+            {
+                **s3.env,
+                "TIKTOK_AMP_DATA_DIR": f"s3://{bucket}/state",
+                "TIKTOK_AMP_LEDGER_URL": postgres.url(postgres.create_database("reliability_ledger")),
+            },
+            written_since,
+        )
+
+
 def kill_points(
-    tiktok: TikTokEmulator, amplitude: AmplitudeEmulator, data_dir: Path
+    tiktok: TikTokEmulator, amplitude: AmplitudeEmulator, state: State
 ) -> dict[str, Callable[[], bool]]:
     """Moments to SIGKILL the run at, each a condition polled while the run goes on. Counts are
     taken relative to the moment the run starts, so each point falls inside that run."""
@@ -115,19 +170,8 @@ def kill_points(
 
     def after_results_files(files: int) -> Callable[[], bool]:
         # Written by this run: every run rewrites each day's results, so count by time, not by name.
-        folder = data_dir / "uploads"
         start = time.time()
-
-        def written() -> bool:
-            count = 0
-            for path in folder.glob("*.json") if folder.exists() else ():
-                try:
-                    count += path.stat().st_mtime >= start
-                except FileNotFoundError:  # a temporary file renamed into place meanwhile
-                    continue
-            return count >= files
-
-        return written
+        return lambda: state.results_written_since(start) >= files
 
     # In this order every point falls inside its run: each run pages through TikTok again, sends
     # what the runs before it left unacknowledged, and rewrites every day's results.
@@ -228,7 +272,7 @@ def check(
             report.discrepancies.append(f"{key}: TikTok {truth.get(key)} Amplitude {counted.get(key)}")
 
 
-def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int) -> Report:
+def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int, state: str = "local") -> Report:
     catalogue = generate_catalogue(seed=seed, ads_per_advertiser=ads, start=date(2025, 1, 1))
     advertiser_ids = sorted(catalogue.advertisers)
     day_list = [FIRST_DAY + timedelta(days=offset) for offset in range(days)]
@@ -259,9 +303,13 @@ def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int) -> Rep
     report = Report()
     try:
         with (
+            ExitStack() as servers,
             TikTokEmulator(catalogue, access_tokens={TOKEN: None}, faults=tiktok_faults) as tiktok,
             AmplitudeEmulator(api_keys={API_KEY}, faults=amplitude_faults) as amplitude,
         ):
+            where = (
+                servers.enter_context(cluster_state()) if state == "cluster" else local_state(home / "data")
+            )
             env = {
                 **os.environ,
                 **demo_environment(
@@ -274,10 +322,11 @@ def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int) -> Rep
                     start_date="2025-01-01",
                     timezone="UTC",
                 ),
+                **where.env,
             }
-            for name in list(kill_points(tiktok, amplitude, home / "data"))[:kills]:
+            for name in list(kill_points(tiktok, amplitude, where))[:kills]:
                 # Made anew before each run, so its counts start from this run.
-                condition = kill_points(tiktok, amplitude, home / "data")[name]
+                condition = kill_points(tiktok, amplitude, where)[name]
                 report.runs += 1
                 if run_backfill(
                     env, config, day_list[0], day_list[-1], condition, logs / f"run-{report.runs}.log"
@@ -301,8 +350,21 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=6, help="kill points, at most 6")
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument(
+        "--state",
+        choices=("local", "cluster"),
+        default="local",
+        help="local: data folder and SQLite ledger on disk; cluster: data folder in S3, ledger in PostgreSQL",
+    )
     args = parser.parse_args()
-    report = run(days=args.days, ads=args.ads, kills=args.kills, fault_rate=args.fault_rate, seed=args.seed)
+    report = run(
+        days=args.days,
+        ads=args.ads,
+        kills=args.kills,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        state=args.state,
+    )
     print(report.table())
     for line in report.discrepancies[:20]:
         print(line)

@@ -25,6 +25,9 @@ from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
 from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tiktok_amp_assets.settings import ProjectSettings
 
+# A PostgreSQL server per test module that asks for it (tests/postgres_server.py).
+from .postgres_server import postgres  # noqa: F401
+
 TOKEN = "test-token-3f9a1c7e5b2d4a6c8e0f1a3b5c7d9e1f"
 API_KEY = "test-api-key-0a2b4c6d8e1f3a5b7c9d1e3f5a7b9c1d"
 START_DATE = date(2025, 1, 1)

@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 from tiktok_amp_emulators.demo import code_location_loaded, dagster_graphql, with_sigint_restored
-from tiktok_amp_emulators.processes import stop_process_tree
+from tiktok_amp_emulators.processes import process_tree, stop_process_tree
 
 __all__ = [
     "code_location_loaded",
     "dagster_graphql",
     "free_ports",
     "port_is_free",
+    "process_tree",
     "start_process_group",
     "stop_process_tree",
 ]

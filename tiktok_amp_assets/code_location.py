@@ -15,6 +15,7 @@ from tiktok_amp_assets.core import amplitude_contract, tiktok_contract
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.schedules import build_daily_schedule
 from tiktok_amp_assets.settings import ProjectSettings
+from tiktok_amp_assets.storage.locations import LEDGER_URL_VAR
 
 JOB_NAME = "tiktok_amp_job"
 
@@ -66,6 +67,10 @@ def build_definitions(settings: ProjectSettings) -> dg.Definitions:
                 api_url=_env_or_default("AMPLITUDE_API_URL", amplitude_contract.DEFAULT_API_URL),
                 restatement_policy=settings.restatement_policy,
             ),
-            "import_store": ImportStoreResource(base_dir=str(settings.data_dir)),
+            "import_store": ImportStoreResource(
+                base_dir=settings.data_dir,
+                # A secret, like the API keys: the UI and the run's config show the variable's name.
+                ledger_url=dg.EnvVar(LEDGER_URL_VAR) if os.environ.get(LEDGER_URL_VAR, "").strip() else None,
+            ),
         },
     )

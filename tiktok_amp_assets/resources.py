@@ -1,4 +1,4 @@
-"""Dagster resources: the configuration of each API and of the local store.
+"""Dagster resources: the configuration of each API and of where the state lives.
 
 Secrets come in through ``dg.EnvVar`` (the UI shows the variable's name, never its value) and are
 kept out of ``repr``. Each resource builds the plain client the assets use.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
@@ -21,6 +20,7 @@ from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.settings import ConfigurationError
 from tiktok_amp_assets.storage.import_store import ImportStore
+from tiktok_amp_assets.storage.locations import StorageConfigurationError
 
 ADVERTISER_IDS_VAR = "TIKTOK_ADVERTISER_IDS"
 _ADVERTISER_ID = re.compile(r"^[0-9]{5,25}$")
@@ -178,9 +178,20 @@ class AmplitudeResource(dg.ConfigurableResource):
 
 
 class ImportStoreResource(dg.ConfigurableResource):
-    """The local folder holding raw reports, normalized metrics, upload results and the ledger."""
+    """Where the state lives: the data folder (raw reports, normalized metrics, upload results) and
+    the ledger of what Amplitude counted."""
 
-    base_dir: str = Field(description="Data folder (TIKTOK_AMP_DATA_DIR).")
+    base_dir: str = Field(
+        description="Data folder (TIKTOK_AMP_DATA_DIR): a local folder or an object-store URL (s3://, gs://, az://)."
+    )
+    ledger_url: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "The ledger's PostgreSQL database (TIKTOK_AMP_LEDGER_URL, a secret); unset: "
+            "amplitude_ledger.sqlite in a local data folder."
+        ),
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Once per run: tidy what killed runs left behind, so the data folder does not collect it.
@@ -189,4 +200,7 @@ class ImportStoreResource(dg.ConfigurableResource):
             context.log.info(f"removed {len(removed)} temporary files left by interrupted writes")
 
     def store(self) -> ImportStore:
-        return ImportStore(Path(self.base_dir))
+        try:
+            return ImportStore(self.base_dir, ledger_url=self.ledger_url)
+        except StorageConfigurationError as error:  # a package missing in the run's image, say
+            raise ConfigurationError(str(error)) from None

@@ -10,17 +10,24 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import date
-from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from tiktok_amp_assets.storage.locations import (
+    DATA_DIR_VAR,
+    LEDGER_URL_VAR,
+    StorageConfigurationError,
+    data_folder_setting,
+    ledger_database_url,
+    open_data_folder,
+)
 
 START_DATE_VAR = "TIKTOK_AMP_START_DATE"
 TIMEZONE_VAR = "TIKTOK_AMP_TIMEZONE"
 SCHEDULE_HOUR_VAR = "TIKTOK_AMP_SCHEDULE_HOUR"
 LOOKBACK_DAYS_VAR = "TIKTOK_AMP_LOOKBACK_DAYS"
-DATA_DIR_VAR = "TIKTOK_AMP_DATA_DIR"
 RESTATEMENT_POLICY_VAR = "TIKTOK_AMP_RESTATEMENT_POLICY"
 FRESHNESS_HOUR_VAR = "TIKTOK_AMP_FRESHNESS_HOUR"
 
@@ -44,6 +51,13 @@ class ConfigurationError(ValueError):
     """A setting is missing or malformed; the message names the variable and what it expects."""
 
 
+# A local folder's absolute path or an object-store URL such as s3://bucket/prefix (a path given as a
+# pathlib.Path is taken as its text).
+DataFolder = Annotated[
+    str, BeforeValidator(lambda value: os.fspath(value) if isinstance(value, os.PathLike) else value)
+]
+
+
 class ProjectSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -53,7 +67,7 @@ class ProjectSettings(BaseModel):
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     restatement_policy: Literal["correct", "freeze"] = "correct"
     freshness_hour: int = min(23, DEFAULT_SCHEDULE_HOUR + FRESHNESS_GRACE_HOURS)
-    data_dir: Path
+    data_dir: DataFolder
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProjectSettings:
@@ -136,10 +150,16 @@ def _choice_setting(env: Mapping[str, str], name: str, choices: tuple[str, ...])
     return value
 
 
-def _data_dir_setting(env: Mapping[str, str]) -> Path:
+def _data_dir_setting(env: Mapping[str, str]) -> str:
+    """The data folder, and a check that the ledger has a home that suits it (TIKTOK_AMP_LEDGER_URL
+    itself is a secret: it reaches the runs through ``dg.EnvVar``, and is only checked here)."""
     value = _value(env, DATA_DIR_VAR)
-    if value is not None:
-        return Path(value).expanduser().resolve()
-    dagster_home = _value(env, "DAGSTER_HOME")
-    base = Path(dagster_home) if dagster_home else Path.cwd()
-    return (base / "tiktok_amp_data").resolve()
+    if value is None:
+        dagster_home = _value(env, "DAGSTER_HOME")
+        value = os.path.join(dagster_home or os.getcwd(), "tiktok_amp_data")
+    try:
+        data_dir = data_folder_setting(value)
+        ledger_database_url(open_data_folder(data_dir), _value(env, LEDGER_URL_VAR))
+    except StorageConfigurationError as error:
+        raise ConfigurationError(str(error)) from None
+    return data_dir

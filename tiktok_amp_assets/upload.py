@@ -21,14 +21,17 @@ from tiktok_amp_assets.clients.amplitude import AmplitudeClient, Delivery
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.reconciliation import Mismatch, undelivered_ad_days
 from tiktok_amp_assets.core.upload_plan import (
+    AdDayEvent,
     AdDayKey,
-    PlannedEvent,
     RestatementPolicy,
     plan_events,
 )
 from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date, record_counts
 from tiktok_amp_assets.storage.import_store import ImportStore
-from tiktok_amp_assets.storage.ledger import AmplitudeLedger
+from tiktok_amp_assets.storage.ledger import AmplitudeLedger, ConcurrentPlanError
+
+# A loser re-plans from what the winner recorded; only a day planned by many runs at once loses often.
+MAX_PLANNING_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -62,43 +65,67 @@ class DayUploader:
         """Upload ``days`` (sorted); yields each day as soon as it is finished."""
         if self._client is not None:
             self._resend_pending(set(days))
-        queue: list[PlannedEvent] = []
+        queue: list[AdDayEvent] = []
         built = 0
         for day in days:
-            planned = self._plan(day)
-            built += len(planned)
+            to_send = self._plan(day)
+            built += len(self._reports[day].planned)
             if self._client is not None:
-                queue.extend(planned)
+                queue.extend(to_send)
                 # Whole requests only, except after the last day: the rest waits for more events.
                 cut = len(queue) if day == days[-1] else len(queue) - len(queue) % self._client.max_events
                 self._send(queue[:cut])
                 del queue[:cut]
             # The queue holds days in order: every planned day before its first is answered in full.
             # (Only planned days: resent pending events may have opened reports of later ones.)
-            first_waiting = queue[0].ad_day_event.stat_date if queue else None
+            first_waiting = queue[0].stat_date if queue else None
             yield from self._finish(
                 [done for done in sorted(self._current) if first_waiting is None or done < first_waiting]
             )
         if self._client is None:
             self._log.info("dry run: %d events built for %s..%s, none sent", built, days[0], days[-1])
 
-    def _plan(self, day: date) -> list[PlannedEvent]:
-        self._reports.setdefault(day, DayUploadReport(day))
-        rows = self._store.read_ad_metrics(day)
-        self._current[day] = {(row.advertiser_id, row.ad_id, row.stat_date): row.totals() for row in rows}
-        counted = self._ledger.counted([day])
-        self._counted_before.update((key, ad_day.totals) for key, ad_day in counted.items())
-        planned = plan_events(rows, counted, [day], policy=self._policy)
-        self._reports[day].planned.extend(planned)
-        return planned
+    def _plan(self, day: date) -> list[AdDayEvent]:
+        """Plan ``day`` against what the ledger recorded and record the events, in one transaction:
+        another run uploading the same day at the same moment never plans the same ad-day twice.
 
-    def _send(self, planned: list[PlannedEvent]) -> None:
+        Returns what to send for the day: the events planned, after those of the day another run
+        recorded and has not had acknowledged yet. Sending those again is safe (same insert_id, same
+        payload: Amplitude counts them once) and means this run leaves the day answered in full,
+        whether the other run is still sending them or died."""
+        for attempt in range(1, MAX_PLANNING_ATTEMPTS + 1):
+            # Read again on each attempt: the run that won may have read newer figures.
+            rows = self._store.read_ad_metrics(day)
+            try:
+                with self._ledger.planning(day) as planning:
+                    planned = plan_events(rows, planning.recorded, [day], policy=self._policy)
+                    if self._client is not None:
+                        # Recorded before sending: a crash from here on leaves them pending, to be
+                        # resent as they are (by this run's queue, or by the next run).
+                        planning.record_pending(event.ad_day_event for event in planned)
+                break
+            except ConcurrentPlanError:
+                if attempt == MAX_PLANNING_ATTEMPTS:
+                    raise ConcurrentPlanError(
+                        f"{day}: another run recorded events for this day each of the "
+                        f"{MAX_PLANNING_ATTEMPTS} times this run planned it. What to do: run the day "
+                        "again once the other runs of it have finished"
+                    ) from None
+                self._log.info("%s: planned again, another run recorded events for it meanwhile", day)
+        report = self._reports.setdefault(day, DayUploadReport(day))
+        self._current[day] = {(row.advertiser_id, row.ad_id, row.stat_date): row.totals() for row in rows}
+        self._counted_before.update((key, ad_day.totals) for key, ad_day in planning.recorded.items())
+        report.planned.extend(planned)
+        if self._client is None:
+            return []
+        report.resent_pending += len(planning.pending)
+        return [*planning.pending, *(event.ad_day_event for event in planned)]
+
+    def _send(self, events: list[AdDayEvent]) -> None:
         assert self._client is not None
-        if not planned:
+        if not events:
             return
-        # Recorded before sending: a crash from here on leaves them pending, to be resent as they are.
-        self._ledger.record_pending(event.ad_day_event for event in planned)
-        for delivery in self._client.send([event.ad_day_event.payload for event in planned]):
+        for delivery in self._client.send([event.payload for event in events]):
             self._record(delivery)
 
     def _resend_pending(self, days: set[date]) -> None:

@@ -2,27 +2,20 @@
 with the README's pool commands, and the README's `dagster-webserver` + `dagster-daemon run` running
 the schedule and a backfill.
 
-This module starts Debian's PostgreSQL server itself (``initdb`` + ``pg_ctl`` from
-``/usr/lib/postgresql/<version>/bin``) in a temporary folder, on 127.0.0.1 and a free port, with a
-password, and stops it afterwards. The server refuses to run as root: as root it runs as the
-``postgres`` user. Without the binaries the tests skip (``.ci/run`` installs them; under CI=true
-a missing binary fails instead, so CI cannot pass by skipping).
+The PostgreSQL server is this module's own, started by ``tests/postgres_server.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pwd
-import re
-import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,209 +24,15 @@ import dagster as dg
 import pytest
 import yaml
 
-from ..conftest import Project
-from ..processes import dagster_graphql, start_process_group, stop_process_tree
+from tiktok_amp_assets.storage.import_store import ImportStore
+
+from ..conftest import API_KEY, Project
+from ..postgres_server import PostgresServer
+from ..processes import dagster_graphql, process_tree, start_process_group, stop_process_tree
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
 ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
-SERVER_USER = "postgres"
-
-
-def _server_bin_dir() -> Path | None:
-    """The newest Debian PostgreSQL server's bin folder (holding initdb and pg_ctl), if any."""
-
-    def version(path: Path) -> tuple[int, ...]:
-        return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
-
-    candidates = [
-        path
-        for path in Path("/usr/lib/postgresql").glob("*/bin")
-        if (path / "initdb").exists() and (path / "pg_ctl").exists()
-    ]
-    return max(candidates, key=version) if candidates else None
-
-
-def _missing_prerequisite() -> str | None:
-    if _server_bin_dir() is None:
-        return (
-            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin/initdb, pg_ctl): "
-            "install Debian's postgresql package (`apt-get install -y postgresql`, as .ci/run does)"
-        )
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(SERVER_USER)
-        except KeyError:
-            return f"running as root, and PostgreSQL refuses root: no {SERVER_USER!r} user to run it as"
-        if shutil.which("runuser") is None:
-            return f"running as root, and PostgreSQL refuses root: runuser is missing to run it as {SERVER_USER!r}"
-    try:
-        import dagster_postgres  # noqa: F401
-        import psycopg2  # noqa: F401
-    except ImportError as error:
-        return f"{error.name} is not installed: pip install -e '.[test]'"
-    return None
-
-
-def _skip_or_fail_without_prerequisites() -> None:
-    reason = _missing_prerequisite()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI must run the PostgreSQL tests, but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class PostgresServer:
-    """A PostgreSQL server of this test module, on 127.0.0.1, with a password-protected superuser."""
-
-    bin_dir: Path
-    root: Path
-    port: int
-    user: str
-    password: str
-    host: str = "127.0.0.1"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    def connect(self, db_name: str = "postgres"):  # -> psycopg2 connection
-        import psycopg2
-
-        return psycopg2.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            dbname=db_name,
-            connect_timeout=10,
-        )
-
-    def create_database(self, name: str) -> str:
-        connection = self.connect()
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            connection.close()
-        return name
-
-    def env(self, db_name: str) -> dict[str, str]:
-        """The variables deploy/dagster.production.yaml reads."""
-        return {
-            "DAGSTER_PG_HOST": self.host,
-            "DAGSTER_PG_PORT": str(self.port),
-            "DAGSTER_PG_USERNAME": self.user,
-            "DAGSTER_PG_PASSWORD": self.password,
-            "DAGSTER_PG_DB": db_name,
-        }
-
-    def instance_yaml(self, db_name: str) -> dict:
-        return {
-            "storage": {
-                "postgres": {
-                    "postgres_db": {
-                        "hostname": self.host,
-                        "port": self.port,
-                        "username": self.user,
-                        "password": self.password,
-                        "db_name": db_name,
-                        "scheme": "postgresql+psycopg2",
-                    }
-                }
-            },
-            "telemetry": {"enabled": False},
-        }
-
-    # ------------------------------------------------------------------ lifecycle
-
-    def _run(self, *command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        argv = [str(self.bin_dir / command[0]), *command[1:]]
-        if os.geteuid() == 0:
-            argv = ["runuser", "-u", SERVER_USER, "--", *argv]
-        return subprocess.run(
-            argv, check=False, cwd=self.root, capture_output=True, text=True, timeout=timeout
-        )
-
-    def initdb(self) -> None:
-        password_file = self.root / "password"
-        password_file.write_text(self.password + "\n")
-        self._chown(password_file)
-        done = self._run(
-            "initdb", "-D", str(self.data_dir), "-U", self.user, f"--pwfile={password_file}",
-            "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-sync",
-        )  # fmt: skip
-        password_file.unlink()
-        if done.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{done.stdout}\n{done.stderr}")
-
-    def start(self) -> None:
-        options = (
-            f"-c listen_addresses={self.host} -p {self.port} -c unix_socket_directories={self.root} "
-            # A throwaway server: durability buys nothing here and costs seconds.
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        done = self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data_dir),
-            "-l",
-            str(self.root / "server.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
-        if done.returncode != 0:
-            log = (self.root / "server.log").read_text() if (self.root / "server.log").exists() else ""
-            raise RuntimeError(
-                f"pg_ctl start failed on port {self.port}:\n{done.stdout}\n{done.stderr}\n{log[-3000:]}"
-            )
-
-    def stop(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop")
-
-    def _chown(self, path: Path) -> None:
-        if os.geteuid() == 0:
-            user = pwd.getpwnam(SERVER_USER)
-            os.chown(path, user.pw_uid, user.pw_gid)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    _skip_or_fail_without_prerequisites()
-    bin_dir = _server_bin_dir()
-    assert bin_dir is not None
-    # Not under pytest's tmp_path: that is private to root, and the server runs as `postgres`.
-    root = Path(tempfile.mkdtemp(prefix="tiktok-amp-pg-"))
-    server = PostgresServer(bin_dir, root, port=0, user="dagster", password=secrets.token_urlsafe(16))
-    try:
-        server._chown(root)
-        server.initdb()
-        for attempt in range(3):  # a free port can be taken between the check and the start
-            server.port = _free_port()
-            try:
-                server.start()
-                break
-            except RuntimeError:
-                if attempt == 2:
-                    raise
-        yield server
-    finally:
-        if server.port:
-            server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _materializations_in_postgres(server: PostgresServer, db_name: str) -> dict[tuple[str, str], int]:
@@ -486,3 +285,87 @@ def test_the_readme_production_commands_run_the_schedule_and_a_backfill_on_postg
         assert project.amplitude_sums(date.fromisoformat(day)) == project.tiktok_truth(
             date.fromisoformat(day)
         )
+
+
+def _spawned_run_workers(root_pid: int) -> list[int]:
+    """Run processes under ``root_pid``: DefaultRunLauncher's code server starts each run with
+    multiprocessing's spawn (``spawn_main`` in its command line)."""
+    workers = []
+    for pid in process_tree(root_pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in command:
+            workers.append(pid)
+    return workers
+
+
+def test_a_run_whose_process_is_killed_is_marked_failed_and_retried_sending_only_what_was_missing(
+    project: Project, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/dagster.production.yaml's run monitoring and retries under `dagster-daemon run`: the
+    run's process is SIGKILLed mid-upload; monitoring marks the run failed (on this launcher, when it
+    reaches its maximum runtime), run_retries starts a retry, and the retry resends exactly the
+    events Amplitude never acknowledged."""
+    db_name = postgres.create_database("dagster_monitored")
+    home = tmp_path / "monitored_home"
+    home.mkdir()
+    config = yaml.safe_load(PRODUCTION_YAML.read_text())
+    # As shipped, but polled every second and with slots freed at once: a test cannot wait minutes.
+    config["run_monitoring"].update(poll_interval_seconds=1, free_slots_after_run_end_seconds=1)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, **project.env, **postgres.env(db_name), "DAGSTER_HOME": str(home)}
+    for name, value in postgres.env(db_name).items():
+        monkeypatch.setenv(name, value)
+    bin_dir = Path(sys.executable).parent
+    logs = [tmp_path / "daemon.log"]
+    day = date(2025, 3, 1)
+    truth = project.tiktok_truth(day)
+    batch = 10
+    run_id = str(uuid.uuid4())
+    daemon = start_process_group(
+        [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs[0]
+    )
+    instance = dg.DagsterInstance.from_config(str(home))
+    project.amplitude.hold_requests(after=1)  # the second request waits: the run is killed meanwhile
+    try:
+        amplitude = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}}
+        launched = subprocess.run(
+            [
+                str(bin_dir / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "tiktok_amp_job",
+                "--run-id", run_id,
+                "--tags", json.dumps({"dagster/partition": day.isoformat(), "dagster/max_runtime": "20"}),
+                "--config-json", json.dumps(
+                    {"resources": {"amplitude": {"config": {**amplitude, "max_events_per_request": batch}}}}
+                ),
+            ],
+            check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert launched.returncode == 0, launched.stderr[-3000:]
+        _wait_for(
+            "the run's second request in flight", lambda: project.amplitude.held_requests == 1, 120, logs
+        )
+        workers = _wait_for("the run's process", lambda: _spawned_run_workers(daemon.pid), 30, logs)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        project.amplitude.release()  # the held request is ingested, answered to nobody
+
+        def retried() -> dg.DagsterRun | None:
+            retries = instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))
+            return retries[0] if retries and retries[0].is_finished else None
+
+        retry = _wait_for("the run marked failed and its retry finished", retried, 150, logs)
+    finally:
+        project.amplitude.release()
+        _stop(daemon)
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert retry.status == dg.DagsterRunStatus.SUCCESS
+    instance.dispose()
+
+    assert project.amplitude_sums(day) == truth
+    counted = [event["insert_id"] for event in project.amplitude.counted_events(API_KEY)]
+    assert len(counted) == len(set(counted)) == len(truth)
+    results = ImportStore(project.data_dir).read_upload_results(day)
+    assert results["events_resent_after_interruption"] == len(truth) - batch
+    assert results["events_planned"] == 0

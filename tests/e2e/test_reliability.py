@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from ..postgres_server import skip_or_fail_without_postgres
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "reliability.py"
 
 
@@ -32,5 +34,16 @@ def test_faults_and_kills_lose_nothing_and_double_nothing() -> None:
     assert report.faults_tiktok > 0 and report.faults_amplitude > 0
     assert report.retries > 0
     assert report.ad_days_checked > 31 * 2 * 20  # most ads run on most days
+    assert report.duplicates == 0
+    assert report.discrepancies == []
+
+
+def test_faults_and_kills_on_s3_and_postgres_lose_nothing_and_double_nothing() -> None:
+    """The same with the state as a cluster keeps it: the data folder in S3, the ledger in PostgreSQL."""
+    skip_or_fail_without_postgres()
+    report = _reliability_script().run(days=20, ads=30, kills=6, fault_rate=0.2, seed=8, state="cluster")
+
+    assert len(report.kills) == 6, f"only these kill points were reached: {report.kills}"
+    assert report.faults_tiktok > 0 and report.faults_amplitude > 0
     assert report.duplicates == 0
     assert report.discrepancies == []

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -60,9 +59,8 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return next(event for event in result.all_events if event.is_step_failure).step_failure_data.error.message
 
 
-def ledger_rows(project: Project) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(ImportStore(project.data_dir).ledger().path) as connection:
-        return connection.execute("SELECT * FROM amplitude_events ORDER BY insert_id").fetchall()
+def ledger_rows(project: Project) -> list[dict[str, Any]]:
+    return ImportStore(project.data_dir).ledger().rows()
 
 
 def counted_ad_days(project: Project) -> list[tuple[str, str, str]]:
@@ -82,6 +80,13 @@ def wait_until(condition: Callable[[], bool], seconds: float) -> None:
 def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
     project: Project, tmp_path: Path
 ) -> None:
+    crash_between_two_batches_then_rerun(project, ImportStore(project.data_dir), tmp_path)
+
+
+def crash_between_two_batches_then_rerun(project: Project, store: ImportStore, tmp_path: Path) -> None:
+    """A run killed while its second request is in flight, then run again: the re-run resends
+    exactly the unacknowledged events. ``store`` is where ``project.env`` keeps the state (local, or
+    S3 and PostgreSQL in tests/test_cluster_state.py)."""
     truth = project.tiktok_truth(DAY)
     assert len(truth) >= 3 * BATCH
     command = [
@@ -90,7 +95,7 @@ def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
         "--config-json", json.dumps(amplitude_config(max_events_per_request=BATCH)),
     ]  # fmt: skip
     env = {**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory}
-    ledger = ImportStore(project.data_dir).ledger()
+    ledger = store.ledger()
 
     # The second request waits inside the emulator: the run is killed while it is in flight.
     project.amplitude.hold_requests(after=1)
@@ -125,7 +130,7 @@ def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
     assert {(account, ad) for account, ad, _ in counted} == set(truth)
     # The re-run resent exactly what was unacknowledged and planned nothing new; of what it resent,
     # Amplitude dropped the batch it had already counted.
-    results = ImportStore(project.data_dir).read_upload_results(DAY)
+    results = store.read_upload_results(DAY)
     assert results["events_resent_after_interruption"] == len(truth) - BATCH
     assert results["events_planned"] == 0
     rerun_requests = project.amplitude.request_log[2:]
@@ -368,7 +373,8 @@ def test_events_left_pending_for_a_later_day_are_reported_with_that_day_once(pro
     store = ImportStore(project.data_dir)
     # A run that stopped after recording the last day's first events, before sending them.
     last_day_events = plan_events(store.read_ad_metrics(days[-1]), {}, [days[-1]], policy="correct")
-    store.ledger().record_pending(event.ad_day_event for event in last_day_events[:5])
+    with store.ledger().planning(days[-1]) as planning:
+        planning.record_pending(event.ad_day_event for event in last_day_events[:5])
 
     client = AmplitudeClient(project.amplitude.url, API_KEY, max_events=BATCH)
     uploader = DayUploader(store, client, policy="correct", logger=logging.getLogger(__name__))

@@ -215,7 +215,8 @@ def _assert_stored_and_sendable(rows: list[AdDayMetrics]) -> None:
         planned = plan_events(rows, {}, [day], policy="correct")
         assert {event.ad_day_event.ad_id for event in planned} == {row.ad_id for row in rows}
         # Recorded before it is sent: SQLite takes 64-bit integers and text that is valid UTF-8.
-        store.ledger().record_pending(event.ad_day_event for event in planned)
+        with store.ledger().planning(day) as planning:
+            planning.record_pending(event.ad_day_event for event in planned)
     for planned_event in planned:
         payload = planned_event.ad_day_event.payload
         # What the Amplitude client puts on the wire, read back by a strict reader: a NaN or an

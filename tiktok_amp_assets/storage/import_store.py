@@ -1,23 +1,28 @@
-"""Where each asset keeps its partitions on disk, one file per day (and per account for raw reports).
+"""Where each asset keeps its partitions, one file per day (and per account for raw reports).
 
-Layout under the data folder::
+The data folder is local or an object store (``storage/locations.py``). Layout under it::
 
     raw/<YYYY-MM-DD>/<advertiser_id>.json   tiktok_raw_reports: TikTok's answers, as received
     metrics/<YYYY-MM-DD>.jsonl              tiktok_ad_metrics: one validated row per ad-day
     uploads/<YYYY-MM-DD>.json               amplitude_upload_results: what was sent and what came back
     uploads/<YYYY-MM-DD>.dry-run.json       the same for a dry run (built, not sent), kept apart so a
                                             dry run never hides what a real run sent
-    amplitude_ledger.sqlite                 what Amplitude has counted, per event (see ledger.py)
+    amplitude_ledger.sqlite                 what Amplitude has counted, per event (see ledger.py), when
+                                            the folder is local and TIKTOK_AMP_LEDGER_URL is unset
 
-Every file is written atomically. Assets manage this I/O themselves rather than through an I/O
+Every file is written whole (``files.py``); a new file type (Parquet, say) is bytes given to
+``atomic_write_bytes`` and read back with ``read_bytes_whole`` (``files.py``). Assets manage this I/O themselves rather than through an I/O
 manager because a range run (a backfill) writes many partitions in one step.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from upath import UPath
 
 from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
 from tiktok_amp_assets.storage.files import (
@@ -28,6 +33,7 @@ from tiktok_amp_assets.storage.files import (
     remove_abandoned_temp_files,
 )
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger
+from tiktok_amp_assets.storage.locations import ledger_database_url, open_data_folder
 
 
 class MissingPartitionError(FileNotFoundError):
@@ -39,8 +45,11 @@ ABANDONED_AFTER_SECONDS = 3600.0
 
 
 class ImportStore:
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
+    def __init__(self, base_dir: str | os.PathLike[str], ledger_url: str | None = None) -> None:
+        """``base_dir``: a local folder or an object-store URL; ``ledger_url``: the PostgreSQL ledger's
+        URL (a secret), or None for the SQLite file in a local ``base_dir``."""
+        self.base_dir: UPath = open_data_folder(base_dir)
+        self._ledger_url = ledger_url
 
     def remove_abandoned_temp_files(self) -> list[Path]:
         """Temporary files of writes killed mid-way (the finished files are never torn)."""
@@ -48,10 +57,10 @@ class ImportStore:
 
     # tiktok_raw_reports
 
-    def raw_report_path(self, day: date, advertiser_id: str) -> Path:
+    def raw_report_path(self, day: date, advertiser_id: str) -> UPath:
         return self.base_dir / "raw" / day.isoformat() / f"{advertiser_id}.json"
 
-    def write_raw_report(self, day: date, advertiser_id: str, raw: dict[str, Any]) -> Path:
+    def write_raw_report(self, day: date, advertiser_id: str, raw: dict[str, Any]) -> UPath:
         path = self.raw_report_path(day, advertiser_id)
         atomic_write_json(path, raw)
         return path
@@ -67,10 +76,10 @@ class ImportStore:
 
     # tiktok_ad_metrics
 
-    def metrics_path(self, day: date) -> Path:
+    def metrics_path(self, day: date) -> UPath:
         return self.base_dir / "metrics" / f"{day.isoformat()}.jsonl"
 
-    def write_ad_metrics(self, day: date, rows: list[AdDayMetrics]) -> Path:
+    def write_ad_metrics(self, day: date, rows: list[AdDayMetrics]) -> UPath:
         path = self.metrics_path(day)
         atomic_write_json_lines(path, [row.to_record() for row in rows])
         return path
@@ -85,10 +94,10 @@ class ImportStore:
 
     # amplitude_upload_results
 
-    def upload_results_path(self, day: date, *, dry_run: bool = False) -> Path:
+    def upload_results_path(self, day: date, *, dry_run: bool = False) -> UPath:
         return self.base_dir / "uploads" / f"{day.isoformat()}{'.dry-run' if dry_run else ''}.json"
 
-    def write_upload_results(self, day: date, results: dict[str, Any]) -> Path:
+    def write_upload_results(self, day: date, results: dict[str, Any]) -> UPath:
         path = self.upload_results_path(day, dry_run=results["dry_run"])
         atomic_write_json(path, results)
         return path
@@ -97,4 +106,4 @@ class ImportStore:
         return read_json(self.upload_results_path(day, dry_run=dry_run))
 
     def ledger(self) -> AmplitudeLedger:
-        return AmplitudeLedger(self.base_dir / "amplitude_ledger.sqlite")
+        return AmplitudeLedger(ledger_database_url(self.base_dir, self._ledger_url))
