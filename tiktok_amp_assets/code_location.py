@@ -28,11 +28,7 @@ def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
 
 
 def build_definitions(settings: ProjectSettings) -> dg.Definitions:
-    # BackfillPolicy is beta in Dagster 1.13; this project relies on single_run on purpose (its tests
-    # pin the behaviour), and the notice would otherwise repeat in every process that loads the code.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        assets = build_assets(settings)
+    assets = build_assets(settings)
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.groups(GROUP))
     # Yesterday's upload must exist by the deadline. These checks are "superseded" by FreshnessPolicy,
     # but FreshnessPolicy is judged per asset, not per partition: a backfill of an old day would pass it.

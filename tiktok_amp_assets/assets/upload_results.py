@@ -1,0 +1,145 @@
+"""``amplitude_upload_results``: what was sent to Amplitude per day, and the check that what Amplitude
+counted adds up to TikTok's current figures. A dry run records an observation, never a
+materialization: nothing it built is in Amplitude."""
+
+# No `from __future__ import annotations` here: Dagster reads the `context` annotation of an asset
+# function when it is defined, and a postponed (string) annotation is refused.
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from tiktok_amp_assets.assets.names import AMPLITUDE_POOL, DELIVERY_CHECK, GROUP, UPLOAD_ASSET
+from tiktok_amp_assets.assets.wiring import configured, require_variables
+from tiktok_amp_assets.clients.amplitude import AmplitudeApiError
+from tiktok_amp_assets.core.reconciliation import Mismatch
+from tiktok_amp_assets.partitions import partition_days
+from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource
+from tiktok_amp_assets.storage.import_store import MissingPartitionError
+from tiktok_amp_assets.upload import DayUploader, FinishedDay
+
+
+def build_upload_results(
+    partitions_def: dg.PartitionsDefinition,
+    backfill_policy: dg.BackfillPolicy,
+    ad_metrics: dg.AssetsDefinition,
+) -> dg.AssetsDefinition:
+    # A multi_asset only to be skippable (can_subset makes the check's output optional too): a dry run
+    # sends nothing, so it must not mark the day as in Amplitude; it records an observation instead.
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                UPLOAD_ASSET,
+                group_name=GROUP,
+                partitions_def=partitions_def,
+                deps=[ad_metrics],
+                kinds={"amplitude"},
+                skippable=True,
+                description="What was sent to Amplitude per day and request: events sent, accepted, rejected, corrected.",
+            )
+        ],
+        backfill_policy=backfill_policy,
+        pool=AMPLITUDE_POOL,
+        can_subset=True,
+        check_specs=[
+            dg.AssetCheckSpec(
+                DELIVERY_CHECK,
+                asset=UPLOAD_ASSET,
+                description=(
+                    "Per ad-day, what Amplitude acknowledged adds up to TikTok's current figures: nothing lost, "
+                    "nothing counted twice (with restatement_policy freeze: every ad-day counted once)."
+                ),
+            )
+        ],
+    )
+    def amplitude_upload_results(
+        context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
+    ) -> Iterator[dg.MaterializeResult]:
+        yield from upload_to_amplitude(context, amplitude, import_store)
+
+    return amplitude_upload_results
+
+
+def upload_to_amplitude(
+    context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
+) -> Iterator[dg.MaterializeResult]:
+    if dg.AssetKey(UPLOAD_ASSET) not in context.selected_asset_keys:
+        # (Subsetting is on only so that a dry run can skip the materialization.)
+        raise dg.Failure(
+            description=f"{DELIVERY_CHECK} is evaluated by the upload itself: materialize {UPLOAD_ASSET} "
+            "(the check runs with it) rather than the check alone"
+        )
+    require_variables()
+    days = partition_days(context)
+    client = (
+        None
+        if amplitude.dry_run
+        else configured(lambda: amplitude.client(days=len(days), logger=context.log))
+    )
+    uploader = DayUploader(
+        import_store.store(), client, policy=amplitude.restatement_policy, logger=context.log
+    )
+    rejected_total = parked_total = 0
+    undelivered: list[Mismatch] = []
+    try:
+        for finished in uploader.upload(days):
+            rejected_total += finished.results["events_rejected"]
+            parked_total += finished.results["events_parked"]
+            undelivered.extend(finished.undelivered)
+            _record_day(context, finished, dry_run=client is None)
+    except (AmplitudeApiError, MissingPartitionError) as error:
+        raise dg.Failure(description=str(error)) from None
+    finally:
+        if client is not None:
+            client.close()
+    if rejected_total:
+        raise dg.Failure(
+            description=(
+                f"Amplitude rejected {rejected_total} events; the rest were delivered. The rejected events and "
+                "their reasons are listed under 'events' in each day's upload results file; fix the cause and "
+                "run the partitions again (only what Amplitude has not counted will be sent)."
+            )
+        )
+    if client is None:
+        return  # a dry run: nothing is in Amplitude that was not before, so nothing is materialized
+    yield dg.MaterializeResult(check_results=[_delivery_check(undelivered, parked_total)])
+
+
+def _record_day(context: dg.AssetExecutionContext, finished: FinishedDay, *, dry_run: bool) -> None:
+    changes = finished.report.changes_markdown()
+    metadata: dict[str, Any] = {
+        **finished.report.figures(),
+        **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
+        "path": dg.MetadataValue.path(finished.path),
+    }
+    partition = finished.report.day.isoformat()
+    if dry_run:
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=UPLOAD_ASSET, partition=partition, metadata={"dry_run": True, **metadata}
+            )
+        )
+    else:
+        context.add_asset_metadata(metadata, partition_key=partition)
+
+
+def _delivery_check(undelivered: list[Mismatch], parked: int) -> dg.AssetCheckResult:
+    description = None
+    if undelivered:
+        description = (
+            f"{len(undelivered)} ad-days differ between Amplitude and TikTok; run the partitions again"
+        )
+        if parked:
+            description += (
+                f". {parked} events wait because their devices reached Amplitude's daily quota of events per "
+                "device (listed as 'parked' in each day's upload results file): the next run sends them first, "
+                "once the quota's rolling day has passed"
+            )
+    return dg.AssetCheckResult(
+        check_name=DELIVERY_CHECK,
+        passed=not undelivered,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"differences": dg.MetadataValue.json([m.as_record() for m in undelivered[:50]])},
+    )
