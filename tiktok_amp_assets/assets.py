@@ -13,14 +13,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pyarrow as pa
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.core.ad_metrics import (
-    AdDayMetrics,
+    METRICS_SCHEMA,
     ReportRowError,
     account_timezone,
+    metrics_frame,
     normalize_account_day,
 )
 from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
@@ -31,6 +33,9 @@ from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, 
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
 from tiktok_amp_assets.upload import DayUploader
+
+# Loads tiktok_ad_metrics as a pandas DataFrame into downstream assets (io_managers.py).
+METRICS_IO_MANAGER = "tiktok_ad_metrics_io_manager"
 
 GROUP = "tiktok_ads"
 # Concurrency pools: cap how many steps call each API at once across all runs (dagster.yaml).
@@ -131,8 +136,14 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         deps=[tiktok_raw_reports],
-        kinds={"pandas", "json"},
-        description="One validated row per ad account, ad and day: ids, names, cost, counts, currency, UTMs.",
+        kinds={"parquet", "pandas"},
+        io_manager_key=METRICS_IO_MANAGER,
+        metadata={"dagster/column_schema": column_schema(METRICS_SCHEMA)},
+        description=(
+            "One validated row per ad account, ad and day: ids, names, cost (exact decimal), counts, "
+            "currency, UTMs; one Parquet file per day. Downstream assets receive it as a pandas DataFrame "
+            "of their partitions' days."
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 RECONCILIATION_CHECK,
@@ -152,11 +163,11 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         store = import_store.store()
         mismatches: list[Mismatch] = []
         for day in partition_days(context):
-            rows: list[AdDayMetrics] = []
+            tables: list[pa.Table] = []
             for advertiser_id in advertiser_ids:
                 try:
                     raw = store.read_raw_report(day, advertiser_id)
-                    account_rows = normalize_account_day(raw)
+                    account_table = normalize_account_day(raw)
                 except MissingPartitionError as error:
                     raise dg.Failure(description=f"{day}: {error}") from None
                 except ReportRowError as error:
@@ -170,17 +181,19 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                         )
                     ) from None
                 mismatch = reconcile_account_day(
-                    advertiser_id, day, account_rows, raw.get(ACCOUNT_TOTALS_KEY)
+                    advertiser_id, day, account_table, raw.get(ACCOUNT_TOTALS_KEY)
                 )
                 if mismatch is not None:
                     mismatches.append(mismatch)
-                rows.extend(account_rows)
-            path = store.write_ad_metrics(day, rows)
+                tables.append(account_table)
+            table = pa.concat_tables(tables)
+            path = store.write_ad_metrics(day, table)
+            frame = metrics_frame(table)
             context.add_asset_metadata(
                 {
-                    **ad_metrics_figures(rows),
-                    "dagster/row_count": len(rows),
-                    "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(rows)),
+                    **ad_metrics_figures(frame),
+                    "dagster/row_count": table.num_rows,
+                    "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(frame)),
                     "path": dg.MetadataValue.path(str(path)),
                 },
                 partition_key=day.isoformat(),
@@ -285,6 +298,21 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         )
 
     return [tiktok_raw_reports, tiktok_ad_metrics, amplitude_upload_results]
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    """An Arrow schema as the columns the Dagster UI shows (``dagster/column_schema``)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=field.name,
+                type=str(field.type),
+                description=(field.metadata or {}).get(b"description", b"").decode("utf-8") or None,
+                constraints=dg.TableColumnConstraints(nullable=field.nullable),
+            )
+            for field in schema
+        ]
+    )
 
 
 def _configured(build: Any) -> Any:

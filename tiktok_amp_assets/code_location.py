@@ -10,8 +10,9 @@ import warnings
 
 import dagster as dg
 
-from tiktok_amp_assets.assets import GROUP, UPLOAD_ASSET, build_assets
+from tiktok_amp_assets.assets import GROUP, METRICS_IO_MANAGER, UPLOAD_ASSET, build_assets
 from tiktok_amp_assets.core import amplitude_contract, tiktok_contract
+from tiktok_amp_assets.io_managers import AdMetricsIOManager
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.schedules import build_daily_schedule
 from tiktok_amp_assets.settings import ProjectSettings
@@ -26,6 +27,7 @@ def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
 
 def build_definitions(settings: ProjectSettings) -> dg.Definitions:
     assets = build_assets(settings)
+    import_store = ImportStoreResource(base_dir=str(settings.data_dir))
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.groups(GROUP))
     # Yesterday's upload must exist by the deadline. These checks are "superseded" by FreshnessPolicy,
     # but FreshnessPolicy is judged per asset, not per partition: a backfill of an old day would pass it.
@@ -60,6 +62,7 @@ def build_definitions(settings: ProjectSettings) -> dg.Definitions:
                 api_url=_env_or_default("AMPLITUDE_API_URL", amplitude_contract.DEFAULT_API_URL),
                 restatement_policy=settings.restatement_policy,
             ),
-            "import_store": ImportStoreResource(base_dir=str(settings.data_dir)),
+            "import_store": import_store,
+            METRICS_IO_MANAGER: AdMetricsIOManager(import_store=import_store),
         },
     )

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
+import pyarrow as pa
+
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient, Delivery
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
 from tiktok_amp_assets.core.reconciliation import Mismatch, undelivered_ad_days
 from tiktok_amp_assets.core.upload_plan import (
     AdDayKey,
@@ -53,7 +54,7 @@ class DayUploader:
         self._policy = policy
         self._log = logger
         self._reports: dict[date, DayUploadReport] = {}
-        self._rows: dict[date, list[AdDayMetrics]] = {}
+        self._tables: dict[date, pa.Table] = {}  # the metrics of days planned and not yet finished
         self._counted_before: dict[AdDayKey, CountedAdDay] = {}
 
     def upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
@@ -75,17 +76,17 @@ class DayUploader:
             # (Only planned days: resent pending events may have opened reports of later ones.)
             first_waiting = queue[0].ad_day_event.stat_date if queue else None
             yield from self._finish(
-                [done for done in sorted(self._rows) if first_waiting is None or done < first_waiting]
+                [done for done in sorted(self._tables) if first_waiting is None or done < first_waiting]
             )
         if self._client is None:
             self._log.info("dry run: %d events built for %s..%s, none sent", built, days[0], days[-1])
 
     def _plan(self, day: date) -> list[PlannedEvent]:
         self._reports.setdefault(day, DayUploadReport(day))
-        self._rows[day] = self._store.read_ad_metrics(day)
+        self._tables[day] = self._store.read_ad_metrics(day)
         counted = self._ledger.counted([day])
         self._counted_before.update(counted)
-        planned = plan_events(self._rows[day], counted, [day], policy=self._policy)
+        planned = plan_events(self._tables[day], counted, [day], policy=self._policy)
         self._reports[day].planned.extend(planned)
         return planned
 
@@ -143,10 +144,10 @@ class DayUploader:
         reports = {day: self._reports.pop(day) for day in days}
         before = {key: value for key, value in self._counted_before.items() if key[2] in reports}
         record_counts(reports, before, counted_after)
-        rows = [row for day in days for row in self._rows.pop(day, [])]
+        tables = [self._tables.pop(day) for day in days if day in self._tables]
         undelivered: dict[date, list[Mismatch]] = defaultdict(list)
         if self._client is not None:
-            for mismatch in undelivered_ad_days(rows, counted_after, days):
+            for mismatch in undelivered_ad_days(tables, counted_after, days):
                 # freeze keeps counted days as first imported: only a never-counted ad-day is a loss.
                 key = (mismatch.advertiser_id, mismatch.ad_id, mismatch.stat_date)
                 if self._policy == "correct" or key not in counted_after:

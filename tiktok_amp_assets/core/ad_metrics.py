@@ -1,8 +1,9 @@
 """Normalization of one ad account's day of TikTok data into validated ad-day rows.
 
 The raw asset stores, per ad account and day, what TikTok returned (see :func:`normalize_account_day`
-for the shape). This module turns it into :class:`AdDayMetrics`, one row per ad that delivered that
-day, with exact metric values and the ad's UTM values. Rules:
+for the shape). This module turns it into a typed Arrow table (:data:`METRICS_SCHEMA`), one row per ad that
+delivered that day, with exact metric values and the ad's UTM values. The raw answers are read in
+one pass into columns; the checks and conversions then run on whole columns. Rules:
 
 - Every report row must be for the stored day (``stat_time_day`` = ``stat_date 00:00:00``) and
   carry an ``ad_id``; an ad appearing twice in one day is an error, not something to add up.
@@ -11,13 +12,14 @@ day, with exact metric values and the ad's UTM values. Rules:
   ``""``; then the ad's ``ad/get`` item supplies them (there only an empty value counts as absent,
   since ``ad/get`` returns the stored name as it is). If neither has one, the row is an error.
 - Performance metrics (``spend``, ``impressions``, ``clicks``, ``conversion``) that are absent or
-  written as a missing-value marker (``"-"``, ``""``, ``"N/A"``, ...) are ``None``, meaning "TikTok did
-  not report it", never zero. Anything else that is not a plain number is an error.
-- ``landing_page_url`` comes from the ``ad/get`` item (``None`` if absent or empty); the UTMs follow
-  :mod:`tiktok_amp_assets.core.utms`.
-- Currency: the report row's ``currency``, else the account's (``advertiser/info``).
+  written as a missing-value marker (``"-"``, ``""``, ``"N/A"``, ...) are null, meaning "TikTok did
+  not report it", never zero. Anything else that is not a plain number is an error
+  (:mod:`tiktok_amp_assets.core.metric_values`: cost is an exact ``decimal128(21, 6)``, never a float).
+- ``landing_page_url`` comes from the ``ad/get`` item (null if absent or empty; :func:`landing_page_url`);
+  the UTMs follow :mod:`tiktok_amp_assets.core.utms`.
+- Currency: the report row's ``currency``, else the account's (``advertiser/info``; :func:`row_currency`).
 - Time zone: the account's ``display_timezone`` if it is an IANA name, else its ``timezone`` if that
-  is one, else an error.
+  is one, else an error (:func:`account_timezone`).
 
 Every error is a :class:`ReportRowError` naming the advertiser, the day, the ad (when known) and the
 field, so a failed run says which account and ad to look at.
@@ -28,19 +30,23 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tiktok_amp_assets.core.metric_values import (
-    MAX_COUNT,
+    COUNT_TYPE,
+    MONEY_TYPE,
     MetricParseError,
     MetricTotals,
-    parse_count,
-    parse_money,
+    count_column,
+    money_column,
 )
 from tiktok_amp_assets.core.tiktok_contract import (
     CLICKS,
@@ -53,20 +59,49 @@ from tiktok_amp_assets.core.tiktok_contract import (
 )
 from tiktok_amp_assets.core.utms import UTM_KEYS, landing_page_utms
 
-_UTM_KEY_SET = frozenset(UTM_KEYS)
-
 # TikTok ids are 64-bit numbers written as strings; letters are allowed so ids from other sources
 # or future formats still pass, but never anything that would need escaping.
-_ID_PATTERN = r"^[0-9A-Za-z]+$"
 _ID_RE = re.compile(r"[0-9A-Za-z]+")  # used with fullmatch: "$" would let a trailing newline in
+_ID_RE2 = r"^[0-9A-Za-z]+$"  # the same for Arrow (RE2: "$" is the end of the text)
+_CURRENCY_RE2 = r"^[A-Z]{3}$"
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-EntityId = Annotated[str, StringConstraints(pattern=_ID_PATTERN)]
-Name = Annotated[str, StringConstraints(min_length=1)]
-CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 # Attribute metrics the report carries and ad/get can stand in for, in the order they are checked.
 _ATTRIBUTE_FIELDS = ("ad_name", "adgroup_id", "adgroup_name", "campaign_id", "campaign_name")
-_ID_FIELDS = frozenset({"adgroup_id", "campaign_id"})
+_ID_FIELDS = ("adgroup_id", "campaign_id")
+
+
+def _column(name: str, arrow_type: pa.DataType, description: str, *, nullable: bool = False) -> pa.Field:
+    return pa.field(name, arrow_type, nullable=nullable, metadata={"description": description})
+
+
+# The metrics table, one row per ad account, ad and day: the columns of metrics/<day>.parquet.
+METRICS_SCHEMA = pa.schema(
+    [
+        _column("advertiser_id", pa.string(), "TikTok ad account id"),
+        _column("advertiser_name", pa.string(), "ad account name (advertiser/info)"),
+        _column("ad_id", pa.string(), "TikTok ad id"),
+        _column("stat_date", pa.date32(), "the day, in the ad account's time zone"),
+        _column("ad_name", pa.string(), "ad name"),
+        _column("adgroup_id", pa.string(), "ad group id"),
+        _column("adgroup_name", pa.string(), "ad group name"),
+        _column("campaign_id", pa.string(), "campaign id"),
+        _column("campaign_name", pa.string(), "campaign name"),
+        _column("currency", pa.string(), "ISO 4217 currency of cost (the ad account's)"),
+        _column("timezone", pa.string(), "IANA time zone of the ad account"),
+        _column("cost", MONEY_TYPE, "spend in currency, exact; null: not reported", nullable=True),
+        _column("impressions", COUNT_TYPE, "null: not reported (never 0)", nullable=True),
+        _column("clicks", COUNT_TYPE, "null: not reported (never 0)", nullable=True),
+        _column("conversions", COUNT_TYPE, "null: not reported (never 0)", nullable=True),
+        _column("landing_page_url", pa.string(), "the ad's landing page (ad/get); null: none", nullable=True),
+        _column("utm_source", pa.string(), "from the landing page URL, else inferred"),
+        _column("utm_medium", pa.string(), "from the landing page URL, else inferred"),
+        _column("utm_campaign", pa.string(), "from the landing page URL, else inferred"),
+        _column("utm_content", pa.string(), "from the landing page URL, else inferred"),
+        _column("utm_inferred", pa.list_(pa.string()), "the utm_* keys filled by default, sorted"),
+    ]
+)
+METRIC_COLUMNS = ("cost", "impressions", "clicks", "conversions")
 
 
 # Names a time zone database may hold that are no place's time: the machine's own zone
@@ -102,51 +137,34 @@ class ReportRowError(ValueError):
         )
 
 
-class AdDayMetrics(BaseModel):
-    """One ad's metrics for one account-local day, validated and ready to become an event."""
+@dataclass(frozen=True, slots=True)
+class AdDayMetrics:
+    """One row of the metrics table as Python values (:func:`table_rows`), for building its event.
 
-    # strict: built from parsed values only; from_record() relaxes it to read JSON text back.
-    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+    Not validated again: the table's rows were checked when they were normalized.
+    """
 
-    advertiser_id: EntityId
+    advertiser_id: str
     advertiser_name: str
-    ad_id: EntityId
+    ad_id: str
     stat_date: date
-    ad_name: Name
-    adgroup_id: EntityId
-    adgroup_name: Name
-    campaign_id: EntityId
-    campaign_name: Name
-    currency: CurrencyCode
+    ad_name: str
+    adgroup_id: str
+    adgroup_name: str
+    campaign_id: str
+    campaign_name: str
+    currency: str
     timezone: str
-    cost: Annotated[Decimal, Field(ge=0, allow_inf_nan=False)] | None
-    # 64-bit like TikTok's counters, so stored rows read back exactly (core.json_codec).
-    impressions: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None
-    clicks: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None
-    conversions: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None
+    cost: Decimal | None
+    impressions: int | None
+    clicks: int | None
+    conversions: int | None
     landing_page_url: str | None
-    utm_source: Name
-    utm_medium: Name
-    utm_campaign: Name
-    utm_content: Name
+    utm_source: str
+    utm_medium: str
+    utm_campaign: str
+    utm_content: str
     utm_inferred: list[str]
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        if not is_iana_timezone(value):
-            raise ValueError(f"{value!r} is not an IANA time zone name")
-        return value
-
-    @field_validator("utm_inferred")
-    @classmethod
-    def _utm_keys_sorted(cls, value: list[str]) -> list[str]:
-        if not value:  # the common case: every UTM came from the URL
-            return value
-        unknown = set(value) - _UTM_KEY_SET
-        if unknown:
-            raise ValueError(f"not UTM keys: {sorted(unknown)}")
-        return sorted(set(value))
 
     def totals(self) -> MetricTotals:
         """The four metrics, a missing one counted as zero (for sums and corrections)."""
@@ -157,14 +175,29 @@ class AdDayMetrics(BaseModel):
             conversions=self.conversions or 0,
         )
 
-    def to_record(self) -> dict[str, Any]:
-        """A JSON-safe dict: Decimal as its exact string, the date as ISO text."""
-        return self.model_dump(mode="json")
 
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> AdDayMetrics:
-        """The row :meth:`to_record` wrote, exactly (``"12.30"`` comes back as ``Decimal("12.30")``)."""
-        return cls.model_validate(dict(record), strict=False)
+def table_rows(table: pa.Table) -> list[AdDayMetrics]:
+    """The rows of a metrics table (:data:`METRICS_SCHEMA`), in order."""
+    columns = [table.column(name).to_pylist() for name in METRICS_SCHEMA.names]
+    return [AdDayMetrics(*values) for values in zip(*columns, strict=True)]
+
+
+def table_totals(table: pa.Table) -> MetricTotals:
+    """The sums of the four metrics over ``table``, a missing value counted as zero; cost exactly."""
+    cost = pc.sum(table.column("cost"), min_count=0).as_py()
+    return MetricTotals(
+        cost=cost if cost is not None else Decimal(0),
+        impressions=pc.sum(table.column("impressions"), min_count=0).as_py() or 0,
+        clicks=pc.sum(table.column("clicks"), min_count=0).as_py() or 0,
+        conversions=pc.sum(table.column("conversions"), min_count=0).as_py() or 0,
+    )
+
+
+def metrics_frame(table: pa.Table) -> pd.DataFrame:
+    """A metrics table as pandas, exactly: cost as ``Decimal`` objects (never float), counts as
+    nullable ``Int64`` (a metric TikTok did not report is ``<NA>``, not 0 or NaN), ``stat_date`` as
+    ``datetime.date``, ids and names as strings."""
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
 
 
 def _text(value: object) -> str | None:
@@ -219,8 +252,27 @@ def account_timezone(advertiser_info: Mapping[str, Any]) -> str | None:
     return None
 
 
-def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
-    """One :class:`AdDayMetrics` per report row of one ad account and day, sorted by ``ad_id``.
+def row_currency(report_metrics: Mapping[str, Any], account_currency: str | None) -> str:
+    """The currency of one report row's cost: the row's ``currency``, else the account's.
+
+    Upper-cased and stripped; checked to be an ISO 4217 code afterwards, with the other columns.
+    """
+    return (_report_value(report_metrics.get("currency")) or account_currency or "").strip().upper()
+
+
+def landing_page_url(ad_item: Mapping[str, Any]) -> str | None:
+    """The ad's landing page, from its ``ad/get`` item; None when absent or empty."""
+    return _ad_get_value(ad_item.get("landing_page_url"))
+
+
+def _first(mask: pa.Array) -> int | None:
+    """The index of the first true value of a boolean array (null counts as false)."""
+    found = pc.indices_nonzero(pc.fill_null(mask, False))
+    return found[0].as_py() if len(found) else None
+
+
+def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
+    """The metrics table (:data:`METRICS_SCHEMA`) of one ad account and day, sorted by ``ad_id``.
 
     ``raw`` is what the raw asset stores::
 
@@ -266,131 +318,144 @@ def normalize_account_day(raw: Mapping[str, Any]) -> list[AdDayMetrics]:
             # ad/get pages can overlap when ads change during paging; the first copy is as good.
             ads_by_id.setdefault(item_ad_id, item)
 
+    # One pass over TikTok's rows into columns of Python values; the checks follow per column.
     midnight = datetime(stat_date.year, stat_date.month, stat_date.day)
     expected_stat_time_day = midnight.strftime(STAT_TIME_DAY_FORMAT)
-    rows: list[AdDayMetrics] = []
-    seen_ad_ids: set[str] = set()
-    for report_row in raw.get("report_rows") or []:
+    raw_ad_ids: list[object] = []
+    ad_ids: list[str | None] = []
+    other_stat_time_days: list[int] = []  # rows whose stat_time_day is not TikTok's exact text
+    items: list[Mapping[str, Any]] = []
+    attributes: dict[str, list[str | None]] = {field: [] for field in _ATTRIBUTE_FIELDS}
+    currencies: list[str] = []
+    metric_values: dict[str, list[object]] = {name: [] for name in (SPEND, IMPRESSIONS, CLICKS, CONVERSIONS)}
+    urls: list[str | None] = []
+    for index, report_row in enumerate(raw.get("report_rows") or []):
         report_row = _as_mapping(report_row)
         dimensions = _as_mapping(report_row.get("dimensions"))
         metrics = _as_mapping(report_row.get("metrics"))
-
+        raw_ad_ids.append(dimensions.get("ad_id"))
         ad_id = _report_value(dimensions.get("ad_id"))
-        if not ad_id or not _ID_RE.fullmatch(ad_id):
-            raise ReportRowError(
-                **where,
-                ad_id=None,
-                field="ad_id",
-                problem=f"missing or not an id: {dimensions.get('ad_id')!r}",
-            )
-        stat_time_day = dimensions.get("stat_time_day")
+        ad_ids.append(ad_id)
+        if dimensions.get("stat_time_day") != expected_stat_time_day:
+            other_stat_time_days.append(index)
+        ad_item = ads_by_id.get(ad_id, {}) if ad_id else {}
+        items.append(ad_item)
+        for field, values in attributes.items():
+            values.append(_report_value(metrics.get(field)) or _ad_get_value(ad_item.get(field)))
+        currencies.append(row_currency(metrics, account_currency))
+        for name, values in metric_values.items():
+            values.append(metrics.get(name))
+        urls.append(landing_page_url(ad_item))
+    count = len(ad_ids)
+    if not count:
+        return METRICS_SCHEMA.empty_table()
+
+    def fail(index: int | None, field: str, problem: str) -> ReportRowError:
+        ad_id = ad_ids[index] if index is not None and _ID_RE.fullmatch(ad_ids[index] or "") else None
+        return ReportRowError(**where, ad_id=ad_id, field=field, problem=problem)
+
+    ad_id_column = pa.array(ad_ids, pa.string())
+    bad = _first(pc.invert(pc.fill_null(pc.match_substring_regex(ad_id_column, _ID_RE2), False)))
+    if bad is not None:
+        raise fail(None, "ad_id", f"missing or not an id: {raw_ad_ids[bad]!r}")
+    for index in other_stat_time_days:
         # The exact text TikTok writes needs no parsing; anything else is parsed and compared.
-        if stat_time_day != expected_stat_time_day and _parse_day(stat_time_day) != midnight:
-            raise ReportRowError(
-                **where,
-                ad_id=ad_id,
-                field="stat_time_day",
-                problem=(
-                    f"row is for {dimensions.get('stat_time_day')!r}, "
-                    f"not the stored day {stat_date.isoformat()}"
-                ),
+        stat_time_day = _as_mapping(_as_mapping(raw["report_rows"][index]).get("dimensions")).get(
+            "stat_time_day"
+        )
+        if _parse_day(stat_time_day) != midnight:
+            raise fail(
+                index,
+                "stat_time_day",
+                f"row is for {stat_time_day!r}, not the stored day {stat_date.isoformat()}",
             )
-        if ad_id in seen_ad_ids:
-            raise ReportRowError(
-                **where, ad_id=ad_id, field="ad_id", problem="the ad appears more than once this day"
-            )
-        seen_ad_ids.add(ad_id)
-
-        ad_item = ads_by_id.get(ad_id, {})
-        if ad_item:
-            item_advertiser_id = _text(ad_item.get("advertiser_id"))
-            if item_advertiser_id and item_advertiser_id != advertiser_id:
-                raise ReportRowError(
-                    **where,
-                    ad_id=ad_id,
-                    field="ads.advertiser_id",
-                    problem=f"ad/get returned this ad for advertiser {item_advertiser_id}",
-                )
-
-        attributes: dict[str, str] = {}
-        for field in _ATTRIBUTE_FIELDS:
-            value = _report_value(metrics.get(field)) or _ad_get_value(ad_item.get(field))
-            if value is None:
-                if ad_item:
-                    problem = "missing in the report row and in ad/get"
-                else:
-                    # The usual cause: ad/get was asked without STATUS_ALL and left the deleted ad out.
-                    problem = (
-                        "missing in the report row, and ad/get returned no such ad "
-                        "(fetch ads with STATUS_ALL)"
-                    )
-                raise ReportRowError(**where, ad_id=ad_id, field=field, problem=problem)
-            if field in _ID_FIELDS and not _ID_RE.fullmatch(value):
-                raise ReportRowError(**where, ad_id=ad_id, field=field, problem=f"not an id: {value!r}")
-            attributes[field] = value
-
-        currency = (_report_value(metrics.get("currency")) or account_currency or "").strip().upper()
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            raise ReportRowError(
-                **where, ad_id=ad_id, field="currency", problem=f"expected an ISO 4217 code, got {currency!r}"
-            )
-        if timezone is None:
-            raise ReportRowError(
-                **where,
-                ad_id=ad_id,
-                field="timezone",
-                problem=(
-                    "advertiser/info has no IANA time zone name in display_timezone "
-                    f"({advertiser_info.get('display_timezone')!r}) or timezone "
-                    f"({advertiser_info.get('timezone')!r})"
-                ),
+    if pc.count_distinct(ad_id_column).as_py() != count:
+        seen: set[str | None] = set()
+        for index, ad_id in enumerate(ad_ids):
+            if ad_id in seen:
+                raise fail(index, "ad_id", "the ad appears more than once this day")
+            seen.add(ad_id)
+    for index, item in enumerate(items):
+        item_advertiser_id = _text(item.get("advertiser_id")) if item else None
+        if item_advertiser_id and item_advertiser_id != advertiser_id:
+            raise fail(
+                index, "ads.advertiser_id", f"ad/get returned this ad for advertiser {item_advertiser_id}"
             )
 
-        try:
-            cost = parse_money(metrics.get(SPEND), field=SPEND)
-            impressions = parse_count(metrics.get(IMPRESSIONS), field=IMPRESSIONS)
-            clicks = parse_count(metrics.get(CLICKS), field=CLICKS)
-            conversions = parse_count(metrics.get(CONVERSIONS), field=CONVERSIONS)
-        except MetricParseError as exc:
-            raise ReportRowError(**where, ad_id=ad_id, field=exc.field, problem=str(exc)) from exc
+    attribute_columns = {field: pa.array(values, pa.string()) for field, values in attributes.items()}
+    firsts = {field: _first(pc.is_null(column)) for field, column in attribute_columns.items()}
+    missing = [
+        (index, _ATTRIBUTE_FIELDS.index(field), field) for field, index in firsts.items() if index is not None
+    ]
+    if missing:
+        index, _, field = min(missing)
+        if items[index]:
+            problem = "missing in the report row and in ad/get"
+        else:
+            # The usual cause: ad/get was asked without STATUS_ALL and left the deleted ad out.
+            problem = "missing in the report row, and ad/get returned no such ad (fetch ads with STATUS_ALL)"
+        raise fail(index, field, problem)
+    for field in _ID_FIELDS:
+        bad = _first(pc.invert(pc.match_substring_regex(attribute_columns[field], _ID_RE2)))
+        if bad is not None:
+            raise fail(bad, field, f"not an id: {attributes[field][bad]!r}")
+    currency_column = pa.array(currencies, pa.string())
+    bad = _first(pc.invert(pc.match_substring_regex(currency_column, _CURRENCY_RE2)))
+    if bad is not None:
+        raise fail(bad, "currency", f"expected an ISO 4217 code, got {currencies[bad]!r}")
+    if timezone is None:
+        raise fail(
+            0,
+            "timezone",
+            "advertiser/info has no IANA time zone name in display_timezone "
+            f"({advertiser_info.get('display_timezone')!r}) or timezone ({advertiser_info.get('timezone')!r})",
+        )
+    try:
+        cost = money_column(metric_values[SPEND], field=SPEND)
+        impressions = count_column(metric_values[IMPRESSIONS], field=IMPRESSIONS)
+        clicks = count_column(metric_values[CLICKS], field=CLICKS)
+        conversions = count_column(metric_values[CONVERSIONS], field=CONVERSIONS)
+    except MetricParseError as error:
+        raise fail(error.row, error.field, str(error)) from error
 
-        landing_page_url = _ad_get_value(ad_item.get("landing_page_url"))
-        utms = landing_page_utms(
-            landing_page_url,
-            campaign_name=attributes["campaign_name"],
-            ad_name=attributes["ad_name"],
-            adgroup_name=attributes["adgroup_name"],
-            campaign_id=attributes["campaign_id"],
-            adgroup_id=attributes["adgroup_id"],
+    utms = [
+        landing_page_utms(
+            url,
+            campaign_name=campaign_name,
+            ad_name=ad_name,
+            adgroup_name=adgroup_name,
+            campaign_id=campaign_id,
+            adgroup_id=adgroup_id,
             ad_id=ad_id,
         )
-        try:
-            rows.append(
-                AdDayMetrics(
-                    advertiser_id=advertiser_id,
-                    advertiser_name=advertiser_name,
-                    ad_id=ad_id,
-                    stat_date=stat_date,
-                    currency=currency,
-                    timezone=timezone,
-                    cost=cost,
-                    impressions=impressions,
-                    clicks=clicks,
-                    conversions=conversions,
-                    landing_page_url=landing_page_url,
-                    utm_source=utms.utm_source,
-                    utm_medium=utms.utm_medium,
-                    utm_campaign=utms.utm_campaign,
-                    utm_content=utms.utm_content,
-                    utm_inferred=sorted(utms.inferred),
-                    **attributes,
-                )
-            )
-        except ValidationError as exc:
-            # The checks above should catch everything; this keeps the account/day/ad in the message
-            # if a model rule is ever stricter than them.
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "row"
-            raise ReportRowError(**where, ad_id=ad_id, field=field, problem=first["msg"]) from exc
-
-    return sorted(rows, key=lambda row: row.ad_id)
+        for url, campaign_name, ad_name, adgroup_name, campaign_id, adgroup_id, ad_id in zip(
+            urls,
+            attributes["campaign_name"],
+            attributes["ad_name"],
+            attributes["adgroup_name"],
+            attributes["campaign_id"],
+            attributes["adgroup_id"],
+            ad_ids,
+            strict=True,
+        )
+    ]
+    table = pa.Table.from_arrays(
+        [
+            pa.array([advertiser_id] * count, pa.string()),
+            pa.array([advertiser_name] * count, pa.string()),
+            ad_id_column,
+            pa.array([stat_date] * count, pa.date32()),
+            *(attribute_columns[field] for field in _ATTRIBUTE_FIELDS),
+            currency_column,
+            pa.array([timezone] * count, pa.string()),
+            cost,
+            impressions,
+            clicks,
+            conversions,
+            pa.array(urls, pa.string()),
+            *(pa.array([getattr(utm, key) for utm in utms], pa.string()) for key in UTM_KEYS),
+            pa.array([sorted(utm.inferred) for utm in utms], pa.list_(pa.string())),
+        ],
+        schema=METRICS_SCHEMA,
+    )
+    return table.take(pc.sort_indices(ad_id_column))
