@@ -27,7 +27,7 @@ from tiktok_amp_assets.core.ad_metrics import (
 )
 from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
 from tiktok_amp_assets.core.report_windows import report_windows
-from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.core.summaries import SUMMARY_COLUMNS, ad_metrics_figures, top_campaigns_markdown
 from tiktok_amp_assets.partitions import daily_partitions, partition_days
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
@@ -188,7 +188,7 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
                 tables.append(account_table)
             table = pa.concat_tables(tables)
             path = store.write_ad_metrics(day, table)
-            frame = metrics_frame(table)
+            frame = metrics_frame(table.select(SUMMARY_COLUMNS))
             context.add_asset_metadata(
                 {
                     **ad_metrics_figures(frame),

@@ -17,7 +17,7 @@ one pass into columns; the checks and conversions then run on whole columns. Rul
   (:mod:`tiktok_amp_assets.core.metric_values`: cost is an exact ``decimal128(21, 6)``, never a float).
 - ``landing_page_url`` comes from the ``ad/get`` item (null if absent or empty; :func:`landing_page_url`);
   the UTMs follow :mod:`tiktok_amp_assets.core.utms`.
-- Currency: the report row's ``currency``, else the account's (``advertiser/info``; :func:`row_currency`).
+- Currency: the report row's ``currency``, else the account's (``advertiser/info``; :func:`row_currencies`).
 - Time zone: the account's ``display_timezone`` if it is an IANA name, else its ``timezone`` if that
   is one, else an error (:func:`account_timezone`).
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -226,7 +226,33 @@ def _ad_get_value(value: object) -> str | None:
 
 
 def _as_mapping(value: object) -> Mapping[str, Any]:
+    if type(value) is dict:  # what JSON gives: skips the slower abstract-class check
+        return value
     return value if isinstance(value, Mapping) else {}
+
+
+# Python's str.strip() on ASCII text: the markers are matched after it, as _report_value does.
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_MISSING_MARKERS = pa.array(sorted(MISSING_METRIC_VALUES), pa.string())
+
+
+def _report_column(values: Sequence[object]) -> pa.Array:
+    """``_report_value`` of each value, as a string column (null: absent or a missing marker).
+
+    ASCII strings, nearly all of TikTok's values, are handled in bulk; anything else (ints, names
+    with non-ASCII letters or half an emoji) goes through ``_report_value`` one by one.
+    """
+    ascii_texts = [value if type(value) is str and value.isascii() else None for value in values]
+    column = pa.array(ascii_texts, pa.string())
+    marker = pc.is_in(pc.utf8_trim(column, _ASCII_WHITESPACE), value_set=_MISSING_MARKERS)
+    column = pc.if_else(marker, None, column)
+    if ascii_texts.count(None) == values.count(None):
+        return column
+    texts = column.to_pylist()
+    for index, (value, ascii_text) in enumerate(zip(values, ascii_texts, strict=True)):
+        if ascii_text is None and value is not None:
+            texts[index] = _report_value(value)
+    return pa.array(texts, pa.string())
 
 
 def _parse_day(stat_time_day: object) -> datetime | None:
@@ -252,17 +278,49 @@ def account_timezone(advertiser_info: Mapping[str, Any]) -> str | None:
     return None
 
 
-def row_currency(report_metrics: Mapping[str, Any], account_currency: str | None) -> str:
-    """The currency of one report row's cost: the row's ``currency``, else the account's.
+def row_currencies(report_currencies: Sequence[object], account_currency: str | None) -> list[str]:
+    """The currency of each report row's cost: the row's ``currency`` metric, else the account's.
 
     Upper-cased and stripped; checked to be an ISO 4217 code afterwards, with the other columns.
     """
-    return (_report_value(report_metrics.get("currency")) or account_currency or "").strip().upper()
+    by_text: dict[str, str] = {}  # a day's rows repeat one or two values
+    currencies = []
+    for value in report_currencies:
+        currency = by_text.get(value) if type(value) is str else None
+        if currency is None:
+            currency = (_report_value(value) or account_currency or "").strip().upper()
+            if type(value) is str:
+                by_text[value] = currency
+        currencies.append(currency)
+    return currencies
 
 
 def landing_page_url(ad_item: Mapping[str, Any]) -> str | None:
     """The ad's landing page, from its ``ad/get`` item; None when absent or empty."""
     return _ad_get_value(ad_item.get("landing_page_url"))
+
+
+@functools.lru_cache(maxsize=65_536)  # an ad's URL and names repeat on every day of a backfill
+def _utm_values(
+    url: str | None,
+    campaign_name: str,
+    ad_name: str,
+    adgroup_name: str,
+    campaign_id: str,
+    adgroup_id: str,
+    ad_id: str,
+) -> tuple[str, str, str, str, list[str]]:
+    """The UTM columns of one row: the four values in UTM_KEYS order, then the inferred keys, sorted."""
+    utms = landing_page_utms(
+        url,
+        campaign_name=campaign_name,
+        ad_name=ad_name,
+        adgroup_name=adgroup_name,
+        campaign_id=campaign_id,
+        adgroup_id=adgroup_id,
+        ad_id=ad_id,
+    )
+    return (utms.utm_source, utms.utm_medium, utms.utm_campaign, utms.utm_content, sorted(utms.inferred))
 
 
 def _first(mask: pa.Array) -> int | None:
@@ -313,57 +371,38 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
     ads_by_id: dict[str, Mapping[str, Any]] = {}
     for item in raw.get("ads") or []:
         item = _as_mapping(item)
-        item_ad_id = _text(item.get("ad_id"))
+        item_ad_id = item.get("ad_id")
+        if type(item_ad_id) is not str or not item_ad_id.isascii():
+            item_ad_id = _text(item_ad_id)
         if item_ad_id:
             # ad/get pages can overlap when ads change during paging; the first copy is as good.
             ads_by_id.setdefault(item_ad_id, item)
 
-    # One pass over TikTok's rows into columns of Python values; the checks follow per column.
-    midnight = datetime(stat_date.year, stat_date.month, stat_date.day)
-    expected_stat_time_day = midnight.strftime(STAT_TIME_DAY_FORMAT)
-    raw_ad_ids: list[object] = []
-    ad_ids: list[str | None] = []
-    other_stat_time_days: list[int] = []  # rows whose stat_time_day is not TikTok's exact text
-    items: list[Mapping[str, Any]] = []
-    attributes: dict[str, list[str | None]] = {field: [] for field in _ATTRIBUTE_FIELDS}
-    currencies: list[str] = []
-    metric_values: dict[str, list[object]] = {name: [] for name in (SPEND, IMPRESSIONS, CLICKS, CONVERSIONS)}
-    urls: list[str | None] = []
-    for index, report_row in enumerate(raw.get("report_rows") or []):
-        report_row = _as_mapping(report_row)
-        dimensions = _as_mapping(report_row.get("dimensions"))
-        metrics = _as_mapping(report_row.get("metrics"))
-        raw_ad_ids.append(dimensions.get("ad_id"))
-        ad_id = _report_value(dimensions.get("ad_id"))
-        ad_ids.append(ad_id)
-        if dimensions.get("stat_time_day") != expected_stat_time_day:
-            other_stat_time_days.append(index)
-        ad_item = ads_by_id.get(ad_id, {}) if ad_id else {}
-        items.append(ad_item)
-        for field, values in attributes.items():
-            values.append(_report_value(metrics.get(field)) or _ad_get_value(ad_item.get(field)))
-        currencies.append(row_currency(metrics, account_currency))
-        for name, values in metric_values.items():
-            values.append(metrics.get(name))
-        urls.append(landing_page_url(ad_item))
-    count = len(ad_ids)
+    # TikTok's rows into columns of Python values (comprehensions over dicts: the only per-row
+    # Python work); the checks and conversions follow on whole columns.
+    report_rows = [_as_mapping(row) for row in raw.get("report_rows") or []]
+    dimensions = [_as_mapping(row.get("dimensions")) for row in report_rows]
+    metrics = [_as_mapping(row.get("metrics")) for row in report_rows]
+    count = len(report_rows)
     if not count:
         return METRICS_SCHEMA.empty_table()
+    raw_ad_ids = [dimension.get("ad_id") for dimension in dimensions]
+    ad_id_column = _report_column(raw_ad_ids)
+    ad_ids: list[str | None] = ad_id_column.to_pylist()
 
     def fail(index: int | None, field: str, problem: str) -> ReportRowError:
         ad_id = ad_ids[index] if index is not None and _ID_RE.fullmatch(ad_ids[index] or "") else None
         return ReportRowError(**where, ad_id=ad_id, field=field, problem=problem)
 
-    ad_id_column = pa.array(ad_ids, pa.string())
     bad = _first(pc.invert(pc.fill_null(pc.match_substring_regex(ad_id_column, _ID_RE2), False)))
     if bad is not None:
         raise fail(None, "ad_id", f"missing or not an id: {raw_ad_ids[bad]!r}")
-    for index in other_stat_time_days:
+    midnight = datetime(stat_date.year, stat_date.month, stat_date.day)
+    expected_stat_time_day = midnight.strftime(STAT_TIME_DAY_FORMAT)
+    for index, dimension in enumerate(dimensions):
+        stat_time_day = dimension.get("stat_time_day")
         # The exact text TikTok writes needs no parsing; anything else is parsed and compared.
-        stat_time_day = _as_mapping(_as_mapping(raw["report_rows"][index]).get("dimensions")).get(
-            "stat_time_day"
-        )
-        if _parse_day(stat_time_day) != midnight:
+        if stat_time_day != expected_stat_time_day and _parse_day(stat_time_day) != midnight:
             raise fail(
                 index,
                 "stat_time_day",
@@ -375,18 +414,32 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
             if ad_id in seen:
                 raise fail(index, "ad_id", "the ad appears more than once this day")
             seen.add(ad_id)
+    items = [ads_by_id.get(ad_id) for ad_id in ad_ids]  # type: ignore[arg-type]
     for index, item in enumerate(items):
-        item_advertiser_id = _text(item.get("advertiser_id")) if item else None
+        item_advertiser_id = item.get("advertiser_id") if item else advertiser_id
+        if item_advertiser_id == advertiser_id:
+            continue
+        item_advertiser_id = _text(item_advertiser_id)
         if item_advertiser_id and item_advertiser_id != advertiser_id:
             raise fail(
                 index, "ads.advertiser_id", f"ad/get returned this ad for advertiser {item_advertiser_id}"
             )
 
-    attribute_columns = {field: pa.array(values, pa.string()) for field, values in attributes.items()}
-    firsts = {field: _first(pc.is_null(column)) for field, column in attribute_columns.items()}
-    missing = [
-        (index, _ATTRIBUTE_FIELDS.index(field), field) for field, index in firsts.items() if index is not None
-    ]
+    attribute_columns: dict[str, pa.Array] = {}
+    missing: list[tuple[int, int, str]] = []  # (row, field order, field) of values found nowhere
+    for order, field in enumerate(_ATTRIBUTE_FIELDS):
+        column = _report_column([row_metrics.get(field) for row_metrics in metrics])
+        absent = pc.indices_nonzero(pc.is_null(column)).to_pylist()
+        if absent:
+            # Deleted ads: the report writes "-"; ad/get has the stored value.
+            values = column.to_pylist()
+            for index in absent:
+                item = items[index]
+                values[index] = _ad_get_value(item.get(field)) if item else None
+                if values[index] is None:
+                    missing.append((index, order, field))
+            column = pa.array(values, pa.string())
+        attribute_columns[field] = column
     if missing:
         index, _, field = min(missing)
         if items[index]:
@@ -398,7 +451,8 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
     for field in _ID_FIELDS:
         bad = _first(pc.invert(pc.match_substring_regex(attribute_columns[field], _ID_RE2)))
         if bad is not None:
-            raise fail(bad, field, f"not an id: {attributes[field][bad]!r}")
+            raise fail(bad, field, f"not an id: {attribute_columns[field][bad].as_py()!r}")
+    currencies = row_currencies([row_metrics.get("currency") for row_metrics in metrics], account_currency)
     currency_column = pa.array(currencies, pa.string())
     bad = _first(pc.invert(pc.match_substring_regex(currency_column, _CURRENCY_RE2)))
     if bad is not None:
@@ -411,34 +465,35 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
             f"({advertiser_info.get('display_timezone')!r}) or timezone ({advertiser_info.get('timezone')!r})",
         )
     try:
-        cost = money_column(metric_values[SPEND], field=SPEND)
-        impressions = count_column(metric_values[IMPRESSIONS], field=IMPRESSIONS)
-        clicks = count_column(metric_values[CLICKS], field=CLICKS)
-        conversions = count_column(metric_values[CONVERSIONS], field=CONVERSIONS)
+        cost = money_column([row_metrics.get(SPEND) for row_metrics in metrics], field=SPEND)
+        impressions = count_column(
+            [row_metrics.get(IMPRESSIONS) for row_metrics in metrics], field=IMPRESSIONS
+        )
+        clicks = count_column([row_metrics.get(CLICKS) for row_metrics in metrics], field=CLICKS)
+        conversions = count_column(
+            [row_metrics.get(CONVERSIONS) for row_metrics in metrics], field=CONVERSIONS
+        )
     except MetricParseError as error:
         raise fail(error.row, error.field, str(error)) from error
 
-    utms = [
-        landing_page_utms(
-            url,
-            campaign_name=campaign_name,
-            ad_name=ad_name,
-            adgroup_name=adgroup_name,
-            campaign_id=campaign_id,
-            adgroup_id=adgroup_id,
-            ad_id=ad_id,
-        )
-        for url, campaign_name, ad_name, adgroup_name, campaign_id, adgroup_id, ad_id in zip(
-            urls,
-            attributes["campaign_name"],
-            attributes["ad_name"],
-            attributes["adgroup_name"],
-            attributes["campaign_id"],
-            attributes["adgroup_id"],
-            ad_ids,
+    url_by_ad_id = {ad_id: landing_page_url(item) for ad_id, item in ads_by_id.items()}
+    urls = [url_by_ad_id.get(ad_id) for ad_id in ad_ids]  # type: ignore[arg-type]
+    names = {field: attribute_columns[field].to_pylist() for field in _ATTRIBUTE_FIELDS}
+    utm_columns = list(
+        zip(
+            *map(
+                _utm_values,
+                urls,
+                names["campaign_name"],
+                names["ad_name"],
+                names["adgroup_name"],
+                names["campaign_id"],
+                names["adgroup_id"],
+                ad_ids,
+            ),
             strict=True,
         )
-    ]
+    )
     table = pa.Table.from_arrays(
         [
             pa.array([advertiser_id] * count, pa.string()),
@@ -453,8 +508,8 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
             clicks,
             conversions,
             pa.array(urls, pa.string()),
-            *(pa.array([getattr(utm, key) for utm in utms], pa.string()) for key in UTM_KEYS),
-            pa.array([sorted(utm.inferred) for utm in utms], pa.list_(pa.string())),
+            *(pa.array(values, pa.string()) for values in utm_columns[: len(UTM_KEYS)]),
+            pa.array(utm_columns[len(UTM_KEYS)], pa.list_(pa.string())),
         ],
         schema=METRICS_SCHEMA,
     )
