@@ -99,8 +99,7 @@ def test_one_row_per_report_row_sorted_by_ad_id() -> None:
     assert row.advertiser_id == ADVERTISER
     assert row.advertiser_name == "Acme Shop"
     assert row.stat_date == date(2026, 11, 23)
-    # Exact: a Decimal equal to TikTok's text (the column's scale is 6 decimals: "12.300000").
-    assert isinstance(row.cost, Decimal) and row.cost == Decimal("12.30")
+    assert row.cost == Decimal("12.30") and str(row.cost) == "12.30"
     assert (row.impressions, row.clicks, row.conversions) == (1000, 12, 3)
     # Report attributes win over ad/get when present.
     assert (row.ad_name, row.adgroup_name, row.campaign_name) == ("Ad 2", "US 18-34", "Black Friday")

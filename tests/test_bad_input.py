@@ -213,7 +213,7 @@ def _assert_stored_and_sendable(table: pa.Table) -> None:
         store = ImportStore(Path(folder))
         store.write_ad_metrics(day, table)
         assert store.read_ad_metrics(day).equals(table)
-        planned = plan_events(table, {}, [day], policy="correct")
+        planned = plan_events(table_rows(table), {}, [day], policy="correct")
         assert {event.ad_day_event.ad_id for event in planned} == set(table.column("ad_id").to_pylist())
         # Recorded before it is sent: SQLite takes 64-bit integers and text that is valid UTF-8.
         store.ledger().record_pending(event.ad_day_event for event in planned)

@@ -14,6 +14,7 @@ from tiktok_amp_assets.core.metric_values import (
     MetricParseError,
     MetricTotals,
     count_column,
+    money_as_written,
     money_column,
     parse_count,
     parse_money,
@@ -201,6 +202,16 @@ def test_columns_accept_refuse_and_convert_exactly_as_the_scalar_parsers(values:
             with pytest.raises(MetricParseError) as caught:
                 column(values, field="x")
             assert caught.value.row == bad and caught.value.field == "x"
+
+
+@pytest.mark.parametrize(
+    ("stored", "written"),
+    [("12.300000", "12.30"), ("0.000000", "0.00"), ("5066.000000", "5066.00"), ("0.125000", "0.125"),
+     ("0.000001", "0.000001"), ("100.000000", "100.00"), ("999999999999999.999990", "999999999999999.99999")],
+)  # fmt: skip
+def test_money_as_written_keeps_the_value_and_tiktoks_form(stored: str, written: str) -> None:
+    assert str(money_as_written(Decimal(stored))) == written
+    assert money_as_written(Decimal(stored)) == Decimal(stored)
 
 
 def test_money_column_is_an_exact_decimal_never_a_float() -> None:

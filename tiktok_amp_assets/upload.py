@@ -2,22 +2,26 @@
 
 Days are read and planned one at a time into a queue, and the queue is sent whenever it holds full
 requests; the rest waits for the next day's events. So a year costs as few requests as its events
-need, and memory holds about one request's events (plus a day's) however many days or ads. A day
-is finished (its results file written) once every one of its events has been answered.
+need, and memory holds about two requests' events however many days or ads. A day is finished (its
+results file written) once every one of its events has been answered.
+
+Reading and planning run in a worker thread, up to one request's events ahead of the sending: the
+next request is built while Amplitude answers the current one (the wait for an answer, gzip and
+SQLite release the GIL). Sending, recording and finishing stay in the caller's thread, in order.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
-from typing import Any
-
-import pyarrow as pa
+from typing import Any, TypeVar
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient, Delivery
+from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, table_rows
 from tiktok_amp_assets.core.reconciliation import Mismatch, undelivered_ad_days
 from tiktok_amp_assets.core.upload_plan import (
     AdDayKey,
@@ -29,6 +33,19 @@ from tiktok_amp_assets.core.upload_plan import (
 from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date, record_counts
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+# A dry run builds without sending: the worker stays this many events ahead.
+DRY_RUN_READ_AHEAD_EVENTS = 2000
+
+
+@dataclass(frozen=True)
+class PlannedDay:
+    day: date
+    rows: list[AdDayMetrics]
+    counted: dict[AdDayKey, CountedAdDay]  # what Amplitude had counted for the day before this run
+    planned: list[PlannedEvent]
 
 
 @dataclass(frozen=True)
@@ -54,7 +71,7 @@ class DayUploader:
         self._policy = policy
         self._log = logger
         self._reports: dict[date, DayUploadReport] = {}
-        self._tables: dict[date, pa.Table] = {}  # the metrics of days planned and not yet finished
+        self._rows: dict[date, list[AdDayMetrics]] = {}  # days planned and not yet finished
         self._counted_before: dict[AdDayKey, CountedAdDay] = {}
 
     def upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
@@ -63,8 +80,12 @@ class DayUploader:
             self._resend_pending(set(days))
         queue: list[PlannedEvent] = []
         built = 0
-        for day in days:
-            planned = self._plan(day)
+        read_ahead = self._client.max_events if self._client is not None else DRY_RUN_READ_AHEAD_EVENTS
+        for planned_day in _read_ahead(self._plan, days, budget=read_ahead, size=lambda p: len(p.planned)):
+            day, planned = planned_day.day, planned_day.planned
+            self._reports.setdefault(day, DayUploadReport(day)).planned.extend(planned)
+            self._rows[day] = planned_day.rows
+            self._counted_before.update(planned_day.counted)
             built += len(planned)
             if self._client is not None:
                 queue.extend(planned)
@@ -76,19 +97,18 @@ class DayUploader:
             # (Only planned days: resent pending events may have opened reports of later ones.)
             first_waiting = queue[0].ad_day_event.stat_date if queue else None
             yield from self._finish(
-                [done for done in sorted(self._tables) if first_waiting is None or done < first_waiting]
+                [done for done in sorted(self._rows) if first_waiting is None or done < first_waiting]
             )
         if self._client is None:
             self._log.info("dry run: %d events built for %s..%s, none sent", built, days[0], days[-1])
 
-    def _plan(self, day: date) -> list[PlannedEvent]:
-        self._reports.setdefault(day, DayUploadReport(day))
-        self._tables[day] = self._store.read_ad_metrics(day)
+    def _plan(self, day: date) -> PlannedDay:
+        """Read a day's metrics and plan its events against the ledger (in the read-ahead worker:
+        touches no state of the uploader). The day's events cannot be in flight meanwhile: a day is
+        planned once per run, and pending events of earlier runs were resent before planning began."""
+        rows = table_rows(self._store.read_ad_metrics(day))
         counted = self._ledger.counted([day])
-        self._counted_before.update(counted)
-        planned = plan_events(self._tables[day], counted, [day], policy=self._policy)
-        self._reports[day].planned.extend(planned)
-        return planned
+        return PlannedDay(day, rows, counted, plan_events(rows, counted, [day], policy=self._policy))
 
     def _send(self, planned: list[PlannedEvent]) -> None:
         assert self._client is not None
@@ -144,10 +164,10 @@ class DayUploader:
         reports = {day: self._reports.pop(day) for day in days}
         before = {key: value for key, value in self._counted_before.items() if key[2] in reports}
         record_counts(reports, before, counted_after)
-        tables = [self._tables.pop(day) for day in days if day in self._tables]
+        rows = [row for day in days for row in self._rows.pop(day, [])]
         undelivered: dict[date, list[Mismatch]] = defaultdict(list)
         if self._client is not None:
-            for mismatch in undelivered_ad_days(tables, counted_after, days):
+            for mismatch in undelivered_ad_days(rows, counted_after, days):
                 # freeze keeps counted days as first imported: only a never-counted ad-day is a loss.
                 key = (mismatch.advertiser_id, mismatch.ad_id, mismatch.stat_date)
                 if self._policy == "correct" or key not in counted_after:
@@ -160,3 +180,60 @@ class DayUploader:
             yield FinishedDay(report, results, str(path), undelivered[day])
         for key in list(before):
             del self._counted_before[key]
+
+
+def _read_ahead(
+    produce: Callable[[_Item], _Result],
+    items: Sequence[_Item],
+    *,
+    budget: int,
+    size: Callable[[_Result], int],
+) -> Iterator[_Result]:
+    """``produce(item)`` for each item in order, computed by a worker thread that stays at most
+    ``budget`` (by ``size``) ahead of the consumer, plus one item. An exception in ``produce`` is
+    raised here, at that item; when the consumer stops early, the worker stops too."""
+    condition = threading.Condition()
+    ready: deque[_Result] = deque()
+    state: dict[str, Any] = {"ahead": 0, "done": False, "error": None, "stop": False}
+
+    def work() -> None:
+        try:
+            for item in items:
+                result = produce(item)
+                with condition:
+                    if state["stop"]:
+                        return
+                    ready.append(result)
+                    state["ahead"] += size(result)
+                    condition.notify_all()
+                    while state["ahead"] > budget and not state["stop"]:
+                        condition.wait()
+        except BaseException as error:  # handed to the consumer, raised in its thread
+            with condition:
+                state["error"] = error
+        finally:
+            with condition:
+                state["done"] = True
+                condition.notify_all()
+
+    worker = threading.Thread(target=work, name="upload-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            with condition:
+                while not ready and not state["done"]:
+                    condition.wait()
+                if ready:
+                    result = ready.popleft()
+                    state["ahead"] -= size(result)
+                    condition.notify_all()
+                elif state["error"] is not None:
+                    raise state["error"]
+                else:
+                    return
+            yield result
+    finally:
+        with condition:
+            state["stop"] = True
+            condition.notify_all()
+        worker.join()

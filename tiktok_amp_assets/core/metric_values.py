@@ -50,6 +50,7 @@ MAX_MONEY_INTEGER_DIGITS = 15
 MAX_MONEY = Decimal(10) ** MAX_MONEY_INTEGER_DIGITS
 MAX_MONEY_PLACES = 6
 _MONEY_QUANTUM = Decimal(1).scaleb(-MAX_MONEY_PLACES)
+_CENTS = Decimal("0.01")
 # Every amount parse_money accepts fits exactly: 15 digits before the point, 6 after.
 MONEY_TYPE = pa.decimal128(MAX_MONEY_INTEGER_DIGITS + MAX_MONEY_PLACES, MAX_MONEY_PLACES)
 COUNT_TYPE = pa.int64()
@@ -133,6 +134,14 @@ def parse_count(value: object, *, field: str) -> int | None:
         return int(number)
     except (ValueError, OverflowError) as exc:  # absurdly long digit strings
         raise MetricParseError(field, value, "the number is too large") from exc
+
+
+def money_as_written(amount: Decimal) -> Decimal:
+    """An amount from the money column in TikTok's form: the column's six decimals without their
+    trailing zeros, but at least two (``12.300000`` -> ``12.30``, ``0.125000`` -> ``0.125``), so
+    ledger rows, results files and messages show the figures as TikTok wrote them. Same value."""
+    cents = amount.quantize(_CENTS)
+    return cents if cents == amount else amount.normalize()
 
 
 def money_column(values: Sequence[object], *, field: str) -> pa.Array:

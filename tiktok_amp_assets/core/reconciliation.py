@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from tiktok_amp_assets.core import tiktok_contract as api
-from tiktok_amp_assets.core.ad_metrics import table_rows, table_totals
+from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, table_totals
 from tiktok_amp_assets.core.metric_values import MetricTotals, parse_count, parse_money
 from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay
 
@@ -63,15 +63,13 @@ def reconcile_account_day(
 
 
 def undelivered_ad_days(
-    tables: Iterable[pa.Table], counted: Mapping[AdDayKey, CountedAdDay], stat_dates: Iterable[date]
+    rows: Iterable[AdDayMetrics], counted: Mapping[AdDayKey, CountedAdDay], stat_dates: Iterable[date]
 ) -> list[Mismatch]:
-    """Ad-days where Amplitude's counted sums differ from TikTok's current figures (the metrics
-    tables of ``stat_dates``; an ad-day TikTok no longer reports should be counted as zero)."""
+    """Ad-days where Amplitude's counted sums differ from TikTok's current figures (an ad-day TikTok
+    no longer reports should be counted as zero)."""
     days = set(stat_dates)
     current: dict[AdDayKey, MetricTotals] = {
-        (row.advertiser_id, row.ad_id, row.stat_date): row.totals()
-        for table in tables
-        for row in table_rows(table)
+        (row.advertiser_id, row.ad_id, row.stat_date): row.totals() for row in rows
     }
     mismatches = []
     for key in sorted(current.keys() | {key for key in counted if key[2] in days}):

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-import pyarrow as pa
-
-from tiktok_amp_assets.core.ad_metrics import table_rows
+from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
 from tiktok_amp_assets.core.events import (
     CLICKS,
     CONVERSIONS,
@@ -80,18 +78,18 @@ class PlannedEvent:
 
 
 def plan_events(
-    table: pa.Table,
+    rows: Iterable[AdDayMetrics],
     counted: Mapping[AdDayKey, CountedAdDay],
     stat_dates: Iterable[date],
     *,
     policy: RestatementPolicy = "correct",
 ) -> list[PlannedEvent]:
-    """The events to send for ``stat_dates``, given their current metrics ``table`` and the ledger's
-    ``counted``."""
+    """The events to send for ``stat_dates``, given current ``rows`` (a metrics table's,
+    :func:`~tiktok_amp_assets.core.ad_metrics.table_rows`) and the ledger's ``counted``."""
     days = set(stat_dates)
     planned: list[PlannedEvent] = []
     seen: set[AdDayKey] = set()
-    for row in table_rows(table):
+    for row in rows:
         key: AdDayKey = (row.advertiser_id, row.ad_id, row.stat_date)
         seen.add(key)
         already = counted.get(key)
