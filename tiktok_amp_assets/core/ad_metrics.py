@@ -15,7 +15,7 @@ one pass into columns; the checks and conversions then run on whole columns. Rul
   written as a missing-value marker (``"-"``, ``""``, ``"N/A"``, ...) are null, meaning "TikTok did
   not report it", never zero. Anything else that is not a plain number is an error
   (:mod:`tiktok_amp_assets.core.metric_values`: cost is an exact ``decimal128(21, 6)``, never a float).
-- ``landing_page_url`` comes from the ``ad/get`` item (null if absent or empty; :func:`landing_page_url`);
+- ``landing_page_url`` comes from the ``ad/get`` item (null if absent or empty; :func:`landing_page_urls`);
   the UTMs follow :mod:`tiktok_amp_assets.core.utms`.
 - Currency: the report row's ``currency``, else the account's (``advertiser/info``; :func:`row_currencies`).
 - Time zone: the account's ``display_timezone`` if it is an IANA name, else its ``timezone`` if that
@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -234,28 +235,32 @@ def _as_mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-# Python's str.strip() on ASCII text: the markers are matched after it, as _report_value does.
-_ASCII_WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+# What str.strip() removes (every character whose isspace() is true): markers are matched after it
+# in bulk exactly as _report_value matches them one by one.
+_STRIPPED = "".join(char for char in map(chr, range(sys.maxunicode + 1)) if char.isspace())
 _MISSING_MARKERS = pa.array(sorted(MISSING_METRIC_VALUES), pa.string())
+_EMPTY = pa.array([""], pa.string())
+
+
+def _text_column(values: Sequence[object], one_by_one: Callable[[object], str | None]) -> pa.Array:
+    """``values`` as a string column; strings in bulk, anything else (an id sent as a number, half
+    an emoji) through ``one_by_one``, the rule's scalar form."""
+    try:
+        return pa.array(values, pa.string())  # None is null; any other non-string raises
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        return pa.array([None if value is None else one_by_one(value) for value in values], pa.string())
 
 
 def _report_column(values: Sequence[object]) -> pa.Array:
-    """``_report_value`` of each value, as a string column (null: absent or a missing marker).
+    """``_report_value`` of each value, as a string column (null: absent or a missing marker)."""
+    column = _text_column(values, _report_value)
+    return pc.if_else(pc.is_in(pc.utf8_trim(column, _STRIPPED), value_set=_MISSING_MARKERS), None, column)
 
-    ASCII strings, nearly all of TikTok's values, are handled in bulk; anything else (ints, names
-    with non-ASCII letters or half an emoji) goes through ``_report_value`` one by one.
-    """
-    ascii_texts = [value if type(value) is str and value.isascii() else None for value in values]
-    column = pa.array(ascii_texts, pa.string())
-    marker = pc.is_in(pc.utf8_trim(column, _ASCII_WHITESPACE), value_set=_MISSING_MARKERS)
-    column = pc.if_else(marker, None, column)
-    if ascii_texts.count(None) == values.count(None):
-        return column
-    texts = column.to_pylist()
-    for index, (value, ascii_text) in enumerate(zip(values, ascii_texts, strict=True)):
-        if ascii_text is None and value is not None:
-            texts[index] = _report_value(value)
-    return pa.array(texts, pa.string())
+
+def _ad_get_column(values: Sequence[object]) -> pa.Array:
+    """``_ad_get_value`` of each value, as a string column (null: absent or blank)."""
+    column = _text_column(values, _ad_get_value)
+    return pc.if_else(pc.is_in(pc.utf8_trim(column, _STRIPPED), value_set=_EMPTY), None, column)
 
 
 def _parse_day(stat_time_day: object) -> datetime | None:
@@ -281,26 +286,21 @@ def account_timezone(advertiser_info: Mapping[str, Any]) -> str | None:
     return None
 
 
-def row_currencies(report_currencies: Sequence[object], account_currency: str | None) -> list[str]:
+def row_currencies(report_currencies: Sequence[object], account_currency: str | None) -> pa.Array:
     """The currency of each report row's cost: the row's ``currency`` metric, else the account's.
 
     Upper-cased and stripped; checked to be an ISO 4217 code afterwards, with the other columns.
+    The rule runs once per distinct value (a day's rows repeat one or two).
     """
-    by_text: dict[str, str] = {}  # a day's rows repeat one or two values
-    currencies = []
-    for value in report_currencies:
-        currency = by_text.get(value) if type(value) is str else None
-        if currency is None:
-            currency = (_report_value(value) or account_currency or "").strip().upper()
-            if type(value) is str:
-                by_text[value] = currency
-        currencies.append(currency)
-    return currencies
+    reported = _report_column(report_currencies)
+    distinct = pc.unique(reported)
+    currencies = [(value or account_currency or "").strip().upper() for value in distinct.to_pylist()]
+    return pa.array(currencies, pa.string()).take(pc.index_in(reported, value_set=distinct, skip_nulls=False))
 
 
-def landing_page_url(ad_item: Mapping[str, Any]) -> str | None:
-    """The ad's landing page, from its ``ad/get`` item; None when absent or empty."""
-    return _ad_get_value(ad_item.get("landing_page_url"))
+def landing_page_urls(ad_items: Sequence[Mapping[str, Any]]) -> pa.Array:
+    """Each ad's landing page, from its ``ad/get`` item; null when absent or empty (or no item)."""
+    return _ad_get_column([item.get("landing_page_url") if item else None for item in ad_items])
 
 
 @functools.lru_cache(maxsize=65_536)  # an ad's URL and names repeat on every day of a backfill
@@ -402,9 +402,10 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
         raise fail(None, "ad_id", f"missing or not an id: {raw_ad_ids[bad]!r}")
     midnight = datetime(stat_date.year, stat_date.month, stat_date.day)
     expected_stat_time_day = midnight.strftime(STAT_TIME_DAY_FORMAT)
-    for index, dimension in enumerate(dimensions):
-        stat_time_day = dimension.get("stat_time_day")
-        # The exact text TikTok writes needs no parsing; anything else is parsed and compared.
+    stat_time_days = [dimension.get("stat_time_day") for dimension in dimensions]
+    # The exact text TikTok writes needs no parsing (counted in C); anything else is parsed and compared.
+    others = [] if stat_time_days.count(expected_stat_time_day) == count else stat_time_days
+    for index, stat_time_day in enumerate(others):
         if stat_time_day != expected_stat_time_day and _parse_day(stat_time_day) != midnight:
             raise fail(
                 index,
@@ -418,10 +419,9 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
                 raise fail(index, "ad_id", "the ad appears more than once this day")
             seen.add(ad_id)
     items = [ads_by_id.get(ad_id) for ad_id in ad_ids]  # type: ignore[arg-type]
-    for index, item in enumerate(items):
-        item_advertiser_id = item.get("advertiser_id") if item else advertiser_id
-        if item_advertiser_id == advertiser_id:
-            continue
+    item_advertiser_ids = [item.get("advertiser_id") if item else advertiser_id for item in items]
+    others = [] if item_advertiser_ids.count(advertiser_id) == count else item_advertiser_ids
+    for index, item_advertiser_id in enumerate(others):
         item_advertiser_id = _text(item_advertiser_id)
         if item_advertiser_id and item_advertiser_id != advertiser_id:
             raise fail(
@@ -455,11 +455,12 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
         bad = _first(pc.invert(pc.match_substring_regex(attribute_columns[field], _ID_RE2)))
         if bad is not None:
             raise fail(bad, field, f"not an id: {attribute_columns[field][bad].as_py()!r}")
-    currencies = row_currencies([row_metrics.get("currency") for row_metrics in metrics], account_currency)
-    currency_column = pa.array(currencies, pa.string())
+    currency_column = row_currencies(
+        [row_metrics.get("currency") for row_metrics in metrics], account_currency
+    )
     bad = _first(pc.invert(pc.match_substring_regex(currency_column, _CURRENCY_RE2)))
     if bad is not None:
-        raise fail(bad, "currency", f"expected an ISO 4217 code, got {currencies[bad]!r}")
+        raise fail(bad, "currency", f"expected an ISO 4217 code, got {currency_column[bad].as_py()!r}")
     if timezone is None:
         raise fail(
             0,
@@ -479,8 +480,8 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
     except MetricParseError as error:
         raise fail(error.row, error.field, str(error)) from error
 
-    url_by_ad_id = {ad_id: landing_page_url(item) for ad_id, item in ads_by_id.items()}
-    urls = [url_by_ad_id.get(ad_id) for ad_id in ad_ids]  # type: ignore[arg-type]
+    url_column = landing_page_urls(items)
+    urls = url_column.to_pylist()
     names = {field: attribute_columns[field].to_pylist() for field in _ATTRIBUTE_FIELDS}
     utm_columns = list(
         zip(
@@ -510,7 +511,7 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
             impressions,
             clicks,
             conversions,
-            pa.array(urls, pa.string()),
+            url_column,
             *(pa.array(values, pa.string()) for values in utm_columns[: len(UTM_KEYS)]),
             pa.array(utm_columns[len(UTM_KEYS)], pa.list_(pa.string())),
         ],

@@ -167,11 +167,14 @@ def _column(
     plain_pattern: str,
     parse_one: Callable[..., object],
 ) -> pa.Array:
-    # Non-strings (JSON numbers, booleans, objects) and non-ASCII text (no number is; a lone
-    # surrogate could not even enter an Arrow string) are rare: they take the scalar path.
-    texts = pa.array(
-        [value if type(value) is str and value.isascii() else None for value in values], pa.string()
-    )
+    try:
+        texts = pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        # Non-strings (JSON numbers, booleans, objects) and half an emoji (no Arrow string can hold
+        # it) are rare: left null here, they take the scalar path below.
+        texts = pa.array(
+            [value if type(value) is str and value.isascii() else None for value in values], pa.string()
+        )
     plain = pc.fill_null(pc.match_substring_regex(texts, plain_pattern), False)
     missing = pc.fill_null(pc.is_in(texts, value_set=_EXACT_MISSING), False)
     settled = pc.or_(plain, missing)
