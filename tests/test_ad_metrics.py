@@ -127,7 +127,7 @@ def test_ids_stay_strings() -> None:
         assert METRICS_SCHEMA.field(name).type == pa.string()
 
 
-@pytest.mark.parametrize("marker", ["-", "", "  "])
+@pytest.mark.parametrize("marker", ["-", "", "  ", "\u3000-\u3000", "\xa0N/A\t", "\x1c--"])
 def test_deleted_ad_attributes_fall_back_to_ad_get(marker: str) -> None:
     raw = account_day(
         [

@@ -7,8 +7,10 @@ per day itself, and records metadata per partition. The work is done by the plai
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -162,42 +164,29 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
         mismatches: list[Mismatch] = []
-        for day in partition_days(context):
-            tables: list[pa.Table] = []
-            for advertiser_id in advertiser_ids:
-                try:
-                    raw = store.read_raw_report(day, advertiser_id)
-                    account_table = normalize_account_day(raw)
-                except MissingPartitionError as error:
-                    raise dg.Failure(description=f"{day}: {error}") from None
-                except ReportRowError as error:
-                    # Nothing of this day is written; earlier days of a range are whole files.
-                    raise dg.Failure(
-                        description=(
-                            f"{day}: {error}. TikTok's answer is kept as received in "
-                            f"{store.raw_report_path(day, advertiser_id)}. What to do: run the partition again "
-                            "later; if TikTok keeps sending this, report it to TikTok, or to the maintainers of "
-                            "tiktok-amp-assets if the value looks valid."
-                        )
-                    ) from None
-                mismatch = reconcile_account_day(
-                    advertiser_id, day, account_table, raw.get(ACCOUNT_TOTALS_KEY)
+        # Each day's Parquet file is written (encoded, fsynced) while the next day is normalized; at
+        # most one write is in flight, and a failed write fails the step. Leaving the block waits
+        # for it, also when a later day fails: earlier days are whole files.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer") as writer:
+            writing: Future[Path] | None = None
+            for day in partition_days(context):
+                table, day_mismatches = _normalized_day(store, advertiser_ids, day)
+                mismatches.extend(day_mismatches)
+                if writing is not None:
+                    writing.result()
+                writing = writer.submit(store.write_ad_metrics, day, table)
+                frame = metrics_frame(table.select(SUMMARY_COLUMNS))
+                context.add_asset_metadata(
+                    {
+                        **ad_metrics_figures(frame),
+                        "dagster/row_count": table.num_rows,
+                        "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(frame)),
+                        "path": dg.MetadataValue.path(str(store.metrics_path(day))),
+                    },
+                    partition_key=day.isoformat(),
                 )
-                if mismatch is not None:
-                    mismatches.append(mismatch)
-                tables.append(account_table)
-            table = pa.concat_tables(tables)
-            path = store.write_ad_metrics(day, table)
-            frame = metrics_frame(table.select(SUMMARY_COLUMNS))
-            context.add_asset_metadata(
-                {
-                    **ad_metrics_figures(frame),
-                    "dagster/row_count": table.num_rows,
-                    "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(frame)),
-                    "path": dg.MetadataValue.path(str(path)),
-                },
-                partition_key=day.isoformat(),
-            )
+            if writing is not None:
+                writing.result()
         return dg.MaterializeResult(
             check_results=[
                 dg.AssetCheckResult(
@@ -298,6 +287,36 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         )
 
     return [tiktok_raw_reports, tiktok_ad_metrics, amplitude_upload_results]
+
+
+def _normalized_day(
+    store: ImportStore, advertiser_ids: list[str], day: date
+) -> tuple[pa.Table, list[Mismatch]]:
+    """One day's metrics table (every account's rows) and the accounts whose rows do not add up to
+    TikTok's account totals."""
+    tables: list[pa.Table] = []
+    mismatches: list[Mismatch] = []
+    for advertiser_id in advertiser_ids:
+        try:
+            raw = store.read_raw_report(day, advertiser_id)
+            account_table = normalize_account_day(raw)
+        except MissingPartitionError as error:
+            raise dg.Failure(description=f"{day}: {error}") from None
+        except ReportRowError as error:
+            # Nothing of this day is written; earlier days of a range are whole files.
+            raise dg.Failure(
+                description=(
+                    f"{day}: {error}. TikTok's answer is kept as received in "
+                    f"{store.raw_report_path(day, advertiser_id)}. What to do: run the partition again "
+                    "later; if TikTok keeps sending this, report it to TikTok, or to the maintainers of "
+                    "tiktok-amp-assets if the value looks valid."
+                )
+            ) from None
+        mismatch = reconcile_account_day(advertiser_id, day, account_table, raw.get(ACCOUNT_TOTALS_KEY))
+        if mismatch is not None:
+            mismatches.append(mismatch)
+        tables.append(account_table)
+    return pa.concat_tables(tables), mismatches
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -235,9 +234,9 @@ def _as_mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-# What str.strip() removes (every character whose isspace() is true): markers are matched after it
-# in bulk exactly as _report_value matches them one by one.
-_STRIPPED = "".join(char for char in map(chr, range(sys.maxunicode + 1)) if char.isspace())
+# What str.strip() removes (every character whose isspace() is true; Unicode has none beyond the
+# first 65,536 code points): markers are matched after it in bulk exactly as _report_value does.
+_STRIPPED = "".join(char for char in map(chr, range(0x10000)) if char.isspace())
 _MISSING_MARKERS = pa.array(sorted(MISSING_METRIC_VALUES), pa.string())
 _EMPTY = pa.array([""], pa.string())
 
