@@ -117,3 +117,14 @@ def test_loading_days_never_materialized_names_them(project: Project) -> None:
         io_manager.load_input(context)
     message = str(caught.value.description)
     assert "2025-02-01, 2025-02-02" in message and "materialize tiktok_ad_metrics" in message
+
+
+def test_the_metrics_asset_shows_its_columns_in_the_ui(project: Project) -> None:
+    metrics = project.defs.resolve_assets_def("tiktok_ad_metrics")
+    schema = metrics.metadata_by_key[metrics.key]["dagster/column_schema"]
+    columns = {column.name: column for column in schema.columns}
+    assert list(columns) == METRICS_SCHEMA.names
+    assert columns["cost"].type == "decimal128(21, 6)" and columns["cost"].constraints.nullable
+    assert columns["stat_date"].type == "date32[day]" and not columns["stat_date"].constraints.nullable
+    assert columns["clicks"].type == "int64" and columns["ad_id"].type == "string"
+    assert all(column.description for column in columns.values())
