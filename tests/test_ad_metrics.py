@@ -345,3 +345,14 @@ def test_totals() -> None:
     assert table_totals(table) == MetricTotals(
         cost=Decimal("12.31"), impressions=2000, clicks=12, conversions=6
     )
+
+
+def test_rows_of_several_days_can_share_their_texts() -> None:
+    table = normalize_account_day(account_day([report_row(AD_LIVE)], [ad_item(AD_LIVE)]))
+    shared: dict[str, str] = {}
+    (first,) = table_rows(table, shared_texts=shared)
+    (second,) = table_rows(table, shared_texts=shared)
+    assert first == second
+    assert first.campaign_name is second.campaign_name and first.utm_source is second.utm_source
+    (unshared,) = table_rows(table)
+    assert unshared == first and unshared.campaign_name is not first.campaign_name

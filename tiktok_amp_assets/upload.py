@@ -73,6 +73,7 @@ class DayUploader:
         self._reports: dict[date, DayUploadReport] = {}
         self._rows: dict[date, list[AdDayMetrics]] = {}  # days planned and not yet finished
         self._counted_before: dict[AdDayKey, CountedAdDay] = {}
+        self._shared_texts: dict[str, str] = {}  # used by the read-ahead worker only
 
     def upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
         """Upload ``days`` (sorted); yields each day as soon as it is finished."""
@@ -106,7 +107,7 @@ class DayUploader:
         """Read a day's metrics and plan its events against the ledger (in the read-ahead worker:
         touches no state of the uploader). The day's events cannot be in flight meanwhile: a day is
         planned once per run, and pending events of earlier runs were resent before planning began."""
-        rows = table_rows(self._store.read_ad_metrics(day))
+        rows = table_rows(self._store.read_ad_metrics(day), shared_texts=self._shared_texts)
         counted = self._ledger.counted([day])
         return PlannedDay(day, rows, counted, plan_events(rows, counted, [day], policy=self._policy))
 
