@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tiktok_amp_emulators.http_server import Response
 
+from tiktok_amp_assets import normalize
 from tiktok_amp_assets.core.ad_metrics import ReportRowError, normalize_account_day, table_rows
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE, MAX_STRING_LENGTH
 from tiktok_amp_assets.core.json_codec import dump_json
@@ -467,7 +468,14 @@ def test_a_field_missing_from_the_row_and_from_ad_get_is_named(project: Project)
     assert_nothing_half_written(project, DAY)
 
 
-def test_in_a_range_a_bad_day_stops_the_run_and_the_other_days_stay_whole(project: Project) -> None:
+@pytest.mark.parametrize(
+    "worker_processes", [False, True], ids=["in the run's process", "in worker processes"]
+)
+def test_in_a_range_a_bad_day_stops_the_run_and_the_other_days_stay_whole(
+    project: Project, monkeypatch: pytest.MonkeyPatch, worker_processes: bool
+) -> None:
+    if worker_processes:  # as a long backfill does (normalize.py)
+        monkeypatch.setattr(normalize, "PARALLEL_FROM_ACCOUNT_DAYS", 1)
     days = [DAY + timedelta(days=offset) for offset in range(3)]
     bad_day = days[1]
     on_report(project, metric("spend", "twelve", day=bad_day))  # one report window holds all three days

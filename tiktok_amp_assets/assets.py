@@ -22,14 +22,13 @@ from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.core.ad_metrics import (
     METRICS_SCHEMA,
-    ReportRowError,
     account_timezone,
     metrics_frame,
-    normalize_account_day,
 )
-from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
+from tiktok_amp_assets.core.reconciliation import Mismatch
 from tiktok_amp_assets.core.report_windows import report_windows
 from tiktok_amp_assets.core.summaries import SUMMARY_COLUMNS, ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.normalize import ACCOUNT_TOTALS_KEY, NormalizationError, normalize_days
 from tiktok_amp_assets.partitions import daily_partitions, partition_days
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
@@ -47,7 +46,6 @@ UPLOAD_ASSET = "amplitude_upload_results"
 TIMEZONE_CHECK = "account_timezone_matches_partitions"
 RECONCILIATION_CHECK = "rows_add_up_to_account_totals"
 DELIVERY_CHECK = "amplitude_counts_equal_tiktok"
-ACCOUNT_TOTALS_KEY = "account_totals"
 
 
 def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
@@ -164,27 +162,31 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         advertiser_ids = _configured(tiktok.advertiser_id_list)
         store = import_store.store()
         mismatches: list[Mismatch] = []
-        # Each day's Parquet file is written (encoded, fsynced) while the next day is normalized; at
-        # most one write is in flight, and a failed write fails the step. Leaving the block waits
-        # for it, also when a later day fails: earlier days are whole files.
+        # Days arrive normalized in order (normalize.py: in worker processes for long ranges). Each
+        # day's Parquet file is written (encoded, fsynced) while the next day is received; at most
+        # one write is in flight, and a failed write fails the step. Leaving the block waits for it,
+        # also when a later day fails: earlier days are whole files, later ones not written.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer") as writer:
             writing: Future[Path] | None = None
-            for day in partition_days(context):
-                table, day_mismatches = _normalized_day(store, advertiser_ids, day)
-                mismatches.extend(day_mismatches)
-                if writing is not None:
-                    writing.result()
-                writing = writer.submit(store.write_ad_metrics, day, table)
-                frame = metrics_frame(table.select(SUMMARY_COLUMNS))
-                context.add_asset_metadata(
-                    {
-                        **ad_metrics_figures(frame),
-                        "dagster/row_count": table.num_rows,
-                        "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(frame)),
-                        "path": dg.MetadataValue.path(str(store.metrics_path(day))),
-                    },
-                    partition_key=day.isoformat(),
-                )
+            try:
+                for normalized in normalize_days(store.base_dir, advertiser_ids, partition_days(context)):
+                    day, table = normalized.day, normalized.table
+                    mismatches.extend(normalized.mismatches)
+                    if writing is not None:
+                        writing.result()
+                    writing = writer.submit(store.write_ad_metrics, day, table)
+                    frame = metrics_frame(table.select(SUMMARY_COLUMNS))
+                    context.add_asset_metadata(
+                        {
+                            **ad_metrics_figures(frame),
+                            "dagster/row_count": table.num_rows,
+                            "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(frame)),
+                            "path": dg.MetadataValue.path(str(store.metrics_path(day))),
+                        },
+                        partition_key=day.isoformat(),
+                    )
+            except NormalizationError as error:
+                raise dg.Failure(description=str(error)) from None
             if writing is not None:
                 writing.result()
         return dg.MaterializeResult(
@@ -287,36 +289,6 @@ def build_assets(settings: ProjectSettings) -> list[dg.AssetsDefinition]:
         )
 
     return [tiktok_raw_reports, tiktok_ad_metrics, amplitude_upload_results]
-
-
-def _normalized_day(
-    store: ImportStore, advertiser_ids: list[str], day: date
-) -> tuple[pa.Table, list[Mismatch]]:
-    """One day's metrics table (every account's rows) and the accounts whose rows do not add up to
-    TikTok's account totals."""
-    tables: list[pa.Table] = []
-    mismatches: list[Mismatch] = []
-    for advertiser_id in advertiser_ids:
-        try:
-            raw = store.read_raw_report(day, advertiser_id)
-            account_table = normalize_account_day(raw)
-        except MissingPartitionError as error:
-            raise dg.Failure(description=f"{day}: {error}") from None
-        except ReportRowError as error:
-            # Nothing of this day is written; earlier days of a range are whole files.
-            raise dg.Failure(
-                description=(
-                    f"{day}: {error}. TikTok's answer is kept as received in "
-                    f"{store.raw_report_path(day, advertiser_id)}. What to do: run the partition again "
-                    "later; if TikTok keeps sending this, report it to TikTok, or to the maintainers of "
-                    "tiktok-amp-assets if the value looks valid."
-                )
-            ) from None
-        mismatch = reconcile_account_day(advertiser_id, day, account_table, raw.get(ACCOUNT_TOTALS_KEY))
-        if mismatch is not None:
-            mismatches.append(mismatch)
-        tables.append(account_table)
-    return pa.concat_tables(tables), mismatches
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
