@@ -10,8 +10,9 @@ import warnings
 
 import dagster as dg
 
-from tiktok_amp_assets.assets import GROUP, UPLOAD_ASSET, build_assets
+from tiktok_amp_assets.assets import GROUP, METRICS_IO_MANAGER, UPLOAD_ASSET, build_assets
 from tiktok_amp_assets.core import amplitude_contract, tiktok_contract
+from tiktok_amp_assets.io_managers import AdMetricsIOManager
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.schedules import build_daily_schedule
 from tiktok_amp_assets.settings import ProjectSettings
@@ -29,6 +30,11 @@ def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
 
 def build_definitions(settings: ProjectSettings) -> dg.Definitions:
     assets = build_assets(settings)
+    import_store = ImportStoreResource(
+        base_dir=settings.data_dir,
+        # A secret, like the API keys: the UI and the run's config show the variable's name.
+        ledger_url=dg.EnvVar(LEDGER_URL_VAR) if os.environ.get(LEDGER_URL_VAR, "").strip() else None,
+    )
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.groups(GROUP))
     # Yesterday's upload must exist by the deadline. These checks are "superseded" by FreshnessPolicy,
     # but FreshnessPolicy is judged per asset, not per partition: a backfill of an old day would pass it.
@@ -63,10 +69,7 @@ def build_definitions(settings: ProjectSettings) -> dg.Definitions:
                 api_url=_env_or_default("AMPLITUDE_API_URL", amplitude_contract.DEFAULT_API_URL),
                 restatement_policy=settings.restatement_policy,
             ),
-            "import_store": ImportStoreResource(
-                base_dir=settings.data_dir,
-                # A secret, like the API keys: the UI and the run's config show the variable's name.
-                ledger_url=dg.EnvVar(LEDGER_URL_VAR) if os.environ.get(LEDGER_URL_VAR, "").strip() else None,
-            ),
+            "import_store": import_store,
+            METRICS_IO_MANAGER: AdMetricsIOManager(import_store=import_store),
         },
     )

@@ -30,6 +30,7 @@ from tiktok_amp_emulators.faults import Fault
 from tiktok_amp_assets.assets import DELIVERY_CHECK, UPLOAD_ASSET
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
 from tiktok_amp_assets.code_location import JOB_NAME
+from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -372,7 +373,9 @@ def test_events_left_pending_for_a_later_day_are_reported_with_that_day_once(pro
     assert project.materialize(days[0], days[-1], amplitude_config={"dry_run": True}).success
     store = ImportStore(project.data_dir)
     # A run that stopped after recording the last day's first events, before sending them.
-    last_day_events = plan_events(store.read_ad_metrics(days[-1]), {}, [days[-1]], policy="correct")
+    last_day_events = plan_events(
+        table_rows(store.read_ad_metrics(days[-1])), {}, [days[-1]], policy="correct"
+    )
     with store.ledger().planning(days[-1]) as planning:
         planning.record_pending(event.ad_day_event for event in last_day_events[:5])
 

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tiktok_amp_emulators.http_server import Response
 
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, ReportRowError, normalize_account_day
+from tiktok_amp_assets import normalize
+from tiktok_amp_assets.core.ad_metrics import ReportRowError, normalize_account_day, table_rows
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE, MAX_STRING_LENGTH
 from tiktok_amp_assets.core.json_codec import dump_json
 from tiktok_amp_assets.core.tiktok_contract import (
@@ -205,15 +207,15 @@ def _assert_named(error: ReportRowError) -> None:
     assert _ADVERTISER in message and _STAT_DATE in message and repr(error.field) in message
 
 
-def _assert_stored_and_sendable(rows: list[AdDayMetrics]) -> None:
+def _assert_stored_and_sendable(table: pa.Table) -> None:
     """The rows survive the metrics file and the ledger, and their events are valid Amplitude events."""
     day = date.fromisoformat(_STAT_DATE)
     with tempfile.TemporaryDirectory() as folder:
         store = ImportStore(Path(folder))
-        store.write_ad_metrics(day, rows)
-        assert store.read_ad_metrics(day) == rows
-        planned = plan_events(rows, {}, [day], policy="correct")
-        assert {event.ad_day_event.ad_id for event in planned} == {row.ad_id for row in rows}
+        store.write_ad_metrics(day, table)
+        assert store.read_ad_metrics(day).equals(table)
+        planned = plan_events(table_rows(table), {}, [day], policy="correct")
+        assert {event.ad_day_event.ad_id for event in planned} == set(table.column("ad_id").to_pylist())
         # Recorded before it is sent: SQLite takes 64-bit integers and text that is valid UTF-8.
         with store.ledger().planning(day) as planning:
             planning.record_pending(event.ad_day_event for event in planned)
@@ -240,25 +242,27 @@ def test_any_value_in_a_well_formed_report_gives_a_named_error_or_sendable_event
     raw: dict[str, Any],
 ) -> None:
     try:
-        rows = normalize_account_day(raw)
+        table = normalize_account_day(raw)
     except ReportRowError as error:
         event(f"error: {error.field}")
         _assert_named(error)
         return
     event("rows")
-    assert [row.ad_id for row in rows] == sorted(row["dimensions"]["ad_id"] for row in raw["report_rows"])
-    _assert_stored_and_sendable(rows)
+    assert table.column("ad_id").to_pylist() == sorted(
+        row["dimensions"]["ad_id"] for row in raw["report_rows"]
+    )
+    _assert_stored_and_sendable(table)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_any_reports)
 def test_a_report_of_any_shape_gives_a_named_error_or_sendable_events(raw: dict[str, Any]) -> None:
     try:
-        rows = normalize_account_day(raw)
+        table = normalize_account_day(raw)
     except ReportRowError as error:
         _assert_named(error)
         return
-    _assert_stored_and_sendable(rows)
+    _assert_stored_and_sendable(table)
 
 
 # ----- 2. malformed answers on the wire, through a Dagster run
@@ -465,7 +469,14 @@ def test_a_field_missing_from_the_row_and_from_ad_get_is_named(project: Project)
     assert_nothing_half_written(project, DAY)
 
 
-def test_in_a_range_a_bad_day_stops_the_run_and_the_other_days_stay_whole(project: Project) -> None:
+@pytest.mark.parametrize(
+    "worker_processes", [False, True], ids=["in the run's process", "in worker processes"]
+)
+def test_in_a_range_a_bad_day_stops_the_run_and_the_other_days_stay_whole(
+    project: Project, monkeypatch: pytest.MonkeyPatch, worker_processes: bool
+) -> None:
+    if worker_processes:  # as a long backfill does (normalize.py)
+        monkeypatch.setattr(normalize, "PARALLEL_FROM_ACCOUNT_DAYS", 1)
     days = [DAY + timedelta(days=offset) for offset in range(3)]
     bad_day = days[1]
     on_report(project, metric("spend", "twelve", day=bad_day))  # one report window holds all three days
@@ -517,7 +528,9 @@ def test_a_dash_for_a_metric_is_missing_and_left_out_of_the_event(project: Proje
     touched = on_report(project, dash)
     assert run(project, DAY).success
     (ad_id,) = set(touched)
-    (row,) = [row for row in ImportStore(project.data_dir).read_ad_metrics(DAY) if row.ad_id == ad_id]
+    (row,) = [
+        row for row in table_rows(ImportStore(project.data_dir).read_ad_metrics(DAY)) if row.ad_id == ad_id
+    ]
     assert row.conversions is None and row.impressions is not None
     (sent,) = [
         e for e in project.amplitude.counted_events(API_KEY) if e["event_properties"]["ad_id"] == ad_id

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 from tiktok_amp_emulators.catalogue import DELETE
 
+from tiktok_amp_assets import normalize
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE
 from tiktok_amp_assets.storage.import_store import ImportStore
 
@@ -109,7 +110,14 @@ def test_partition_metadata_and_results_are_recorded(project: Project) -> None:
     assert results["requests"] and results["requests"][0]["status"] == 200
 
 
-def test_a_range_run_materializes_every_day(project: Project) -> None:
+@pytest.mark.parametrize(
+    "worker_processes", [False, True], ids=["in the run's process", "in worker processes"]
+)
+def test_a_range_run_materializes_every_day(
+    project: Project, monkeypatch: pytest.MonkeyPatch, worker_processes: bool
+) -> None:
+    if worker_processes:  # the metrics of a long backfill are normalized in worker processes
+        monkeypatch.setattr(normalize, "PARALLEL_FROM_ACCOUNT_DAYS", 1)
     first = day_with_deleted_spend(project)
     last = first + timedelta(days=2)
     assert project.materialize(first, last).success

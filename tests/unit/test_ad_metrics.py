@@ -1,29 +1,42 @@
-"""Normalizing one account-day of raw TikTok responses into AdDayMetrics rows."""
+"""Normalizing one account-day of raw TikTok responses into the typed metrics table."""
 
 from __future__ import annotations
 
 import copy
-import json
+import tempfile
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from pydantic import ValidationError
 
 from tiktok_amp_assets.core.ad_metrics import (
+    METRICS_SCHEMA,
     AdDayMetrics,
     ReportRowError,
     account_timezone,
     landing_page,
     normalize_account_day,
+    table_rows,
+    table_totals,
 )
 from tiktok_amp_assets.core.metric_values import MetricTotals
+from tiktok_amp_assets.storage.import_store import ImportStore, StoredMetricsError
 
 ADVERTISER = "7000000000000000001"
 DAY = "2026-11-23"
 AD_LIVE = "1790000000000000002"
 AD_DELETED = "1790000000000000001"
+
+
+def normalized(raw: dict[str, Any]) -> list[AdDayMetrics]:
+    """The rows of the account-day's table, after checking the table has exactly the metrics schema."""
+    table = normalize_account_day(raw)
+    assert table.schema.equals(METRICS_SCHEMA, check_metadata=True)
+    return table_rows(table)
 
 
 def report_row(ad_id: str, day: str = DAY, **metrics: str) -> dict[str, Any]:
@@ -76,7 +89,7 @@ def account_day(
 
 
 def test_one_row_per_report_row_sorted_by_ad_id() -> None:
-    rows = normalize_account_day(
+    rows = normalized(
         account_day([report_row(AD_LIVE), report_row(AD_DELETED)], [ad_item(AD_LIVE), ad_item(AD_DELETED)])
     )
     assert [row.ad_id for row in rows] == [AD_DELETED, AD_LIVE]
@@ -101,15 +114,18 @@ def test_one_row_per_report_row_sorted_by_ad_id() -> None:
 
 
 def test_ids_stay_strings() -> None:
-    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)]))
+    raw = account_day([report_row(AD_LIVE)])
+    raw["report_rows"][0]["dimensions"]["ad_id"] = int(AD_LIVE)  # JSON may carry an id as a number
+    (row,) = normalized(raw)
     assert (
         isinstance(row.ad_id, str) and isinstance(row.campaign_id, str) and isinstance(row.advertiser_id, str)
     )
-    with pytest.raises(ValidationError):
-        AdDayMetrics.model_validate(row.model_dump() | {"ad_id": 1790000000000000002})
+    assert row.ad_id == AD_LIVE
+    for name in ("advertiser_id", "ad_id", "adgroup_id", "campaign_id"):
+        assert METRICS_SCHEMA.field(name).type == pa.string()
 
 
-@pytest.mark.parametrize("marker", ["-", "", "  "])
+@pytest.mark.parametrize("marker", ["-", "", "  ", "\u3000-\u3000", "\xa0N/A\t", "\x1c--"])
 def test_deleted_ad_attributes_fall_back_to_ad_get(marker: str) -> None:
     raw = account_day(
         [
@@ -131,7 +147,7 @@ def test_deleted_ad_attributes_fall_back_to_ad_get(marker: str) -> None:
             )
         ],
     )
-    (row,) = normalize_account_day(raw)
+    (row,) = normalized(raw)
     assert row.ad_name == "Ad 1 (ad/get)"
     assert row.adgroup_id == "1810000000000000009"
     assert row.adgroup_name == "US 18-34 (ad/get)"
@@ -143,7 +159,7 @@ def test_deleted_ad_attributes_fall_back_to_ad_get(marker: str) -> None:
 def test_attribute_missing_everywhere_names_the_field() -> None:
     raw = account_day([report_row(AD_DELETED, campaign_name="-")], [ad_item(AD_DELETED, campaign_name="")])
     with pytest.raises(ReportRowError) as caught:
-        normalize_account_day(raw)
+        normalized(raw)
     error = caught.value
     assert (error.advertiser_id, error.stat_date, error.ad_id) == (ADVERTISER, DAY, AD_DELETED)
     assert error.field == "campaign_name"
@@ -153,13 +169,13 @@ def test_attribute_missing_everywhere_names_the_field() -> None:
 
 def test_attribute_missing_and_no_ad_get_item_hints_at_deleted_ads() -> None:
     with pytest.raises(ReportRowError, match="STATUS_ALL"):
-        normalize_account_day(account_day([report_row(AD_DELETED, ad_name="-")]))
+        normalized(account_day([report_row(AD_DELETED, ad_name="-")]))
 
 
 def test_row_for_another_day_is_an_error() -> None:
     raw = account_day([report_row(AD_LIVE), report_row(AD_DELETED, day="2026-11-22")])
     with pytest.raises(ReportRowError) as caught:
-        normalize_account_day(raw)
+        normalized(raw)
     message = str(caught.value)
     assert caught.value.field == "stat_time_day"
     for part in (ADVERTISER, DAY, AD_DELETED, "stat_time_day", "2026-11-22"):
@@ -170,13 +186,13 @@ def test_row_with_a_time_of_day_is_an_error() -> None:
     raw = account_day([report_row(AD_LIVE)])
     raw["report_rows"][0]["dimensions"]["stat_time_day"] = f"{DAY} 13:00:00"
     with pytest.raises(ReportRowError, match="stat_time_day"):
-        normalize_account_day(raw)
+        normalized(raw)
 
 
 def test_duplicate_ad_is_an_error() -> None:
     raw = account_day([report_row(AD_LIVE), report_row(AD_DELETED), report_row(AD_LIVE, spend="1.00")])
     with pytest.raises(ReportRowError) as caught:
-        normalize_account_day(raw)
+        normalized(raw)
     assert (caught.value.ad_id, caught.value.field) == (AD_LIVE, "ad_id")
     assert "more than once" in str(caught.value)
     assert ADVERTISER in str(caught.value) and DAY in str(caught.value)
@@ -187,7 +203,7 @@ def test_missing_or_bad_ad_id(ad_id: str | None) -> None:
     raw = account_day([report_row(AD_LIVE)])
     raw["report_rows"][0]["dimensions"]["ad_id"] = ad_id
     with pytest.raises(ReportRowError) as caught:
-        normalize_account_day(raw)
+        normalized(raw)
     assert caught.value.field == "ad_id"
     assert ADVERTISER in str(caught.value) and DAY in str(caught.value)
 
@@ -195,43 +211,43 @@ def test_missing_or_bad_ad_id(ad_id: str | None) -> None:
 def test_missing_performance_metrics_are_none_not_zero() -> None:
     raw = account_day([report_row(AD_LIVE, spend="-", conversion="", clicks="0")])
     del raw["report_rows"][0]["metrics"]["impressions"]
-    (row,) = normalize_account_day(raw)
+    (row,) = normalized(raw)
     assert (row.cost, row.impressions, row.clicks, row.conversions) == (None, None, 0, None)
     assert row.totals() == MetricTotals(cost=Decimal(0), impressions=0, clicks=0, conversions=0)
 
 
 def test_unparsable_metric_names_the_field() -> None:
     with pytest.raises(ReportRowError) as caught:
-        normalize_account_day(account_day([report_row(AD_LIVE, clicks="12.5")]))
+        normalized(account_day([report_row(AD_LIVE, clicks="12.5")]))
     assert (caught.value.field, caught.value.ad_id) == ("clicks", AD_LIVE)
     assert "12.5" in str(caught.value)
 
 
 def test_currency_comes_from_the_account() -> None:
     raw = account_day([report_row(AD_LIVE)], currency="EUR")
-    assert normalize_account_day(raw)[0].currency == "EUR"
+    assert normalized(raw)[0].currency == "EUR"
     # Raw files stored before carry a currency on each report row: read first when present.
     raw = account_day([report_row(AD_LIVE, currency="-")], currency="EUR")
-    assert normalize_account_day(raw)[0].currency == "EUR"
+    assert normalized(raw)[0].currency == "EUR"
     raw = account_day([report_row(AD_LIVE, currency="JPY")], currency="EUR")
-    assert normalize_account_day(raw)[0].currency == "JPY"
+    assert normalized(raw)[0].currency == "JPY"
 
 
 def test_currency_missing_everywhere_is_an_error() -> None:
     raw = account_day([report_row(AD_LIVE, currency="")], currency="")
     with pytest.raises(ReportRowError, match="currency"):
-        normalize_account_day(raw)
+        normalized(raw)
 
 
 def test_timezone_prefers_timezone_then_display_timezone() -> None:
     # The report days are in "timezone" (a fixed offset all year, per TikTok's help).
     raw = account_day([report_row(AD_LIVE)], display_timezone="Asia/Tokyo", timezone="Etc/GMT-9")
-    assert normalize_account_day(raw)[0].timezone == "Etc/GMT-9"
+    assert normalized(raw)[0].timezone == "Etc/GMT-9"
     raw = account_day([report_row(AD_LIVE)], display_timezone="(UTC+09:00) Tokyo", timezone="Asia/Tokyo")
-    assert normalize_account_day(raw)[0].timezone == "Asia/Tokyo"
+    assert normalized(raw)[0].timezone == "Asia/Tokyo"
     # display_timezone, no longer asked for, is read from older raw files when timezone is unusable.
     raw = account_day([report_row(AD_LIVE)], display_timezone="America/Los_Angeles", timezone="GMT-8")
-    assert normalize_account_day(raw)[0].timezone == "America/Los_Angeles"
+    assert normalized(raw)[0].timezone == "America/Los_Angeles"
 
 
 def test_account_timezone() -> None:
@@ -246,7 +262,7 @@ def test_account_timezone() -> None:
 def test_no_iana_timezone_is_an_error() -> None:
     raw = account_day([report_row(AD_LIVE)], display_timezone="Pacific Time", timezone="GMT-08:00")
     with pytest.raises(ReportRowError) as caught:
-        normalize_account_day(raw)
+        normalized(raw)
     assert caught.value.field == "timezone"
     assert "Pacific Time" in str(caught.value)
 
@@ -279,7 +295,7 @@ def test_landing_page_urls_stand_in_for_an_empty_landing_page_url(
     fields: dict[str, Any], expected: str | None
 ) -> None:
     item = {key: value for key, value in ad_item(AD_LIVE).items() if key != "landing_page_url"} | fields
-    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)], [item]))
+    (row,) = normalized(account_day([report_row(AD_LIVE)], [item]))
     assert row.landing_page_url == expected
     assert landing_page(item) == expected
 
@@ -290,13 +306,13 @@ def test_utms_are_read_from_landing_page_urls() -> None:
         landing_page_url=None,
         landing_page_urls=["", "https://shop.example/p?utm_source=tt&utm_medium=video&utm_content=__CID__"],
     )
-    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)], [item]))
+    (row,) = normalized(account_day([report_row(AD_LIVE)], [item]))
     assert (row.utm_source, row.utm_medium, row.utm_content) == ("tt", "video", AD_LIVE)
     assert row.utm_inferred == ["utm_campaign"]
 
 
 def test_landing_page_url_only_from_ad_get() -> None:
-    rows = normalize_account_day(
+    rows = normalized(
         account_day([report_row(AD_LIVE), report_row(AD_DELETED)], [ad_item(AD_LIVE, landing_page_url="")])
     )
     assert [row.landing_page_url for row in rows] == [None, None]
@@ -306,53 +322,88 @@ def test_landing_page_url_only_from_ad_get() -> None:
 def test_advertiser_info_for_another_account_is_an_error() -> None:
     raw = account_day([report_row(AD_LIVE)], advertiser_id="7000000000000000999")
     with pytest.raises(ReportRowError, match="7000000000000000999"):
-        normalize_account_day(raw)
+        normalized(raw)
 
 
 def test_bad_stat_date_is_an_error() -> None:
     raw = account_day([report_row(AD_LIVE)])
     raw["stat_date"] = "23/11/2026"
     with pytest.raises(ReportRowError) as caught:
-        normalize_account_day(raw)
+        normalized(raw)
     assert caught.value.field == "stat_date"
 
 
 def test_empty_day_gives_no_rows() -> None:
-    assert normalize_account_day(account_day([])) == []
+    assert normalized(account_day([])) == []
+    assert normalize_account_day(account_day([])).schema.equals(METRICS_SCHEMA)
 
 
 def test_input_is_not_modified() -> None:
     raw = account_day([report_row(AD_DELETED, ad_name="-")], [ad_item(AD_DELETED)])
     before = copy.deepcopy(raw)
-    normalize_account_day(raw)
+    normalized(raw)
     assert raw == before
 
 
-def test_record_round_trip_is_exact_through_json_lines() -> None:
-    rows = normalize_account_day(
+def test_table_round_trip_is_exact_through_parquet() -> None:
+    table = normalize_account_day(
         account_day(
             [report_row(AD_LIVE, spend="0.10", conversion="-"), report_row(AD_DELETED)], [ad_item(AD_LIVE)]
         )
     )
-    line = "\n".join(json.dumps(row.to_record()) for row in rows)
-    back = [AdDayMetrics.from_record(json.loads(text)) for text in line.splitlines()]
-    assert back == rows
-    assert str(back[1].cost) == "0.10"
-    assert back[1].conversions is None
-    record = rows[0].to_record()
-    assert record["cost"] == "12.30" and record["stat_date"] == DAY
+    day = date.fromisoformat(DAY)
+    with tempfile.TemporaryDirectory() as folder:
+        store = ImportStore(Path(folder))
+        path = store.write_ad_metrics(day, table)
+        assert path.name == f"{DAY}.parquet"
+        back = store.read_ad_metrics(day)
+    assert back.equals(table) and back.schema.equals(METRICS_SCHEMA)
+    rows = table_rows(back)
+    assert rows[1].cost == Decimal("0.10") and isinstance(rows[1].cost, Decimal)
+    assert rows[1].conversions is None
+    assert rows[0].stat_date == day
+    # Money is an exact decimal column, never a float; counts are 64-bit integers.
+    assert back.schema.field("cost").type == pa.decimal128(21, 6)
+    assert back.schema.field("conversions").type == pa.int64()
+    assert back.schema.field("stat_date").type == pa.date32()
 
 
-def test_from_record_rejects_bad_records() -> None:
-    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)]))
-    with pytest.raises(ValidationError):
-        AdDayMetrics.from_record(row.to_record() | {"timezone": "Mars/Olympus"})
-    with pytest.raises(ValidationError):
-        AdDayMetrics.from_record(row.to_record() | {"currency": "usd"})
-    with pytest.raises(ValidationError):
-        AdDayMetrics.from_record(row.to_record() | {"surprise": 1})
+def test_a_metrics_file_of_another_shape_is_refused() -> None:
+    day = date.fromisoformat(DAY)
+    table = normalize_account_day(account_day([report_row(AD_LIVE)]))
+    cost_as_float = table.set_column(
+        table.schema.get_field_index("cost"), "cost", table.column("cost").cast(pa.float64())
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        store = ImportStore(Path(folder))
+        with pytest.raises(StoredMetricsError) as caught:
+            store.write_ad_metrics(day, cost_as_float)
+        assert "cost" in str(caught.value)
+        store.write_ad_metrics(day, table)
+        pq.write_table(cost_as_float, store.metrics_path(day))
+        with pytest.raises(StoredMetricsError) as caught:
+            store.read_ad_metrics(day)
+        message = str(caught.value)
+        assert DAY in message and "cost" in message and "tiktok_ad_metrics" in message
 
 
 def test_totals() -> None:
-    (row,) = normalize_account_day(account_day([report_row(AD_LIVE)]))
+    (row,) = normalized(account_day([report_row(AD_LIVE)]))
     assert row.totals() == MetricTotals(cost=Decimal("12.30"), impressions=1000, clicks=12, conversions=3)
+    table = normalize_account_day(
+        account_day([report_row(AD_LIVE), report_row(AD_DELETED, spend="0.01", clicks="-")])
+    )
+    assert table_totals(table) == MetricTotals(
+        cost=Decimal("12.31"), impressions=2000, clicks=12, conversions=6
+    )
+
+
+def test_rows_of_several_days_can_share_their_texts() -> None:
+    table = normalize_account_day(account_day([report_row(AD_LIVE)], [ad_item(AD_LIVE)]))
+    shared: dict[str, str] = {}
+    (first,) = table_rows(table, shared_texts=shared)
+    (second,) = table_rows(table, shared_texts=shared)
+    assert first == second
+    assert first.campaign_name is second.campaign_name and first.utm_source is second.utm_source
+    (unshared,) = table_rows(table)
+    assert unshared == first and unshared.campaign_name is not first.campaign_name

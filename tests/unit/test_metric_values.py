@@ -9,7 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tiktok_amp_assets.core.metric_values import MetricParseError, MetricTotals, parse_count, parse_money
+from tiktok_amp_assets.core.metric_values import (
+    MONEY_TYPE,
+    MetricParseError,
+    MetricTotals,
+    count_column,
+    money_as_written,
+    money_column,
+    parse_count,
+    parse_money,
+)
 from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
 
 
@@ -162,6 +171,60 @@ def test_parsers_raise_only_metric_parse_error(value: object) -> None:
 @given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False, allow_infinity=False))
 def test_money_text_round_trips(amount: Decimal) -> None:
     assert parse_money(str(amount), field="spend") == amount
+
+
+_metric_texts = st.one_of(
+    st.from_regex(r"[ ]?[+-]?[0-9]{1,20}(\.[0-9]{0,8})?[ ]?", fullmatch=True),
+    st.sampled_from([*sorted(MISSING_METRIC_VALUES), " - ", "1e3", "NaN", "12,30", "\ud83d", "1\n"]),
+)
+_metric_values = st.one_of(_metric_texts, st.none(), st.integers(), st.floats(), st.booleans())
+
+
+def _one_by_one(parse: object, values: list[object]) -> tuple[list[object], int | None]:
+    parsed = []
+    for index, value in enumerate(values):
+        try:
+            parsed.append(parse(value, field="x"))  # type: ignore[operator]
+        except MetricParseError:
+            return parsed, index
+    return parsed, None
+
+
+@given(st.lists(_metric_values, max_size=12))
+def test_columns_accept_refuse_and_convert_exactly_as_the_scalar_parsers(values: list[object]) -> None:
+    for column, parse in ((money_column, parse_money), (count_column, parse_count)):
+        expected, bad = _one_by_one(parse, values)
+        if bad is None:
+            converted = column(values, field="x").to_pylist()
+            assert converted == expected
+            assert all(type(a) is type(b) for a, b in zip(converted, expected, strict=True))
+        else:
+            with pytest.raises(MetricParseError) as caught:
+                column(values, field="x")
+            assert caught.value.row == bad and caught.value.field == "x"
+
+
+@pytest.mark.parametrize(
+    ("stored", "written"),
+    [("12.300000", "12.30"), ("0.000000", "0.00"), ("5066.000000", "5066.00"), ("0.125000", "0.125"),
+     ("0.000001", "0.000001"), ("100.000000", "100.00"), ("999999999999999.999990", "999999999999999.99999")],
+)  # fmt: skip
+def test_money_as_written_keeps_the_value_and_tiktoks_form(stored: str, written: str) -> None:
+    assert str(money_as_written(Decimal(stored))) == written
+    assert money_as_written(Decimal(stored)) == Decimal(stored)
+
+
+def test_money_column_is_an_exact_decimal_never_a_float() -> None:
+    column = money_column(["12.30", "-", None, "0.10", "999999999999999.999999"], field="spend")
+    assert column.type == MONEY_TYPE
+    assert column.to_pylist() == [
+        Decimal("12.30"),
+        None,
+        None,
+        Decimal("0.10"),
+        Decimal("999999999999999.999999"),
+    ]
+    assert count_column(["0", "", "9223372036854775807"], field="clicks").to_pylist() == [0, None, 2**63 - 1]
 
 
 def totals(cost: str, impressions: int, clicks: int, conversions: int) -> MetricTotals:

@@ -16,6 +16,7 @@ from tiktok_amp_assets.assets.ad_metrics import build_ad_metrics
 from tiktok_amp_assets.assets.names import (
     DELIVERY_CHECK,
     GROUP,
+    METRICS_IO_MANAGER,
     RECONCILIATION_CHECK,
     TIMEZONE_CHECK,
     UPLOAD_ASSET,
@@ -28,6 +29,7 @@ from tiktok_amp_assets.settings import ProjectSettings
 __all__ = [
     "DELIVERY_CHECK",
     "GROUP",
+    "METRICS_IO_MANAGER",
     "RECONCILIATION_CHECK",
     "TIMEZONE_CHECK",
     "UPLOAD_ASSET",

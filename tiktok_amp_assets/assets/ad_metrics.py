@@ -1,22 +1,25 @@
-"""``tiktok_ad_metrics``: one validated row per ad account, ad and day, and the blocking check that
-the rows add up to TikTok's own account totals (a partial import is never uploaded)."""
+"""``tiktok_ad_metrics``: the typed metrics table, one Parquet file per day, and the blocking check
+that its rows add up to TikTok's own account totals (a partial import is never uploaded).
+Downstream assets receive it as a pandas DataFrame of their partitions' days (``io_managers.py``)."""
 
 # No `from __future__ import annotations` here: Dagster reads the `context` annotation of an asset
 # function when it is defined, and a postponed (string) annotation is refused.
 
-from datetime import date
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
+import pyarrow as pa
+from upath import UPath
 
-from tiktok_amp_assets.assets.names import GROUP, METRICS_ASSET, RECONCILIATION_CHECK
+from tiktok_amp_assets.assets.names import GROUP, METRICS_ASSET, METRICS_IO_MANAGER, RECONCILIATION_CHECK
 from tiktok_amp_assets.assets.wiring import configured, require_variables
-from tiktok_amp_assets.clients.tiktok_extraction import ACCOUNT_TOTALS_KEY
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics, ReportRowError, normalize_account_day
-from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
-from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA, metrics_frame
+from tiktok_amp_assets.core.reconciliation import Mismatch
+from tiktok_amp_assets.core.summaries import SUMMARY_COLUMNS, ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.normalize import NormalizationError, normalize_days
 from tiktok_amp_assets.partitions import partition_days
 from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
-from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
+from tiktok_amp_assets.storage.import_store import ImportStore
 
 
 def build_ad_metrics(
@@ -30,8 +33,14 @@ def build_ad_metrics(
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         deps=[raw_reports],
-        kinds={"pandas", "json"},
-        description="One validated row per ad account, ad and day: ids, names, cost, counts, currency, UTMs.",
+        kinds={"parquet", "pandas"},
+        io_manager_key=METRICS_IO_MANAGER,
+        metadata={"dagster/column_schema": column_schema(METRICS_SCHEMA)},
+        description=(
+            "One validated row per ad account, ad and day: ids, names, cost (exact decimal), counts, "
+            "currency, UTMs; one Parquet file per day. Downstream assets receive it as a pandas DataFrame "
+            "of their partitions' days."
+        ),
         check_specs=[
             dg.AssetCheckSpec(
                 RECONCILIATION_CHECK,
@@ -58,46 +67,48 @@ def materialize_ad_metrics(
     require_variables()
     advertiser_ids = configured(tiktok.advertiser_id_list)
     mismatches: list[Mismatch] = []
-    for day in partition_days(context):
-        rows: list[AdDayMetrics] = []
-        for advertiser_id in advertiser_ids:
-            account_rows, mismatch = _normalized_account_day(store, day, advertiser_id)
-            if mismatch is not None:
-                mismatches.append(mismatch)
-            rows.extend(account_rows)
-        path = store.write_ad_metrics(day, rows)
-        context.add_asset_metadata(
-            {
-                **ad_metrics_figures(rows),
-                "dagster/row_count": len(rows),
-                "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(rows)),
-                "path": dg.MetadataValue.path(str(path)),
-            },
-            partition_key=day.isoformat(),
-        )
+    # Days arrive normalized in order (normalize.py: in worker processes for long ranges). Each day's
+    # Parquet file is written while the next day is received; at most one write is in flight, and a
+    # failed write fails the step. Leaving the block waits for it, also when a later day fails:
+    # earlier days are whole files, later ones not written.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer") as writer:
+        writing: Future[UPath] | None = None
+        try:
+            for normalized in normalize_days(str(store.base_dir), advertiser_ids, partition_days(context)):
+                mismatches.extend(normalized.mismatches)
+                if writing is not None:
+                    writing.result()
+                writing = writer.submit(store.write_ad_metrics, normalized.day, normalized.table)
+                frame = metrics_frame(normalized.table.select(SUMMARY_COLUMNS))
+                context.add_asset_metadata(
+                    {
+                        **ad_metrics_figures(frame),
+                        "dagster/row_count": normalized.table.num_rows,
+                        "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(frame)),
+                        "path": dg.MetadataValue.path(str(store.metrics_path(normalized.day))),
+                    },
+                    partition_key=normalized.day.isoformat(),
+                )
+        except NormalizationError as error:
+            raise dg.Failure(description=str(error)) from None
+        if writing is not None:
+            writing.result()
     return dg.MaterializeResult(check_results=[_reconciliation_check(mismatches)])
 
 
-def _normalized_account_day(
-    store: ImportStore, day: date, advertiser_id: str
-) -> tuple[list[AdDayMetrics], Mismatch | None]:
-    """One account's rows of ``day``, and how they fall short of TikTok's account totals (if they do)."""
-    try:
-        raw = store.read_raw_report(day, advertiser_id)
-        rows = normalize_account_day(raw)
-    except MissingPartitionError as error:
-        raise dg.Failure(description=f"{day}: {error}") from None
-    except ReportRowError as error:
-        # Nothing of this day is written; earlier days of a range are whole files.
-        raise dg.Failure(
-            description=(
-                f"{day}: {error}. TikTok's answer is kept as received in "
-                f"{store.raw_report_path(day, advertiser_id)}. What to do: run the partition again "
-                "later; if TikTok keeps sending this, report it to TikTok, or to the maintainers of "
-                "tiktok-amp-assets if the value looks valid."
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    """An Arrow schema as the columns the Dagster UI shows (``dagster/column_schema``)."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=field.name,
+                type=str(field.type),
+                description=(field.metadata or {}).get(b"description", b"").decode("utf-8") or None,
+                constraints=dg.TableColumnConstraints(nullable=field.nullable),
             )
-        ) from None
-    return rows, reconcile_account_day(advertiser_id, day, rows, raw.get(ACCOUNT_TOTALS_KEY))
+            for field in schema
+        ]
+    )
 
 
 def _reconciliation_check(mismatches: list[Mismatch]) -> dg.AssetCheckResult:

@@ -15,6 +15,7 @@ the first import stays untouched.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from datetime import UTC, date, datetime, time, timedelta
@@ -72,6 +73,7 @@ def ad_day_insert_id(advertiser_id: str, ad_id: str, stat_date: date, revision: 
     return INSERT_ID_PREFIX + digest[:_INSERT_ID_HASH_CHARS]
 
 
+@functools.lru_cache(maxsize=4096)  # one value per account time zone and day
 def event_time_ms(stat_date: date, timezone: str) -> int:
     """12:00 of ``stat_date`` in the account's IANA ``timezone``, in milliseconds since the epoch.
 
@@ -85,11 +87,9 @@ def event_time_ms(stat_date: date, timezone: str) -> int:
     return (local_noon - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _cut(value: Any) -> Any:
-    """Strings cut to Amplitude's limit by characters (code points), so no character is split."""
-    if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
-        return value[:MAX_STRING_LENGTH]
-    return value
+def _cut(value: str) -> str:
+    """A string cut to Amplitude's limit by characters (code points), so no character is split."""
+    return value if len(value) <= MAX_STRING_LENGTH else value[:MAX_STRING_LENGTH]
 
 
 def _cost_number(cost: Any) -> float:
@@ -110,17 +110,18 @@ def daily_ad_metrics_event(
     (a restatement correction) those figures are sent instead, all four, zeros included. A
     ``revision`` above 0 marks the event as a correction.
     """
+    # Every text value is cut to Amplitude's limit; the figures are numbers.
     event_properties: dict[str, Any] = {
-        "ad_account_id": row.advertiser_id,
-        "ad_group_id": row.adgroup_id,
-        "ad_group_name": row.adgroup_name,
-        "ad_id": row.ad_id,
-        "ad_name": row.ad_name,
+        "ad_account_id": _cut(row.advertiser_id),
+        "ad_group_id": _cut(row.adgroup_id),
+        "ad_group_name": _cut(row.adgroup_name),
+        "ad_id": _cut(row.ad_id),
+        "ad_name": _cut(row.ad_name),
         "ad_platform": AD_PLATFORM,
-        "campaign_id": row.campaign_id,
-        "campaign_name": row.campaign_name,
+        "campaign_id": _cut(row.campaign_id),
+        "campaign_name": _cut(row.campaign_name),
         "currency": row.currency,
-        "advertiser_name": row.advertiser_name,
+        "advertiser_name": _cut(row.advertiser_name),
         "stat_date": row.stat_date.isoformat(),
     }
     if metrics is not None:
@@ -131,28 +132,25 @@ def daily_ad_metrics_event(
     else:
         if row.cost is not None:
             event_properties[COST] = _cost_number(row.cost)
-        for name, value in (
-            (IMPRESSIONS, row.impressions),
-            (CLICKS, row.clicks),
-            (CONVERSIONS, row.conversions),
-        ):
-            if value is not None:
-                event_properties[name] = value
+        if row.impressions is not None:
+            event_properties[IMPRESSIONS] = row.impressions
+        if row.clicks is not None:
+            event_properties[CLICKS] = row.clicks
+        if row.conversions is not None:
+            event_properties[CONVERSIONS] = row.conversions
     if revision > 0:
         event_properties[CORRECTION_PROPERTY] = True
         event_properties[REVISION_PROPERTY] = revision
-
-    user_properties = {
-        "utm_source": row.utm_source,
-        "utm_medium": row.utm_medium,
-        "utm_campaign": row.utm_campaign,
-        "utm_content": row.utm_content,
-    }
     return {
         "event_type": EVENT_TYPE,
         "device_id": ad_device_id(row.ad_id),
         "insert_id": ad_day_insert_id(row.advertiser_id, row.ad_id, row.stat_date, revision),
         "time": event_time_ms(row.stat_date, row.timezone),
-        "event_properties": {key: _cut(value) for key, value in event_properties.items()},
-        "user_properties": {key: _cut(value) for key, value in user_properties.items()},
+        "event_properties": event_properties,
+        "user_properties": {
+            "utm_source": _cut(row.utm_source),
+            "utm_medium": _cut(row.utm_medium),
+            "utm_campaign": _cut(row.utm_campaign),
+            "utm_content": _cut(row.utm_content),
+        },
     }

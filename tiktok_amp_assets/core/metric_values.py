@@ -20,14 +20,24 @@ Rules:
   Decimal's 28 digits).
 - ``int`` and finite ``float`` (converted through ``str``, so ``12.3`` becomes ``Decimal("12.3")``)
   are accepted too; ``bool`` is not a number here.
+
+:func:`money_column` and :func:`count_column` apply the same rules to a whole column at once and
+give typed Arrow arrays (``decimal128(21, 6)`` and ``int64``). Values in TikTok's own plain form
+(``"12.30"``, ``"1000"``) and the exact missing markers are checked and converted in bulk; any other
+value goes through :func:`parse_money` / :func:`parse_count` one by one, so both paths accept,
+refuse and convert exactly the same values.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
 
@@ -36,17 +46,29 @@ _DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 # Error messages quote the value; cap it so a garbage payload cannot flood the logs.
 _MAX_QUOTED_VALUE_LENGTH = 80
 MAX_COUNT = 2**63 - 1
-MAX_MONEY = Decimal(10) ** 15
+MAX_MONEY_INTEGER_DIGITS = 15
+MAX_MONEY = Decimal(10) ** MAX_MONEY_INTEGER_DIGITS
 MAX_MONEY_PLACES = 6
 _MONEY_QUANTUM = Decimal(1).scaleb(-MAX_MONEY_PLACES)
+_CENTS = Decimal("0.01")
+# Every amount parse_money accepts fits exactly: 15 digits before the point, 6 after.
+MONEY_TYPE = pa.decimal128(MAX_MONEY_INTEGER_DIGITS + MAX_MONEY_PLACES, MAX_MONEY_PLACES)
+COUNT_TYPE = pa.int64()
+# TikTok's own forms, converted in bulk: a subset of what the scalar parsers accept, with the same
+# result (anything else, " 12.30" or "+1" included, takes the scalar path). RE2 syntax: "$" is the
+# end of the text, never before a trailing newline.
+_PLAIN_MONEY_RE2 = rf"^[0-9]{{1,{MAX_MONEY_INTEGER_DIGITS}}}(\.[0-9]{{1,{MAX_MONEY_PLACES}}})?$"
+_PLAIN_COUNT_RE2 = r"^[0-9]{1,18}$"  # 18 digits: always below 2**63
+_EXACT_MISSING = pa.array(sorted(MISSING_METRIC_VALUES), pa.string())
 
 
 class MetricParseError(ValueError):
     """A metric value that is neither a number nor a missing-value marker."""
 
-    def __init__(self, field: str, value: object, problem: str) -> None:
+    def __init__(self, field: str, value: object, problem: str, *, row: int | None = None) -> None:
         self.field = field
         self.value = value
+        self.row = row  # index in the column, when a whole column was parsed
         quoted = repr(value)
         if len(quoted) > _MAX_QUOTED_VALUE_LENGTH:
             quoted = quoted[:_MAX_QUOTED_VALUE_LENGTH] + "..."
@@ -112,6 +134,66 @@ def parse_count(value: object, *, field: str) -> int | None:
         return int(number)
     except (ValueError, OverflowError) as exc:  # absurdly long digit strings
         raise MetricParseError(field, value, "the number is too large") from exc
+
+
+def money_as_written(amount: Decimal) -> Decimal:
+    """An amount from the money column in TikTok's form: the column's six decimals without their
+    trailing zeros, but at least two (``12.300000`` -> ``12.30``, ``0.125000`` -> ``0.125``), so
+    ledger rows, results files and messages show the figures as TikTok wrote them. Same value."""
+    cents = amount.quantize(_CENTS)
+    return cents if cents == amount else amount.normalize()
+
+
+def money_column(values: Sequence[object], *, field: str) -> pa.Array:
+    """``values`` as a ``decimal128(21, 6)`` array, missing markers as null (rules: module docstring).
+
+    Raises :class:`MetricParseError` for the first bad value, with ``row`` set to its index.
+    """
+    return _column(values, field, MONEY_TYPE, _PLAIN_MONEY_RE2, parse_money)
+
+
+def count_column(values: Sequence[object], *, field: str) -> pa.Array:
+    """``values`` as an ``int64`` array, missing markers as null (rules: module docstring).
+
+    Raises :class:`MetricParseError` for the first bad value, with ``row`` set to its index.
+    """
+    return _column(values, field, COUNT_TYPE, _PLAIN_COUNT_RE2, parse_count)
+
+
+def _column(
+    values: Sequence[object],
+    field: str,
+    arrow_type: pa.DataType,
+    plain_pattern: str,
+    parse_one: Callable[..., object],
+) -> pa.Array:
+    try:
+        texts = pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        # Non-strings (JSON numbers, booleans, objects) and half an emoji (no Arrow string can hold
+        # it) are rare: left null here, they take the scalar path below.
+        texts = pa.array(
+            [value if type(value) is str and value.isascii() else None for value in values], pa.string()
+        )
+    plain = pc.fill_null(pc.match_substring_regex(texts, plain_pattern), False)
+    missing = pc.fill_null(pc.is_in(texts, value_set=_EXACT_MISSING), False)
+    settled = pc.or_(plain, missing)
+    others = [
+        index
+        for index in pc.indices_nonzero(pc.invert(settled)).to_pylist()
+        if values[index] is not None  # None is missing, and already null in `texts`
+    ]
+    converted = pc.cast(pc.if_else(plain, texts, None), arrow_type)
+    if not others:
+        return converted
+    parsed = converted.to_pylist()
+    for index in others:
+        try:
+            parsed[index] = parse_one(values[index], field=field)
+        except MetricParseError as error:
+            error.row = index
+            raise
+    return pa.array(parsed, arrow_type)
 
 
 @dataclass(frozen=True, slots=True)

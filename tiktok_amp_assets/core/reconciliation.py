@@ -3,13 +3,15 @@ Amplitude has counted against what TikTok reports now."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import pyarrow as pa
+
 from tiktok_amp_assets.core import tiktok_contract as api
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
+from tiktok_amp_assets.core.ad_metrics import table_totals
 from tiktok_amp_assets.core.metric_values import MetricTotals, parse_count, parse_money
 from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay
 
@@ -47,20 +49,14 @@ def account_totals(totals_row: Mapping[str, Any] | None) -> MetricTotals:
     )
 
 
-def sum_totals(rows: Iterable[AdDayMetrics]) -> MetricTotals:
-    total = MetricTotals.zero()
-    for row in rows:
-        total += row.totals()
-    return total
-
-
 def reconcile_account_day(
-    advertiser_id: str, stat_date: date, rows: Sequence[AdDayMetrics], totals_row: Mapping[str, Any] | None
+    advertiser_id: str, stat_date: date, table: pa.Table, totals_row: Mapping[str, Any] | None
 ) -> Mismatch | None:
-    """A mismatch when the ad-level rows of one account and day do not add up to TikTok's own total
-    (a partial import: rows lost in paging, deleted ads left out, a truncated raw file)."""
+    """A mismatch when the ad-level rows of one account and day (a metrics table) do not add up to
+    TikTok's own total (a partial import: rows lost in paging, deleted ads left out, a truncated raw
+    file)."""
     expected = account_totals(totals_row)
-    found = sum_totals(rows)
+    found = table_totals(table)
     if expected == found:
         return None
     return Mismatch(advertiser_id, stat_date, expected, found)

@@ -2,50 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
 
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
 from tiktok_amp_assets.core.currencies import format_amount
 
 TOP_CAMPAIGNS = 10
+# The metrics table's columns these figures read (converting only these to pandas saves time).
+SUMMARY_COLUMNS = (
+    "advertiser_id",
+    "campaign_name",
+    "currency",
+    "cost",
+    "impressions",
+    "clicks",
+    "conversions",
+    "utm_inferred",
+)
 
 
-def ad_metrics_figures(rows: Sequence[AdDayMetrics]) -> dict[str, float | int]:
-    """Row and account counts, totals of each metric, and cost per currency (``cost_USD``...)."""
+def ad_metrics_figures(metrics: pd.DataFrame) -> dict[str, float | int]:
+    """Row and account counts, totals of each metric, and cost per currency (``cost_USD``...).
+
+    ``metrics`` is a day's metrics table as pandas (cost as exact ``Decimal`` objects), at least its
+    :data:`SUMMARY_COLUMNS`.
+    """
     figures: dict[str, float | int] = {
-        "rows": len(rows),
-        "accounts": len({row.advertiser_id for row in rows}),
-        "impressions": sum(row.impressions or 0 for row in rows),
-        "clicks": sum(row.clicks or 0 for row in rows),
-        "conversions": sum(row.conversions or 0 for row in rows),
-        "rows_with_inferred_utms": sum(1 for row in rows if row.utm_inferred),
+        "rows": len(metrics),
+        "accounts": int(metrics["advertiser_id"].nunique()),
+        "impressions": int(metrics["impressions"].sum()),
+        "clicks": int(metrics["clicks"].sum()),
+        "conversions": int(metrics["conversions"].sum()),
+        "rows_with_inferred_utms": int(metrics["utm_inferred"].map(len).astype(bool).sum()),
     }
-    for currency in sorted({row.currency for row in rows}):
-        # float for the UI's plots; the exact Decimal sums stay in the stored rows.
-        figures[f"cost_{currency}"] = float(sum(row.cost or 0 for row in rows if row.currency == currency))
+    for currency, costs in sorted(metrics.groupby("currency")["cost"]):
+        # float for the UI's plots; the exact Decimal sums stay in the stored table.
+        figures[f"cost_{currency}"] = float(sum(costs.dropna(), Decimal(0)))
     return figures
 
 
-def top_campaigns_markdown(rows: Sequence[AdDayMetrics], limit: int = TOP_CAMPAIGNS) -> str:
+def top_campaigns_markdown(metrics: pd.DataFrame, limit: int = TOP_CAMPAIGNS) -> str:
     """Markdown tables of the campaigns with the highest cost, one per currency: costs in different
-    currencies are not comparable (any JPY amount is a larger number than any USD one)."""
-    if not rows:
+    currencies are not comparable (any JPY amount is a larger number than any USD one). ``metrics``: as
+    for the figures."""
+    if metrics.empty:
         return "_no ad delivered on this day_"
     frame = pd.DataFrame(
         {
-            "account": row.advertiser_id,
-            "campaign": row.campaign_name,
-            "currency": row.currency,
-            "cost": row.cost or Decimal(0),
-            "impressions": row.impressions or 0,
-            "clicks": row.clicks or 0,
-            "conversions": row.conversions or 0,
+            "account": metrics["advertiser_id"],
+            "campaign": metrics["campaign_name"],
+            "currency": metrics["currency"],
+            "cost": metrics["cost"].map(lambda cost: cost if cost is not None else Decimal(0)),
+            "impressions": metrics["impressions"].fillna(0).astype("int64"),
+            "clicks": metrics["clicks"].fillna(0).astype("int64"),
+            "conversions": metrics["conversions"].fillna(0).astype("int64"),
         }
-        for row in rows
     )
     campaigns = frame.groupby(["currency", "account", "campaign"], as_index=False).agg(
         {"cost": "sum", "impressions": "sum", "clicks": "sum", "conversions": "sum"}

@@ -84,7 +84,8 @@ def plan_events(
     *,
     policy: RestatementPolicy = "correct",
 ) -> list[PlannedEvent]:
-    """The events to send for ``stat_dates``, given current ``rows`` and the ledger's ``counted``."""
+    """The events to send for ``stat_dates``, given current ``rows`` (a metrics table's,
+    :func:`~tiktok_amp_assets.core.ad_metrics.table_rows`) and the ledger's ``counted``."""
     days = set(stat_dates)
     planned: list[PlannedEvent] = []
     seen: set[AdDayKey] = set()

@@ -19,7 +19,7 @@ from typing import Any
 
 from upath import UPath
 
-from tiktok_amp_assets.core.json_codec import dump_json, load_json
+from tiktok_amp_assets.core.json_codec import dump_json
 
 TEMP_SUFFIX = ".tmp"
 
@@ -75,10 +75,6 @@ def atomic_write_json(path: UPath | Path, payload: Any) -> None:
     atomic_write_bytes(path, dump_json(payload))
 
 
-def atomic_write_json_lines(path: UPath | Path, records: list[dict[str, Any]]) -> None:
-    atomic_write_bytes(path, b"".join(dump_json(record) + b"\n" for record in records))
-
-
 def read_bytes_whole(path: UPath | Path) -> bytes:
     """The whole file, as one version of it even while another run overwrites it: an object in
     one request (opening it as a file would ask for its size, then for its bytes on condition that
@@ -91,8 +87,3 @@ def read_bytes_whole(path: UPath | Path) -> bytes:
 def read_json(path: UPath | Path) -> Any:
     """Any stored JSON, TikTok's answers included, read exactly (an int beyond 64 bits stays an int)."""
     return json.loads(read_bytes_whole(path))
-
-
-def read_json_lines(path: UPath | Path) -> list[dict[str, Any]]:
-    """Rows this project wrote with :func:`atomic_write_json_lines`."""
-    return [load_json(line) for line in read_bytes_whole(path).splitlines() if line.strip()]

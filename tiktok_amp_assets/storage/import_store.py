@@ -3,16 +3,17 @@
 The data folder is local or an object store (``storage/locations.py``). Layout under it::
 
     raw/<YYYY-MM-DD>/<advertiser_id>.json   tiktok_raw_reports: TikTok's answers, as received
-    metrics/<YYYY-MM-DD>.jsonl              tiktok_ad_metrics: one validated row per ad-day
+    metrics/<YYYY-MM-DD>.parquet            tiktok_ad_metrics: the day's typed metrics table (Parquet)
     uploads/<YYYY-MM-DD>.json               amplitude_upload_results: what was sent and what came back
     uploads/<YYYY-MM-DD>.dry-run.json       the same for a dry run (built, not sent), kept apart so a
                                             dry run never hides what a real run sent
     amplitude_ledger.sqlite                 what Amplitude has counted, per event (see ledger.py), when
                                             the folder is local and TIKTOK_AMP_LEDGER_URL is unset
 
-Every file is written whole (``files.py``); a new file type (Parquet, say) is bytes given to
-``atomic_write_bytes`` and read back with ``read_bytes_whole`` (``files.py``). Assets manage this I/O themselves rather than through an I/O
-manager because a range run (a backfill) writes many partitions in one step.
+Every file is written whole (``files.py``): Parquet and JSON alike are bytes given to
+``atomic_write_bytes`` and read back with ``read_bytes_whole``. Assets write their partitions
+themselves rather than through an I/O manager because a range run (a backfill) writes many
+partitions in one step; downstream assets read the metrics through ``io_managers.py``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from upath import UPath
 
-from tiktok_amp_assets.core.ad_metrics import AdDayMetrics
+from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.storage.files import (
+    atomic_write_bytes,
     atomic_write_json,
-    atomic_write_json_lines,
+    read_bytes_whole,
     read_json,
-    read_json_lines,
     remove_abandoned_temp_files,
 )
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger
@@ -38,6 +41,10 @@ from tiktok_amp_assets.storage.locations import ledger_database_url, open_data_f
 
 class MissingPartitionError(FileNotFoundError):
     """An upstream partition has not been materialized yet."""
+
+
+class StoredMetricsError(ValueError):
+    """A metrics table whose columns are not :data:`METRICS_SCHEMA`'s."""
 
 
 # A write takes seconds at most; a temporary file this old was left by a killed process.
@@ -77,20 +84,37 @@ class ImportStore:
     # tiktok_ad_metrics
 
     def metrics_path(self, day: date) -> UPath:
-        return self.base_dir / "metrics" / f"{day.isoformat()}.jsonl"
+        return self.base_dir / "metrics" / f"{day.isoformat()}.parquet"
 
-    def write_ad_metrics(self, day: date, rows: list[AdDayMetrics]) -> UPath:
+    def write_ad_metrics(self, day: date, table: pa.Table) -> UPath:
+        """Write the day's metrics table as one Parquet file (Snappy-compressed, Arrow types kept)."""
+        difference = _schema_difference(table.schema)
+        if difference:
+            raise StoredMetricsError(
+                f"the ad metrics of {day} do not have the metrics table's columns ({difference}): "
+                "a bug in tiktok-amp-assets, please report it"
+            )
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
         path = self.metrics_path(day)
-        atomic_write_json_lines(path, [row.to_record() for row in rows])
+        atomic_write_bytes(path, buffer.getvalue().to_pybytes())
         return path
 
-    def read_ad_metrics(self, day: date) -> list[AdDayMetrics]:
+    def read_ad_metrics(self, day: date) -> pa.Table:
+        """The day's metrics table, exactly as written (:data:`METRICS_SCHEMA`)."""
         path = self.metrics_path(day)
         if not path.exists():
             raise MissingPartitionError(
                 f"no normalized ad metrics for {day}: materialize tiktok_ad_metrics for partition {day} first"
             )
-        return [AdDayMetrics.from_record(record) for record in read_json_lines(path)]
+        table = pq.read_table(pa.BufferReader(read_bytes_whole(path)))
+        difference = _schema_difference(table.schema)
+        if difference:
+            raise StoredMetricsError(
+                f"{path} does not hold the metrics table ({difference}): materialize tiktok_ad_metrics for "
+                f"partition {day} again"
+            )
+        return table
 
     # amplitude_upload_results
 
@@ -107,3 +131,18 @@ class ImportStore:
 
     def ledger(self) -> AmplitudeLedger:
         return AmplitudeLedger(ledger_database_url(self.base_dir, self._ledger_url))
+
+
+def _schema_difference(schema: pa.Schema) -> str:
+    expected = {field.name: field.type for field in METRICS_SCHEMA}
+    found = {field.name: field.type for field in schema}
+    problems = [f"{name} missing" for name in expected if name not in found]
+    problems += [
+        f"{name} is {found[name]}, not {expected[name]}"
+        for name in expected
+        if name in found and found[name] != expected[name]
+    ]
+    problems += [f"{name} unexpected" for name in found if name not in expected]
+    if not problems and list(found) != list(expected):
+        problems.append("columns in another order")
+    return "; ".join(problems)
