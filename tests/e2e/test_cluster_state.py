@@ -23,6 +23,7 @@ import dagster as dg
 import pytest
 
 from tiktok_amp_assets import ledger_command
+from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -32,7 +33,7 @@ from ..conftest import API_KEY, Project
 from ..integration.test_restatements import restate_three_ads
 from ..postgres_server import PostgresServer
 from ..s3_server import S3Server, started_s3_server
-from .test_upload_exactly_once import amplitude_config, crash_between_two_batches_then_rerun
+from .test_upload_exactly_once import amplitude_config, crash_between_two_batches_then_rerun, wait_until
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIRST = date(2025, 3, 1)
@@ -84,13 +85,6 @@ def materialize_command(first: date, last: date, **amplitude_fields: Any) -> lis
 def delivered(sums: dict[tuple[str, str], dict[str, Decimal]]) -> dict[tuple[str, str], dict[str, Decimal]]:
     """Ad-days with figures: an ad-day TikTok stopped reporting is corrected to zero in Amplitude."""
     return {key: figures for key, figures in sums.items() if any(figures.values())}
-
-
-def wait_until(condition, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_two_runs_on_two_machines_at_once_count_each_ad_day_once_after_a_restatement(
@@ -171,7 +165,7 @@ def test_nothing_is_written_to_local_disk_when_the_data_folder_is_an_object_stor
 
     keys = cluster.s3.keys(cluster.bucket)
     day = FIRST.isoformat()
-    assert f"state/metrics/{day}.jsonl" in keys and f"state/uploads/{day}.json" in keys
+    assert f"state/metrics/{day}.parquet" in keys and f"state/uploads/{day}.json" in keys
     assert any(key.startswith(f"state/raw/{day}/") for key in keys)
     assert cluster.project.amplitude_sums(FIRST) == cluster.project.tiktok_truth(FIRST)
     assert cluster.store().ledger().counted([FIRST])
@@ -183,7 +177,7 @@ def test_nothing_is_written_to_local_disk_when_the_data_folder_is_an_object_stor
     stray = [
         path
         for path in dagster_home.rglob("*")
-        if path.suffix in (".json", ".jsonl", ".sqlite") or path.name == "tiktok_amp_data"
+        if path.suffix in (".json", ".parquet", ".sqlite") or path.name == "tiktok_amp_data"
     ]
     assert stray == []
 
@@ -311,7 +305,7 @@ def test_the_ledger_url_reaches_the_runs_as_an_environment_variable(cluster: Clu
 
 
 def _planned_events(project: Project, day: date) -> list:
-    rows = ImportStore(project.data_dir).read_ad_metrics(day)
+    rows = table_rows(ImportStore(project.data_dir).read_ad_metrics(day))
     return [event.ad_day_event for event in plan_events(rows, {}, [day], policy="correct")]
 
 
