@@ -87,7 +87,7 @@ def test_a_crash_between_two_batches_then_a_rerun_counts_each_ad_day_once(
 def crash_between_two_batches_then_rerun(project: Project, store: ImportStore, tmp_path: Path) -> None:
     """A run killed while its second request is in flight, then run again: the re-run resends
     exactly the unacknowledged events. ``store`` is where ``project.env`` keeps the state (local, or
-    S3 and PostgreSQL in tests/test_cluster_state.py)."""
+    S3 and PostgreSQL in tests/e2e/test_cluster_state.py)."""
     truth = project.tiktok_truth(DAY)
     assert len(truth) >= 3 * BATCH
     command = [
