@@ -60,6 +60,10 @@ class PlannedDay:
     def to_send(self) -> list[AdDayEvent]:
         return [*self.pending, *(event.ad_day_event for event in self.planned)]
 
+    @property
+    def events_to_send(self) -> int:
+        return len(self.pending) + len(self.planned)
+
 
 @dataclass(frozen=True)
 class FinishedDay:
@@ -96,7 +100,7 @@ class DayUploader:
         queue: list[AdDayEvent] = []
         built = 0
         read_ahead = self._client.max_events if self._client is not None else DRY_RUN_READ_AHEAD_EVENTS
-        for planned_day in _read_ahead(self._plan, days, budget=read_ahead, size=lambda p: len(p.to_send())):
+        for planned_day in _read_ahead(self._plan, days, budget=read_ahead, size=lambda p: p.events_to_send):
             day = planned_day.day
             report = self._reports.setdefault(day, DayUploadReport(day))
             report.planned.extend(planned_day.planned)

@@ -76,18 +76,9 @@ class RequestRecord:
 
 
 @dataclass(frozen=True)
-class RejectedEvent:
-    event: dict[str, Any]
-    reason: str
-
-    @property
-    def insert_id(self) -> str:
-        return str(self.event.get("insert_id", ""))
-
-
-@dataclass(frozen=True)
-class ParkedEvent:
-    """An event of a device/user over Amplitude's daily quota: not sent again by this client."""
+class UndeliveredEvent:
+    """An event Amplitude did not count, and why: rejected (400, or too large on its own), or parked
+    (its device or user is over Amplitude's daily quota: not sent again by this client)."""
 
     event: dict[str, Any]
     reason: str
@@ -103,8 +94,8 @@ class Delivery:
     quota), with the requests it took."""
 
     accepted: list[dict[str, Any]]
-    rejected: list[RejectedEvent] = field(default_factory=list)
-    parked: list[ParkedEvent] = field(default_factory=list)
+    rejected: list[UndeliveredEvent] = field(default_factory=list)
+    parked: list[UndeliveredEvent] = field(default_factory=list)
     requests: list[RequestRecord] = field(default_factory=list)
 
 
@@ -325,7 +316,7 @@ class AmplitudeClient:
         if len(batch.events) == 1:
             event = batch.events[0]
             reason = f"event of {len(event.body)} bytes is larger than Amplitude accepts at {self.path}"
-            rejected = [RejectedEvent(event.event, reason)]
+            rejected = [UndeliveredEvent(event.event, reason)]
             return Delivery(accepted=[], rejected=rejected, requests=batch.records)
         middle = len(batch.events) // 2
         self._log.warning("Amplitude %s: payload too large; halving %d events", self.path, len(batch.events))
@@ -347,7 +338,7 @@ class AmplitudeClient:
         )
         if rest:
             queue.appendleft(_Batch(rest, batch.failures))
-        rejected = [RejectedEvent(batch.events[i].event, reason) for i, reason in sorted(invalid.items())]
+        rejected = [UndeliveredEvent(batch.events[i].event, reason) for i, reason in sorted(invalid.items())]
         return Delivery(accepted=[], rejected=rejected, requests=batch.records)
 
     def _take_over_quota(self, batch: _Batch) -> Delivery | None:
@@ -371,7 +362,7 @@ class AmplitudeClient:
                 f"{ids} over Amplitude's daily quota of events per device/user at {self.path}; left pending, "
                 "the next run sends it"
             )
-            parked.append(ParkedEvent(event.event, reason))
+            parked.append(UndeliveredEvent(event.event, reason))
         batch.events = [event for index, event in enumerate(batch.events) if index not in over]
         records, batch.records = batch.records, []
         return Delivery(accepted=[], parked=parked, requests=records)
