@@ -301,7 +301,7 @@ def test_the_ledger_url_reaches_the_runs_as_an_environment_variable(cluster: Clu
     assert cluster.ledger_url not in repr(resource)
 
 
-# ------------------------------------------------------------------ the planning transaction itself
+# ------------------------------------------------------------------ recording a plan
 
 
 def _planned_events(project: Project, day: date) -> list:
@@ -313,38 +313,67 @@ def _planned_events(project: Project, day: date) -> list:
 def test_two_runs_planning_the_same_day_at_once_record_it_once(
     project: Project, postgres: PostgresServer, database: str
 ) -> None:
-    """The second of two overlapping planning transactions either waits and sees the first's events
-    (SQLite: BEGIN IMMEDIATE) or is refused when it records the same revisions (PostgreSQL)."""
+    """Two runs plan the same day from the same state: the second to record is refused as a whole
+    (nothing of its plan is written), and planning again it sees the first's events."""
     day = FIRST
     assert project.materialize(day, amplitude_config={"dry_run": True}).success
     ledger_url = postgres.url(postgres.create_database(f"ledger_{secrets.token_hex(6)}"))
     store = ImportStore(project.data_dir, ledger_url=ledger_url if database == "postgresql" else None)
     ledger, other_run = store.ledger(), store.ledger()
     events = _planned_events(project, day)
-    first_recorded, second_outcome = threading.Event(), []
+    half = len(events) // 2
+    assert ledger.day_record(day).recorded == {} == other_run.day_record(day).recorded
 
-    def second() -> None:
-        first_recorded.wait(30)
-        try:
-            with other_run.planning(day) as planning:
-                # Planned from what it saw: nothing, unless the first run's events were visible.
-                planning.record_pending(events if not planning.recorded else [])
-                second_outcome.append(("recorded", len(planning.recorded)))
-        except ConcurrentPlanError:
-            second_outcome.append(("refused", 0))
+    ledger.record_pending(events[:half])
+    with pytest.raises(ConcurrentPlanError):
+        other_run.record_pending(events)  # planned from the same empty state
 
-    thread = threading.Thread(target=second)
-    thread.start()
-    with ledger.planning(day) as planning:
-        assert planning.recorded == {}
-        planning.record_pending(events)
-        first_recorded.set()
-        time.sleep(1.0)  # the other run plans meanwhile: it must wait for this commit
-    thread.join(30)
-    assert second_outcome == [("recorded", len(events))] if database == "sqlite" else [("refused", 0)]
+    assert sorted(event.insert_id for event in ledger.pending()) == sorted(e.insert_id for e in events[:half])
+    again = other_run.day_record(day)
+    assert len(again.recorded) == half and len(again.pending) == half
+    replanned = plan_events(table_rows(store.read_ad_metrics(day)), again.recorded, [day], policy="correct")
+    assert {event.ad_day_event.insert_id for event in replanned} == {e.insert_id for e in events[half:]}
+    other_run.record_pending(event.ad_day_event for event in replanned)
     assert len(ledger.pending()) == len(events)
-    with ledger.planning(day) as planning:  # the loser planning again sees the winner's events
-        assert len(planning.recorded) == len(events) and len(planning.pending) == len(events)
+
+
+def test_a_recording_waits_for_another_runs_uncommitted_one_then_is_refused(
+    project: Project, postgres: PostgresServer
+) -> None:
+    """PostgreSQL: while one run's recording transaction is open, another run recording the same
+    revisions waits for it, then is refused once it commits (never two rows, never a deadlock)."""
+    day = FIRST
+    assert project.materialize(day, amplitude_config={"dry_run": True}).success
+    database = postgres.create_database(f"ledger_{secrets.token_hex(6)}")
+    store = ImportStore(project.data_dir, ledger_url=postgres.url(database))
+    ledger, other_run = store.ledger(), store.ledger()
+    events = _planned_events(project, day)
+    outcome: list[str] = []
+    with postgres.connect(database) as holder:
+        holder.autocommit = False
+        with holder.cursor() as cursor:  # the first run's insert, not yet committed
+            cursor.execute(
+                "INSERT INTO amplitude_events (insert_id, advertiser_id, ad_id, stat_date, revision, cost, "
+                "impressions, clicks, conversions, status, payload, recorded_at) "
+                "VALUES (%s, 'a', 'b', %s, 0, '0', 0, 0, 0, 'pending', '{}', 'now')",
+                (events[0].insert_id, day.isoformat()),
+            )
+
+            def record() -> None:
+                try:
+                    other_run.record_pending(events)
+                    outcome.append("recorded")
+                except ConcurrentPlanError:
+                    outcome.append("refused")
+
+            thread = threading.Thread(target=record)
+            thread.start()
+            time.sleep(1.0)
+            assert outcome == []  # waiting for the open transaction
+        holder.commit()
+        thread.join(30)
+    assert outcome == ["refused"]
+    assert [event.insert_id for event in ledger.pending()] == [events[0].insert_id]
 
 
 def test_a_file_read_while_another_run_overwrites_it_is_one_whole_version(

@@ -27,13 +27,14 @@ import requests
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_emulators.faults import Fault
 
+from tiktok_amp_assets import upload
 from tiktok_amp_assets.assets import DELIVERY_CHECK, UPLOAD_ASSET
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
 from tiktok_amp_assets.code_location import JOB_NAME
 from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
-from tiktok_amp_assets.storage.import_store import ImportStore
+from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
 from tiktok_amp_assets.upload import DayUploader
 
 from ..conftest import API_KEY, Project
@@ -376,8 +377,7 @@ def test_events_left_pending_for_a_later_day_are_reported_with_that_day_once(pro
     last_day_events = plan_events(
         table_rows(store.read_ad_metrics(days[-1])), {}, [days[-1]], policy="correct"
     )
-    with store.ledger().planning(days[-1]) as planning:
-        planning.record_pending(event.ad_day_event for event in last_day_events[:5])
+    store.ledger().record_pending(event.ad_day_event for event in last_day_events[:5])
 
     client = AmplitudeClient(project.amplitude.url, API_KEY, max_events=BATCH)
     uploader = DayUploader(store, client, policy="correct", logger=logging.getLogger(__name__))
@@ -391,3 +391,33 @@ def test_events_left_pending_for_a_later_day_are_reported_with_that_day_once(pro
     assert finished[-1].results["events_planned"] == len(last_day_events) - 5
     for day in days:
         assert project.amplitude_sums(day) == project.tiktok_truth(day)
+
+
+def test_a_long_range_planned_in_its_own_process_counts_each_ad_day_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Long ranges are planned in a spawned process (upload.py): same outcome, and a day that
+    cannot be planned stops the range there (days before it finished once their requests went out;
+    the events still waiting for a full request stay pending, for the next run)."""
+    days = [DAY + timedelta(days=offset) for offset in range(4)]
+    assert project.materialize(days[0], days[-1], amplitude_config={"dry_run": True}).success
+    store = ImportStore(project.data_dir)
+    monkeypatch.setattr(upload, "PLANNING_PROCESS_FROM_DAYS", 2)
+    store.metrics_path(days[2]).rename(store.metrics_path(days[2]).with_suffix(".moved"))
+
+    client = AmplitudeClient(project.amplitude.url, API_KEY, max_events=BATCH)
+    uploader = DayUploader(store, client, policy="correct", logger=logging.getLogger(__name__))
+    finished: list[date] = []
+    with closing(client), pytest.raises(MissingPartitionError, match=f"{days[2]}"):
+        finished.extend(day.report.day for day in uploader.upload(days))
+    assert finished == days[: len(finished)] and days[2] not in finished
+    assert finished, "the first day's requests were full: it was finished before the failure"
+
+    store.metrics_path(days[2]).with_suffix(".moved").rename(store.metrics_path(days[2]))
+    client = AmplitudeClient(project.amplitude.url, API_KEY, max_events=BATCH)
+    uploader = DayUploader(store, client, policy="correct", logger=logging.getLogger(__name__))
+    with closing(client):
+        assert [day.report.day for day in uploader.upload(days)] == days
+    for day in days:
+        assert project.amplitude_sums(day) == project.tiktok_truth(day)
+    assert len(project.amplitude.counted_events(API_KEY)) == sum(len(project.tiktok_truth(d)) for d in days)

@@ -217,8 +217,13 @@ def _assert_stored_and_sendable(table: pa.Table) -> None:
         planned = plan_events(table_rows(table), {}, [day], policy="correct")
         assert {event.ad_day_event.ad_id for event in planned} == set(table.column("ad_id").to_pylist())
         # Recorded before it is sent: SQLite takes 64-bit integers and text that is valid UTF-8.
-        with store.ledger().planning(day) as planning:
-            planning.record_pending(event.ad_day_event for event in planned)
+        ledger = store.ledger()
+        ledger.record_pending(event.ad_day_event for event in planned)
+        # And given back exactly, to be resent after a crash.
+        assert {event.insert_id: event.payload for event in ledger.pending()} == {
+            planned_event.ad_day_event.insert_id: planned_event.ad_day_event.payload
+            for planned_event in planned
+        }
     for planned_event in planned:
         payload = planned_event.ad_day_event.payload
         # What the Amplitude client puts on the wire, read back by a strict reader: a NaN or an

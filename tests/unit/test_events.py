@@ -27,6 +27,8 @@ from tiktok_amp_assets.core.events import (
     ad_device_id,
     daily_ad_metrics_event,
     event_time_ms,
+    joined_event,
+    split_event,
 )
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.utms import UTM_KEYS
@@ -329,3 +331,36 @@ def test_any_correction_event_is_serializable(row: AdDayMetrics, correction: Met
     json.dumps(event, allow_nan=False)
     assert set(event["event_properties"]) >= METRIC_PROPERTIES
     assert event["event_properties"]["ad_metrics.cost"] == float(correction.cost)
+
+
+@given(_rows, st.integers(min_value=0, max_value=100))
+def test_an_event_split_for_the_ledger_joins_back_to_the_same_event(row: AdDayMetrics, revision: int) -> None:
+    event = daily_ad_metrics_event(row, revision=revision)
+    description, own = split_event(event)
+    assert joined_event(description, own) == event
+    # JSON in between, as the ledger stores both parts.
+    assert joined_event(json.loads(json.dumps(description)), json.loads(json.dumps(own))) == event
+    assert joined_event(None, event) == event  # a whole event, as earlier ledgers stored it
+
+
+def test_an_ads_events_of_every_day_and_revision_share_one_description() -> None:
+    first = daily_ad_metrics_event(make_row())
+    later = daily_ad_metrics_event(
+        make_row(stat_date=date(2025, 3, 2), cost=Decimal("9.99")),
+        metrics=MetricTotals(Decimal("-1.5"), -10, -1, 0),
+        revision=3,
+    )
+    assert split_event(first)[0] == split_event(later)[0]
+    own = split_event(later)[1]
+    assert own["insert_id"] == later["insert_id"] and own["time"] == later["time"]
+    assert own["event_properties"] == {
+        "stat_date": "2025-03-02",
+        "ad_metrics.cost": -1.5,
+        "ad_metrics.impressions": -10,
+        "ad_metrics.clicks": -1,
+        "ad_metrics.conversions": 0,
+        "ad_metrics_correction": True,
+        "ad_metrics_revision": 3,
+    }
+    renamed = daily_ad_metrics_event(make_row(ad_name="Spring sale v2"))
+    assert split_event(renamed)[0] != split_event(first)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from decimal import Decimal
 
 import pytest
@@ -259,3 +260,13 @@ def test_totals_are_frozen_and_strict() -> None:
         MetricTotals(cost=1.5, impressions=0, clicks=0, conversions=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="clicks must be an int"):
         MetricTotals(cost=Decimal(0), impressions=0, clicks=True, conversions=0)  # type: ignore[arg-type]
+
+
+def test_totals_cross_a_process_boundary_by_value() -> None:
+    totals = MetricTotals(Decimal("-12.345678"), 2**62, 0, -3)
+    copy = pickle.loads(pickle.dumps(totals))
+    assert copy == totals and type(copy.cost) is Decimal
+    # Rebuilt through the constructor, so its checks hold on the other side too.
+    rebuild, values = totals.__reduce__()
+    with pytest.raises(TypeError):
+        rebuild(float(values[0]), *values[1:])

@@ -39,6 +39,11 @@ METRIC_PROPERTIES = (COST, IMPRESSIONS, CLICKS, CONVERSIONS)
 CORRECTION_PROPERTY = "ad_metrics_correction"
 REVISION_PROPERTY = "ad_metrics_revision"
 
+# What differs between an ad's events of different days and revisions; the rest of an event (its ad's
+# ids, names, UTMs, device) is the ad's description, the same for all of them (see split_event).
+_OWN_FIELDS = ("insert_id", "time")
+_OWN_PROPERTIES = ("stat_date", *METRIC_PROPERTIES, CORRECTION_PROPERTY, REVISION_PROPERTY)
+
 # Local noon: see event_time_ms.
 _EVENT_LOCAL_TIME = time(12, 0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -153,4 +158,32 @@ def daily_ad_metrics_event(
             "utm_campaign": _cut(row.utm_campaign),
             "utm_content": _cut(row.utm_content),
         },
+    }
+
+
+def split_event(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``event`` as (its ad's description, its own part): ``joined_event`` puts them back together.
+
+    The ledger keeps every event it recorded, to resend it exactly or to correct it later; an ad's
+    description repeats in each of its events (two thirds of an event's JSON), so the ledger stores
+    each distinct description once and every event's own part (day, time, figures, revision) apart.
+    """
+    properties = event["event_properties"]
+    description = {key: value for key, value in event.items() if key not in _OWN_FIELDS}
+    description["event_properties"] = {
+        key: value for key, value in properties.items() if key not in _OWN_PROPERTIES
+    }
+    own = {key: event[key] for key in _OWN_FIELDS if key in event}
+    own["event_properties"] = {key: properties[key] for key in _OWN_PROPERTIES if key in properties}
+    return description, own
+
+
+def joined_event(description: dict[str, Any] | None, own: dict[str, Any]) -> dict[str, Any]:
+    """The event :func:`split_event` split (``description`` None: ``own`` is a whole event already)."""
+    if description is None:
+        return own
+    return {
+        **description,
+        **own,
+        "event_properties": {**description["event_properties"], **own["event_properties"]},
     }

@@ -28,6 +28,7 @@ from tiktok_amp_assets.core.events import (
     REVISION_PROPERTY,
     ad_day_insert_id,
     daily_ad_metrics_event,
+    joined_event,
 )
 from tiktok_amp_assets.core.json_codec import load_json
 from tiktok_amp_assets.core.metric_values import MetricTotals
@@ -59,11 +60,17 @@ class CountedAdDay:
 
     totals: MetricTotals
     next_revision: int
-    # The last counted event as stored (JSON text): parsed only for the rare removal correction.
-    last_payload_json: str
+    # The last counted event as the ledger stores it (JSON texts), parsed only for the rare removal
+    # correction: its own part, and its ad's description (None: the own part is the whole event, as
+    # older ledgers stored it). Both None when read for the sums only (AmplitudeLedger.counted).
+    last_event_json: str | None = None
+    last_description_json: str | None = None
 
     def last_payload(self) -> dict[str, Any]:
-        return load_json(self.last_payload_json)
+        if self.last_event_json is None:
+            raise ValueError("this ad-day was read from the ledger for its sums only, without its events")
+        description = None if self.last_description_json is None else load_json(self.last_description_json)
+        return joined_event(description, load_json(self.last_event_json))
 
 
 EventKind = Literal["new", "correction", "removal"]

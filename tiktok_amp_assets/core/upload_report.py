@@ -86,6 +86,7 @@ class DayUploadReport:
         events = []
         for planned in self.planned:
             event = planned.ad_day_event
+            sent_figures = event.totals.as_record()
             events.append(
                 {
                     "insert_id": event.insert_id,
@@ -93,9 +94,10 @@ class DayUploadReport:
                     "ad_account_id": event.advertiser_id,
                     "ad_id": event.ad_id,
                     "revision": event.revision,
-                    "sent": event.totals.as_record(),
+                    "sent": sent_figures,
                     "before": planned.before.as_record() if planned.before else None,
-                    "after": planned.after.as_record(),
+                    # A new ad-day's figures are both (one object): one record, written twice.
+                    "after": sent_figures if planned.after is event.totals else planned.after.as_record(),
                     "status": self._status(event.insert_id, sent),
                     "reason": self.rejected.get(event.insert_id) or self.parked.get(event.insert_id),
                 }

@@ -9,21 +9,33 @@ counted it) and sends new events only for what the ledger has not recorded.
 One code path (SQLAlchemy Core) serves both databases: a SQLite file in a local data folder, or
 PostgreSQL for runs on many machines (``storage/locations.py``).
 
-**Many runs at once.** Planning a day and recording its events happen in one transaction
-(:meth:`AmplitudeLedger.planning`), against what is *recorded* for the day, pending events
-included: an event another run has recorded is one Amplitude will count (that run or the next one
-sends it), so it is never planned twice. Each event's ``insert_id`` is derived from its ad account,
-ad, day and revision, and is the table's primary key: two runs that planned the same ad-day from the
-same state would record the same revision, and the second insert fails (PostgreSQL makes it wait
-for the first transaction, then refuses it; SQLite's ``BEGIN IMMEDIATE`` runs the two transactions
-one after the other). The loser gets :class:`ConcurrentPlanError` and plans the day again from what
-the winner recorded. No lock is held while events are sent.
+**Many runs at once.** A day is planned against what is *recorded* for it (:meth:`day_record`, one
+consistent read), pending events included: an event another run has recorded is one Amplitude will
+count (that run or the next one sends it), so it is never planned twice. Every planned event is a
+new revision of its ad-day, the one after the last recorded, and its ``insert_id``, derived from ad
+account, ad, day and revision, is the table's primary key. So a plan made from a state another run
+has changed since is refused as a whole when recorded (:meth:`record_pending`, one transaction):
+that run recorded the same revision of some ad-day first, or, if it changed none this plan touches,
+this plan is still right for each ad-day it touches. (PostgreSQL makes the second insert wait for
+the first transaction, then refuses it; SQLite's writers take turns.) The loser gets
+:class:`ConcurrentPlanError` and plans the day again from what the winner recorded. No lock is held
+while a day is planned or while events are sent: a run's acknowledgements never wait for its
+planning of the next day.
+
+**Lean rows.** An event is kept whole, to be resent exactly or corrected later, but not as one JSON
+text per event: an ad's description (ids, names, UTMs, device: two thirds of an event) is stored once
+in ``amplitude_event_descriptions``, keyed by its digest, and each event row holds only its own part
+(day, time, figures, revision) and that digest (``core/events.py``: ``split_event``). A year of
+2,000 ads takes about a third of the space it took with whole payloads, and recording is faster.
+Rows recorded by earlier versions hold the whole event and no digest; both are read alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -48,10 +60,12 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from tiktok_amp_assets.core.events import joined_event, split_event
 from tiktok_amp_assets.core.json_codec import dump_json, load_json
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.upload_plan import AdDayEvent, AdDayKey, CountedAdDay
@@ -78,11 +92,20 @@ EVENTS = Table(
     Column("conversions", BigInteger, nullable=False),
     Column("status", Text, nullable=False),
     Column("reason", Text),
+    # The event's own part (JSON); with no description, the whole event (rows of earlier versions).
     Column("payload", Text, nullable=False),
     Column("recorded_at", Text, nullable=False),
     Column("acknowledged_at", Text),
+    # The digest of its ad's description in DESCRIPTIONS (added to older ledgers when opened).
+    Column("description", Text),
     CheckConstraint(f"status IN {STATUSES!r}", name="amplitude_events_status"),
     Index("amplitude_events_by_day", "stat_date", "status"),
+)
+DESCRIPTIONS = Table(
+    "amplitude_event_descriptions",
+    METADATA,
+    Column("digest", Text, primary_key=True),
+    Column("description", Text, nullable=False),  # JSON: core.events.split_event's first part
 )
 _AD_DAY_COLUMNS = (
     EVENTS.c.advertiser_id,
@@ -93,7 +116,6 @@ _AD_DAY_COLUMNS = (
     EVENTS.c.impressions,
     EVENTS.c.clicks,
     EVENTS.c.conversions,
-    EVENTS.c.payload,
 )
 # Any fixed number: runs creating the tables at the same moment take turns on this lock.
 _SCHEMA_LOCK = 7_031_104_514
@@ -101,6 +123,13 @@ _SCHEMA_LOCK = 7_031_104_514
 
 # Rows per insert when copying a ledger: a year of many ad accounts is millions of rows.
 _COPY_BATCH = 5_000
+# Ids per statement when updating or reading events by id: under SQLite's oldest limit of 999
+# parameters, and one statement for a request's events rather than one per event.
+_IDS_PER_STATEMENT = 900
+# Hex characters of a description's sha256 kept as its key: 128 bits, no collision in any ledger.
+_DIGEST_CHARS = 32
+# Execution option of the ledger's read-only transactions.
+_READ_ONLY = "tiktok_amp_read_only"
 
 
 class LedgerNotEmptyError(RuntimeError):
@@ -109,6 +138,16 @@ class LedgerNotEmptyError(RuntimeError):
 
 class ConcurrentPlanError(RuntimeError):
     """Another run recorded events for the same ad-days between this run's reading and recording."""
+
+
+@dataclass(frozen=True)
+class DayRecord:
+    """What the ledger holds for one day, read at one moment (:meth:`AmplitudeLedger.day_record`)."""
+
+    # Per ad-day: the sum of its pending and acknowledged events, what Amplitude will have counted.
+    recorded: dict[AdDayKey, CountedAdDay]
+    # The day's events recorded earlier and not acknowledged yet (another run's, or a dead one's).
+    pending: list[AdDayEvent]
 
 
 class AmplitudeLedger:
@@ -123,18 +162,77 @@ class AmplitudeLedger:
             if connection.dialect.name == "postgresql":
                 # Two runs starting at once would both find no table, and one CREATE would fail.
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            schema = inspect(connection)
+            if schema.has_table(EVENTS.name) and EVENTS.c.description.name not in {
+                column["name"] for column in schema.get_columns(EVENTS.name)
+            }:  # a ledger of an earlier version
+                connection.execute(text(f"ALTER TABLE {EVENTS.name} ADD COLUMN description TEXT"))
             METADATA.create_all(connection)
+        # Digests of descriptions known to be stored (committed): each is written once per run.
+        self._stored_descriptions: set[str] = set()
 
-    @contextmanager
-    def planning(self, stat_date: date) -> Iterator[DayPlanning]:
-        """One transaction for planning ``stat_date`` and recording the events planned: see the
-        module's docstring. Leaving it with an exception records nothing."""
-        with self._engine.begin() as connection:
-            yield DayPlanning(
-                connection,
-                _recorded(connection, [stat_date], (PENDING, ACKNOWLEDGED)),
+    def day_record(self, stat_date: date) -> DayRecord:
+        """What is recorded for ``stat_date``, read at one moment: what to plan against."""
+        with self._reading() as connection:
+            return DayRecord(
+                _recorded(connection, [stat_date], (PENDING, ACKNOWLEDGED), last_events=True),
                 _pending(connection, stat_date),
             )
+
+    def record_pending(self, events: Iterable[AdDayEvent]) -> None:
+        """Write events as pending before they are sent, all or none. A rejected event may be planned
+        again (its row is replaced); if another run recorded one of them since the plan's
+        :meth:`day_record`, nothing is written and ConcurrentPlanError is raised."""
+        now = _now()
+        rows = []
+        descriptions: dict[str, str] = {}
+        for ad_day_event in sorted(events, key=lambda event: event.insert_id):  # see acknowledge()
+            description, own = split_event(ad_day_event.payload)
+            description_json = dump_json(description)
+            digest = hashlib.sha256(description_json).hexdigest()[:_DIGEST_CHARS]
+            if digest not in self._stored_descriptions:
+                descriptions[digest] = description_json.decode("utf-8")
+            rows.append(
+                {
+                    "insert_id": ad_day_event.insert_id,
+                    "advertiser_id": ad_day_event.advertiser_id,
+                    "ad_id": ad_day_event.ad_id,
+                    "stat_date": ad_day_event.stat_date.isoformat(),
+                    "revision": ad_day_event.revision,
+                    "cost": str(ad_day_event.totals.cost),
+                    "impressions": ad_day_event.totals.impressions,
+                    "clicks": ad_day_event.totals.clicks,
+                    "conversions": ad_day_event.totals.conversions,
+                    "status": PENDING,
+                    "payload": dump_json(own).decode("utf-8"),
+                    "recorded_at": now,
+                    "description": digest,
+                }
+            )
+        if not rows:
+            return
+        replace_rejected = EVENTS.delete().where(
+            EVENTS.c.insert_id.in_(bindparam("ids", expanding=True)), EVENTS.c.status == REJECTED
+        )
+        with self._engine.begin() as connection:
+            if descriptions:
+                # Another run may store the same description at the same moment: the text is the same.
+                connection.execute(
+                    _insert_new(connection, DESCRIPTIONS),
+                    [
+                        {"digest": digest, "description": text}
+                        for digest, text in sorted(descriptions.items())
+                    ],
+                )
+            for chunk in _chunks([row["insert_id"] for row in rows]):
+                connection.execute(replace_rejected, {"ids": chunk})
+            try:
+                connection.execute(EVENTS.insert(), rows)
+            except IntegrityError:
+                raise ConcurrentPlanError(
+                    "another run recorded events for the same ad-days while this one was planning them"
+                ) from None
+        self._stored_descriptions |= descriptions.keys()  # committed
 
     def acknowledge(self, insert_ids: Iterable[str]) -> None:
         """Amplitude answered 200 for these events: counted. Also over a rejection, which another
@@ -142,16 +240,17 @@ class AmplitudeLedger:
         now = _now()
         # In insert_id order, as every writer here: two runs acknowledging the same events (one
         # resending the other's) lock them in the same order, so neither waits on the other forever.
-        params = [{"id": insert_id, "now": now} for insert_id in sorted(set(insert_ids))]
-        if not params:
+        ids = sorted(set(insert_ids))
+        if not ids:
             return
+        update = (
+            EVENTS.update()
+            .where(EVENTS.c.insert_id.in_(bindparam("ids", expanding=True)), EVENTS.c.status != ACKNOWLEDGED)
+            .values(status=ACKNOWLEDGED, acknowledged_at=now, reason=None)
+        )
         with self._engine.begin() as connection:
-            connection.execute(
-                EVENTS.update()
-                .where(EVENTS.c.insert_id == bindparam("id"), EVENTS.c.status != ACKNOWLEDGED)
-                .values(status=ACKNOWLEDGED, acknowledged_at=bindparam("now"), reason=None),
-                params,
-            )
+            for chunk in _chunks(ids):
+                connection.execute(update, {"ids": chunk})
 
     def reject(self, reasons: Mapping[str, str]) -> None:
         params = [{"id": insert_id, "why": reasons[insert_id]} for insert_id in sorted(reasons)]
@@ -171,27 +270,33 @@ class AmplitudeLedger:
         Any day, not only the days being run: left pending until its own day is run again, an
         event might be resent after Amplitude's 7-day memory of its insert_id has lapsed.
         """
-        with self._engine.connect() as connection:
+        with self._reading() as connection:
             return _pending(connection)
 
     def counted(self, stat_dates: Iterable[date]) -> dict[AdDayKey, CountedAdDay]:
-        """Per ad-day of these dates: the sum Amplitude counted, the next revision, the last payload."""
-        with self._engine.connect() as connection:
-            return _recorded(connection, stat_dates, (ACKNOWLEDGED,))
+        """Per ad-day of these dates: the sum Amplitude counted and the next revision (no events)."""
+        with self._reading() as connection:
+            return _recorded(connection, stat_dates, (ACKNOWLEDGED,), last_events=False)
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every row as stored, by insert_id."""
-        with self._engine.connect() as connection:
+        """Every event row as stored, by insert_id."""
+        with self._reading() as connection:
             return [
                 dict(row._mapping) for row in connection.execute(select(EVENTS).order_by(EVENTS.c.insert_id))
             ]
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A read-only transaction: one consistent view, and (SQLite) no wait for a writer."""
+        with self._engine.connect() as connection:
+            yield connection.execution_options(**{_READ_ONLY: True})
 
     def copy_into(self, destination: AmplitudeLedger) -> int:
         """Copy every row into ``destination``, which must be empty; returns the number of rows.
 
         One transaction on the destination: a copy that fails leaves it empty, to be run again.
         """
-        with destination._engine.begin() as target, self._engine.connect() as source:
+        with destination._engine.begin() as target, self._reading() as source:
             present = target.execute(select(func.count()).select_from(EVENTS)).scalar_one()
             if present:
                 raise LedgerNotEmptyError(
@@ -200,101 +305,88 @@ class AmplitudeLedger:
                     "if you are sure it holds nothing worth keeping)"
                 )
             copied = 0
-            rows = source.execution_options(yield_per=_COPY_BATCH).execute(
-                select(EVENTS).order_by(EVENTS.c.insert_id)
-            )
-            for batch in rows.partitions():
-                target.execute(EVENTS.insert(), [dict(row._mapping) for row in batch])
-                copied += len(batch)
+            for table, order in ((DESCRIPTIONS, DESCRIPTIONS.c.digest), (EVENTS, EVENTS.c.insert_id)):
+                rows = source.execution_options(yield_per=_COPY_BATCH).execute(select(table).order_by(order))
+                for batch in rows.partitions():
+                    # Descriptions a failed earlier copy left are the same texts: kept as they are.
+                    target.execute(_insert_new(target, table), [dict(row._mapping) for row in batch])
+                    copied += len(batch) if table is EVENTS else 0
             return copied
 
 
-class DayPlanning:
-    """The inside of :meth:`AmplitudeLedger.planning`: what is recorded for the day, and recording."""
-
-    def __init__(
-        self, connection: Connection, recorded: dict[AdDayKey, CountedAdDay], pending: list[AdDayEvent]
-    ) -> None:
-        self._connection = connection
-        # Per ad-day: the sum of its pending and acknowledged events, what Amplitude will have counted.
-        self.recorded = recorded
-        # The day's events recorded earlier and not acknowledged yet (another run's, or a dead one's).
-        self.pending = pending
-
-    def record_pending(self, events: Iterable[AdDayEvent]) -> None:
-        """Write events as pending before they are sent. A rejected event may be planned again (its
-        row is replaced); an event another run recorded meanwhile raises ConcurrentPlanError."""
-        now = _now()
-        rows = [
-            {
-                "insert_id": event.insert_id,
-                "advertiser_id": event.advertiser_id,
-                "ad_id": event.ad_id,
-                "stat_date": event.stat_date.isoformat(),
-                "revision": event.revision,
-                "cost": str(event.totals.cost),
-                "impressions": event.totals.impressions,
-                "clicks": event.totals.clicks,
-                "conversions": event.totals.conversions,
-                "status": PENDING,
-                "payload": dump_json(event.payload).decode("utf-8"),
-                "recorded_at": now,
-            }
-            for event in sorted(events, key=lambda event: event.insert_id)  # see acknowledge()
-        ]
-        if not rows:
-            return
-        self._connection.execute(
-            EVENTS.delete().where(EVENTS.c.insert_id == bindparam("id"), EVENTS.c.status == REJECTED),
-            [{"id": row["insert_id"]} for row in rows],
-        )
-        try:
-            self._connection.execute(EVENTS.insert(), rows)
-        except IntegrityError:
-            raise ConcurrentPlanError(
-                "another run recorded events for the same ad-days while this one was planning them"
-            ) from None
-
-
 def _recorded(
-    connection: Connection, stat_dates: Iterable[date], statuses: tuple[str, ...]
+    connection: Connection, stat_dates: Iterable[date], statuses: tuple[str, ...], *, last_events: bool
 ) -> dict[AdDayKey, CountedAdDay]:
+    """Per ad-day of ``stat_dates``: the sum of its events in ``statuses`` and its next revision;
+    with ``last_events``, also its last event (for a removal correction)."""
     counted: dict[AdDayKey, CountedAdDay] = {}
     days = sorted({day.isoformat() for day in stat_dates})
     if not days:
         return counted
+    columns = (*_AD_DAY_COLUMNS, EVENTS.c.payload, EVENTS.c.description) if last_events else _AD_DAY_COLUMNS
     query = (
-        select(*_AD_DAY_COLUMNS)
+        select(*columns)
         .where(EVENTS.c.status.in_(statuses), EVENTS.c.stat_date.in_(days))
         .order_by(EVENTS.c.revision)
     )
-    for (
-        advertiser_id,
-        ad_id,
-        stat_date,
-        revision,
-        cost,
-        impressions,
-        clicks,
-        conversions,
-        payload,
-    ) in connection.execute(query):
-        key = (advertiser_id, ad_id, date.fromisoformat(stat_date))
+    last_digests: dict[AdDayKey, str | None] = {}
+    dates = {text: date.fromisoformat(text) for text in days}
+    for row in connection.execute(query):
+        advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions = row[:8]
+        key = (advertiser_id, ad_id, dates[stat_date])
         totals = MetricTotals(Decimal(cost), impressions, clicks, conversions)
         before = counted.get(key)
         if before is not None:
             totals = before.totals + totals
-        counted[key] = CountedAdDay(totals, revision + 1, payload)
+        counted[key] = CountedAdDay(totals, revision + 1, row[8] if last_events else None)
+        if last_events:
+            last_digests[key] = row[9]
+    if last_events:
+        texts = _descriptions(connection, {digest for digest in last_digests.values() if digest})
+        for key, digest in last_digests.items():
+            if digest is not None:
+                counted[key] = replace(counted[key], last_description_json=texts[digest])
     return counted
 
 
 def _pending(connection: Connection, stat_date: date | None = None) -> list[AdDayEvent]:
-    """Pending events of ``stat_date`` (of every day if None), oldest first."""
-    query = select(EVENTS.c.insert_id, *_AD_DAY_COLUMNS).where(EVENTS.c.status == PENDING)
+    """Pending events of ``stat_date`` (of every day if None), oldest first, whole."""
+    query = select(EVENTS.c.insert_id, *_AD_DAY_COLUMNS, EVENTS.c.payload, EVENTS.c.description).where(
+        EVENTS.c.status == PENDING
+    )
     if stat_date is not None:
         query = query.where(EVENTS.c.stat_date == stat_date.isoformat())
-    query = query.order_by(EVENTS.c.recorded_at, EVENTS.c.insert_id)
-    return [_ad_day_event(row) for row in connection.execute(query)]
+    rows = connection.execute(query.order_by(EVENTS.c.recorded_at, EVENTS.c.insert_id)).all()
+    texts = {
+        digest: load_json(text)
+        for digest, text in _descriptions(
+            connection, {row.description for row in rows if row.description}
+        ).items()
+    }
+    return [_ad_day_event(row, texts.get(row.description)) for row in rows]
+
+
+def _descriptions(connection: Connection, digests: set[str]) -> dict[str, str]:
+    """The descriptions stored under ``digests``, as JSON texts."""
+    texts: dict[str, str] = {}
+    query = select(DESCRIPTIONS.c.digest, DESCRIPTIONS.c.description).where(
+        DESCRIPTIONS.c.digest.in_(bindparam("digests", expanding=True))
+    )
+    for chunk in _chunks(sorted(digests)):
+        texts.update(connection.execute(query, {"digests": chunk}).tuples().all())
+    return texts
+
+
+def _insert_new(connection: Connection, table: Table) -> Any:
+    """An insert of ``table`` rows that leaves a row whose key is already stored as it is."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[list[str]]:
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        yield list(ids[start : start + _IDS_PER_STATEMENT])
 
 
 def _engine(url: URL) -> Engine:
@@ -325,16 +417,19 @@ def _engine(url: URL) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        # The write lock from the start: planning reads, then writes, with no one writing between.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(_READ_ONLY):
+            # A snapshot of the WAL: readers and the writer never wait for each other.
+            connection.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            # The write lock from the start: a writer waits here for another one (busy timeout),
+            # never fails halfway because another wrote since its first read.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
 
-def _ad_day_event(row: Any) -> AdDayEvent:
-    insert_id, advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions, payload = (
-        row
-    )
+def _ad_day_event(row: Any, description: dict[str, Any] | None) -> AdDayEvent:
+    insert_id, advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions = row[:9]
     return AdDayEvent(
         insert_id=insert_id,
         advertiser_id=advertiser_id,
@@ -344,7 +439,7 @@ def _ad_day_event(row: Any) -> AdDayEvent:
         totals=MetricTotals(
             cost=Decimal(cost), impressions=impressions, clicks=clicks, conversions=conversions
         ),
-        payload=load_json(payload),
+        payload=joined_event(description, load_json(row.payload)),
     )
 
 
