@@ -47,6 +47,7 @@ from tiktok_amp_emulators.amplitude_server import (
 )
 from tiktok_amp_emulators.catalogue import DEFAULT_ADVERTISERS, Catalogue, generate_catalogue
 from tiktok_amp_emulators.demo import demo_environment, prepare_home
+from tiktok_amp_emulators.processes import process_tree
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
@@ -155,21 +156,29 @@ def step_spans(dagster_home: Path) -> dict[str, tuple[float, float]]:
     return spans
 
 
-def sample_rss(pid: int, samples: list[tuple[float, float]], stop: threading.Event) -> None:
-    """(time, RSS in MB) of process ``pid`` every 50 ms until ``stop``: peak memory per step."""
-    status = Path(f"/proc/{pid}/status")
+def sample_rss(pid: int, samples: list[tuple[float, float, float]], stop: threading.Event) -> None:
+    """(time, RSS of process ``pid``, RSS of it and every process it started, in MB) every 50 ms
+    until ``stop``: peak memory per step, and what the machine needs while worker processes run
+    (normalizing, planning the upload). Shared pages count once per process: an upper bound."""
     while not stop.wait(0.05):
-        try:
-            text = status.read_text()
-        except OSError:
+        rss = {child: _rss_mb(child) for child in process_tree(pid)}
+        if not rss.get(pid):
             return
-        kilobytes = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
-        samples.append((time.time(), kilobytes / 1024))
+        samples.append((time.time(), rss[pid], sum(rss.values())))
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0  # ended meanwhile
+    kilobytes = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
+    return kilobytes / 1024
 
 
 def materialize(
     first: date, last: date, env: dict[str, str], home: Path, *, profile: bool
-) -> tuple[float, list[tuple[float, float]]]:
+) -> tuple[float, list[tuple[float, float, float]]]:
     """Run the backfill of ``first..last`` as a user does from the CLI; its wall time and RSS samples."""
     partition_args = (
         ["--partition", first.isoformat()]
@@ -182,7 +191,7 @@ def materialize(
     command = [*python, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
                "--select", "*", *partition_args]  # fmt: skip
     started = time.monotonic()
-    samples: list[tuple[float, float]] = []
+    samples: list[tuple[float, float, float]] = []
     stop_sampling = threading.Event()
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=output)
@@ -267,11 +276,13 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
             "events counted": events,
             "of which corrections": corrections,
             "MB sent": round(payload_bytes / 1e6, 1),
+            # The largest process's (the run's, or a worker's); then all of them at once, sampled.
             "peak RSS MB": round(peak_rss_mb),
-            # Sampled every 50 ms: which step holds the most memory.
+            "all processes MB": round(max((tree for _, _, tree in samples), default=0)),
+            # Sampled every 50 ms: which step holds the most memory (the run's process).
             **{
                 f"{name} MB": round(
-                    max((rss for at, rss in samples if spans[step][0] <= at <= spans[step][1]), default=0)
+                    max((rss for at, rss, _ in samples if spans[step][0] <= at <= spans[step][1]), default=0)
                 )
                 for step, name in STEP_NAMES.items()
             },

@@ -23,7 +23,7 @@ import os
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, TypeVar
@@ -158,9 +158,22 @@ class DayUploader:
         # Per day not yet finished: TikTok's current figures per ad-day, and what Amplitude had counted.
         self._current: dict[date, dict[AdDayKey, MetricTotals]] = {}
         self._counted_before: dict[AdDayKey, MetricTotals] = {}
+        # Amplitude's answers being written to the ledger, in order, by one thread (see _record).
+        self._answers_writer: ThreadPoolExecutor | None = None
+        self._answers_written: deque[Future[None]] = deque()
 
     def upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
         """Upload ``days`` (sorted); yields each day as soon as it is finished."""
+        # Leaving (finished, failed or stopped) waits for the answers still being written.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-answers") as writer:
+            self._answers_writer = writer
+            try:
+                yield from self._upload(days)
+                self._wait_for_answers()
+            finally:
+                self._answers_writer = None
+
+    def _upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
         if self._client is not None:
             self._resend_pending(set(days))
         queue: list[AdDayEvent] = []
@@ -228,9 +241,18 @@ class DayUploader:
             self._record(delivery)
 
     def _record(self, delivery: Delivery) -> None:
-        # Durable before the next request goes out: a crash after this line loses nothing.
-        self._ledger.acknowledge(event["insert_id"] for event in delivery.accepted)
-        self._ledger.reject({rejected.insert_id: rejected.reason for rejected in delivery.rejected})
+        # Written by the answers thread while the next request goes out (the database's work
+        # releases the GIL): a day is finished, its counts read back, only once its answers are
+        # written. A crash before they are leaves those events pending, and the next run resends
+        # them under the same insert_id, which Amplitude drops if it counted them.
+        assert self._answers_writer is not None
+        self._answers_written.append(
+            self._answers_writer.submit(
+                self._write_answers,
+                [event["insert_id"] for event in delivery.accepted],
+                {rejected.insert_id: rejected.reason for rejected in delivery.rejected},
+            )
+        )
         events_per_day: dict[date, int] = defaultdict(int)
         for event in delivery.accepted:
             day = event_stat_date(event)
@@ -255,9 +277,19 @@ class DayUploader:
                     {**record, "events_of_this_day": count} for record in records
                 )
 
+    def _write_answers(self, accepted: list[str], rejected: dict[str, str]) -> None:
+        self._ledger.acknowledge(accepted)
+        self._ledger.reject(rejected)
+
+    def _wait_for_answers(self) -> None:
+        """Every answer so far is in the ledger; a failure to write one is raised here."""
+        while self._answers_written:
+            self._answers_written.popleft().result()
+
     def _finish(self, days: list[date]) -> Iterator[FinishedDay]:
         if not days:
             return
+        self._wait_for_answers()
         counted_after = self._ledger.counted(days)
         reports = {day: self._reports.pop(day) for day in days}
         before = {key: value for key, value in self._counted_before.items() if key[2] in reports}
