@@ -208,6 +208,9 @@ class TikTokExtraction:
                     widest,
                     limit,
                 )
+                # The cut answer can be as big as the whole window: let it go before the parts fetch
+                # the window again, rather than hold both.
+                del answers, rows, rows_by_day
                 rows = self._in_parts(account, key, limit)
                 rows_by_day = _rows_by_day(rows, key, ad_level=True)
                 self.stats.windows_in_parts += 1
