@@ -187,6 +187,32 @@ def window_rows(client: TikTokClient, advertiser_id: str, first: date, last: dat
     ]
 
 
+def test_rows_are_decoded_exactly_as_sent_with_equal_strings_shared(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
+) -> None:
+    # What the standard decoder makes of the answer, byte for byte: a repeated key (its last value,
+    # at its first place), an int beyond 64 bits, floats, nulls, nested lists and objects.
+    odd_row = (
+        b'{"dimensions": {"ad_id": "1", "stat_time_day": "2025-03-01 00:00:00"}, "metrics": {"spend": "1.00", '
+        b'"spend": "2.00", "impressions": 184467440737095516170, "clicks": 1.5, "conversion": null, '
+        b'"ad_name": ["\u00c9", {"a": "2025-03-01 00:00:00"}]}}'
+    )
+
+    def with_odd_row(query: dict[str, str], envelope: dict[str, Any]) -> Response:
+        envelope["data"]["page_info"]["total_number"] += 1
+        body = json.dumps(envelope).encode()
+        return Response(200, body.replace(b'"list": [', b'"list": [' + odd_row + b", ", 1))
+
+    emulator.rewrite_answers(REPORT_PATH, with_odd_row, times=1)
+    rows = make_client(emulator).ad_day_report(ACME, WINDOW_START, WINDOW_START)
+    assert json.dumps(rows[0]) == json.dumps(json.loads(odd_row))
+    assert list(rows[0]["metrics"]) == ["spend", "impressions", "clicks", "conversion", "ad_name"]
+    assert rows[0]["metrics"]["impressions"] == 184467440737095516170
+    assert keyed(rows[1:]) == truth(emulator.catalogue, ACME, WINDOW_START, 1)
+    # Every row of the day names the same day: one string object, not one per row.
+    assert len({id(row["dimensions"]["stat_time_day"]) for row in rows}) == 1
+
+
 def test_a_45_day_range_takes_two_report_windows(
     emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
 ) -> None:

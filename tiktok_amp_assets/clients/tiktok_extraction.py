@@ -160,6 +160,9 @@ class TikTokExtraction:
             for day in window.days():
                 if day in wanted:
                     yield day, window.raw_day(day, advertiser_info, fetched_at)
+            # Let go of this window before the next one is fetched: the loop variable would keep it
+            # alive until then, and two windows of decoded rows at once doubled the step's memory.
+            del window
 
     def windows(self, advertiser_id: str, first: date, last: date) -> Iterator[Window]:
         """The account's report windows from ``first`` to ``last``, each whole (module docstring)."""
@@ -205,6 +208,9 @@ class TikTokExtraction:
                     widest,
                     limit,
                 )
+                # The cut answer can be as big as the whole window: let it go before the parts fetch
+                # the window again, rather than hold both.
+                del answers, rows, rows_by_day
                 rows = self._in_parts(account, key, limit)
                 rows_by_day = _rows_by_day(rows, key, ad_level=True)
                 self.stats.windows_in_parts += 1
