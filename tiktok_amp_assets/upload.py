@@ -53,7 +53,7 @@ DRY_RUN_READ_AHEAD_EVENTS = 2000
 # is ~45 us of GIL per ad-day, about half of the upload's; a process starts in ~1.5 s).
 PLANNING_PROCESS_FROM_DAYS = 60
 # Days planned ahead of the one being sent, in the planning process: bounds memory to a few days.
-_PROCESS_DAYS_AHEAD = 2
+_PROCESS_DAYS_AHEAD = 5
 
 
 @dataclass(frozen=True)
@@ -293,7 +293,7 @@ class DayUploader:
         counted_after = self._ledger.counted(days)
         reports = {day: self._reports.pop(day) for day in days}
         before = {key: value for key, value in self._counted_before.items() if key[2] in reports}
-        record_counts(reports, before, {key: ad_day.totals for key, ad_day in counted_after.items()})
+        record_counts(reports, before, counted_after)
         current = {key: totals for day in days for key, totals in self._current.pop(day, {}).items()}
         undelivered: dict[date, list[Mismatch]] = defaultdict(list)
         if self._client is not None:

@@ -214,6 +214,8 @@ class MetricTotals:
         # Only a Decimal is a cost here, so no float can slip in and lose cents.
         if not isinstance(self.cost, Decimal):
             raise TypeError(f"cost must be a Decimal, got {type(self.cost).__name__}")
+        if type(self.impressions) is type(self.clicks) is type(self.conversions) is int:
+            return  # the usual case, checked at once: a year's backfill makes millions of these
         for name in ("impressions", "clicks", "conversions"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):

@@ -13,7 +13,7 @@ import pyarrow as pa
 from tiktok_amp_assets.core import tiktok_contract as api
 from tiktok_amp_assets.core.ad_metrics import table_totals
 from tiktok_amp_assets.core.metric_values import MetricTotals, parse_count, parse_money
-from tiktok_amp_assets.core.upload_plan import AdDayKey, CountedAdDay
+from tiktok_amp_assets.core.upload_plan import AdDayKey
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def reconcile_account_day(
 
 def undelivered_ad_days(
     current: Mapping[AdDayKey, MetricTotals],
-    counted: Mapping[AdDayKey, CountedAdDay],
+    counted: Mapping[AdDayKey, MetricTotals],
     stat_dates: Iterable[date],
 ) -> list[Mismatch]:
     """Ad-days where Amplitude's counted sums differ from TikTok's ``current`` figures (an ad-day TikTok
@@ -73,7 +73,7 @@ def undelivered_ad_days(
     mismatches = []
     for key in sorted(current.keys() | {key for key in counted if key[2] in days}):
         expected = current.get(key, MetricTotals.zero())
-        found = counted[key].totals if key in counted else MetricTotals.zero()
+        found = counted.get(key, MetricTotals.zero())
         if expected != found:
             mismatches.append(Mismatch(key[0], key[2], expected, found, ad_id=key[1]))
     return mismatches

@@ -273,10 +273,15 @@ class AmplitudeLedger:
         with self._reading() as connection:
             return _pending(connection)
 
-    def counted(self, stat_dates: Iterable[date]) -> dict[AdDayKey, CountedAdDay]:
-        """Per ad-day of these dates: the sum Amplitude counted and the next revision (no events)."""
+    def counted(self, stat_dates: Iterable[date]) -> dict[AdDayKey, MetricTotals]:
+        """Per ad-day of these dates: the sum of what Amplitude counted (acknowledged events)."""
         with self._reading() as connection:
-            return _recorded(connection, stat_dates, (ACKNOWLEDGED,), last_events=False)
+            return {
+                key: ad_day.totals
+                for key, ad_day in _recorded(
+                    connection, stat_dates, (ACKNOWLEDGED,), last_events=False
+                ).items()
+            }
 
     def rows(self) -> list[dict[str, Any]]:
         """Every event row as stored, by insert_id."""
