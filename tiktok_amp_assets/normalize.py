@@ -9,11 +9,9 @@ worker's start (importing pyarrow and pandas, about a second) would cost more th
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
@@ -23,6 +21,7 @@ from tiktok_amp_assets.clients.tiktok_extraction import ACCOUNT_TOTALS_KEY
 from tiktok_amp_assets.core.ad_metrics import ReportRowError, normalize_account_day
 from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
 from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
+from tiktok_amp_assets.worker_processes import in_worker_processes
 
 # Account-days from which worker processes pay for their start (measured: ~35 ms of work per
 # account-day of 2,000 ads, ~1.5 s to start a worker).
@@ -79,18 +78,9 @@ def normalize_days(
         for day in days:
             yield normalize_day(base_dir, advertiser_ids, day)
         return
-    # spawn, not fork: the run's process has threads (Dagster's, the clients'), which fork would
-    # copy mid-state.
-    pool = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        waiting: deque[Future[NormalizedDay]] = deque()
-        next_day = iter(days)
-        for day in next_day:
-            waiting.append(pool.submit(normalize_day, base_dir, list(advertiser_ids), day))
-            if len(waiting) > _DAYS_AHEAD:
-                yield waiting.popleft().result()
-        while waiting:
-            yield waiting.popleft().result()
-    finally:
-        # A failed day (or a failure of the caller) drops the days not yet started.
-        pool.shutdown(wait=True, cancel_futures=True)
+    yield from in_worker_processes(
+        functools.partial(normalize_day, base_dir, list(advertiser_ids)),
+        days,
+        workers=WORKERS,
+        ahead=_DAYS_AHEAD,
+    )

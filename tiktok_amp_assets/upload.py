@@ -2,28 +2,28 @@
 
 Days are read and planned one at a time into a queue, and the queue is sent whenever it holds full
 requests; the rest waits for the next day's events. So a year costs as few requests as its events
-need, and memory holds about two requests' events however many days or ads. A day is finished (its
-results file written) once every one of its events has been answered; until then it keeps only its
-ad-days' totals, not its rows, since a daily tick that re-reads 30 days and sends few corrections
-keeps all 30 open.
+need, and memory holds a few days' events (planned ahead, queued, in flight) however many days. A
+day is finished (its results file written) once every one of its events has been answered; until
+then it keeps only its ad-days' totals, not its rows, since a daily tick that re-reads 30 days and
+sends few corrections keeps all 30 open.
 
 Reading and planning (:class:`DayPlanner`) run ahead of the sending: the next request is built
-(and recorded as pending in the ledger) while Amplitude answers the current one. Sending,
-recording answers and finishing days stay in the caller's thread, in order. Planning and sending
-each hold the GIL most of their time, so a long range is planned in a process of its own (spawned,
-like normalize.py's workers), which uses a second core; a short one (a daily run) in a thread, where
-a process's start (about a second) would cost more than it saves.
+(and recorded as pending in the ledger) while Amplitude answers the current one. Sending and
+finishing days stay in the caller's thread, in order; Amplitude's answers are written to the ledger
+by a thread of their own, in order, and a day is finished once its answers are written. Planning
+and sending each hold the GIL most of their time, so a long range is planned in a process of its
+own (spawned, like normalize.py's workers), which uses a second core; a short one (a daily run) in
+a thread, where a process's start (about a second) would cost more than it saves.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, TypeVar
@@ -42,6 +42,7 @@ from tiktok_amp_assets.core.upload_plan import (
 from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date, record_counts
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger, ConcurrentPlanError
+from tiktok_amp_assets.worker_processes import in_worker_processes
 
 # A loser re-plans from what the winner recorded; only a day planned by many runs at once loses often.
 MAX_PLANNING_ATTEMPTS = 20
@@ -386,24 +387,13 @@ def _plan_in_process(day: date) -> PlannedDay:
 def _planned_in_process(
     store: ImportStore, policy: RestatementPolicy, sending: bool, days: Sequence[date]
 ) -> Iterator[PlannedDay]:
-    """:meth:`DayPlanner.plan` of each day in order, in one spawned process that stays a few days
-    ahead. One process: days are planned one after the other, as in a thread."""
-    # spawn, not fork: the run's process has threads (Dagster's, the clients'), which fork would
-    # copy mid-state.
-    pool = ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("spawn"),
+    """:meth:`DayPlanner.plan` of each day in order, in one process that stays a few days ahead.
+    One process: days are planned one after the other, as in a thread."""
+    yield from in_worker_processes(
+        _plan_in_process,
+        days,
+        workers=1,
+        ahead=_PROCESS_DAYS_AHEAD,
         initializer=_start_planner,
         initargs=(store, policy, sending),
     )
-    try:
-        waiting: deque[Future[PlannedDay]] = deque()
-        for day in days:
-            waiting.append(pool.submit(_plan_in_process, day))
-            if len(waiting) > _PROCESS_DAYS_AHEAD:
-                yield waiting.popleft().result()
-        while waiting:
-            yield waiting.popleft().result()
-    finally:
-        # A failed day (or a caller that stopped) drops the days not yet planned.
-        pool.shutdown(wait=True, cancel_futures=True)

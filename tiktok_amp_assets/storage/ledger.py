@@ -378,7 +378,7 @@ def _descriptions(connection: Connection, digests: set[str]) -> dict[str, str]:
         DESCRIPTIONS.c.digest.in_(bindparam("digests", expanding=True))
     )
     for chunk in _chunks(sorted(digests)):
-        texts.update(connection.execute(query, {"digests": chunk}).tuples().all())
+        texts.update((digest, text) for digest, text in connection.execute(query, {"digests": chunk}))
     return texts
 
 
