@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,9 +32,9 @@ class DayUploadReport:
     # Per ad account: what Amplitude had counted for the day before this run, and after it.
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add_counted(self, side: str, advertiser_id: str, totals: MetricTotals) -> None:
+    def add_counted(self, side: str, advertiser_id: str, ad_days: int, totals: MetricTotals) -> None:
         account = self.accounts.setdefault(advertiser_id, {"before": _empty(), "after": _empty()})
-        account[side]["ad_days"] += 1
+        account[side]["ad_days"] += ad_days
         account[side]["totals"] = account[side]["totals"] + totals
 
     def changes_markdown(self) -> str | None:
@@ -135,7 +135,10 @@ def record_counts(
     after: Mapping[AdDayKey, MetricTotals],
 ) -> None:
     """What Amplitude had counted per account and day before the upload, and after it."""
+    by_account: dict[tuple[date, str, str], list[MetricTotals]] = defaultdict(list)
     for side, counted in (("before", before), ("after", after)):
         for (advertiser_id, _ad_id, stat_date), totals in counted.items():
             if stat_date in reports:
-                reports[stat_date].add_counted(side, advertiser_id, totals)
+                by_account[(stat_date, advertiser_id, side)].append(totals)
+    for (stat_date, advertiser_id, side), values in by_account.items():
+        reports[stat_date].add_counted(side, advertiser_id, len(values), MetricTotals.sum(values))

@@ -175,7 +175,7 @@ class AmplitudeLedger:
         """What is recorded for ``stat_date``, read at one moment: what to plan against."""
         with self._reading() as connection:
             return DayRecord(
-                _recorded(connection, [stat_date], (PENDING, ACKNOWLEDGED), last_events=True),
+                _recorded(connection, stat_date),
                 _pending(connection, stat_date),
             )
 
@@ -275,13 +275,27 @@ class AmplitudeLedger:
 
     def counted(self, stat_dates: Iterable[date]) -> dict[AdDayKey, MetricTotals]:
         """Per ad-day of these dates: the sum of what Amplitude counted (acknowledged events)."""
+        days = sorted({day.isoformat() for day in stat_dates})
+        counted: dict[AdDayKey, MetricTotals] = {}
+        dates = {text: date.fromisoformat(text) for text in days}
+        query = select(*_AD_DAY_COLUMNS).where(EVENTS.c.status == ACKNOWLEDGED, EVENTS.c.stat_date.in_(days))
+        # Lean on purpose: every finished day of a backfill reads all its ad-days back.
         with self._reading() as connection:
-            return {
-                key: ad_day.totals
-                for key, ad_day in _recorded(
-                    connection, stat_dates, (ACKNOWLEDGED,), last_events=False
-                ).items()
-            }
+            for (
+                advertiser_id,
+                ad_id,
+                stat_date,
+                _,
+                cost,
+                impressions,
+                clicks,
+                conversions,
+            ) in connection.execute(query):
+                key = (advertiser_id, ad_id, dates[stat_date])
+                totals = MetricTotals(Decimal(cost), impressions, clicks, conversions)
+                before = counted.get(key)
+                counted[key] = totals if before is None else before + totals
+        return counted
 
     def rows(self) -> list[dict[str, Any]]:
         """Every event row as stored, by insert_id."""
@@ -319,38 +333,29 @@ class AmplitudeLedger:
             return copied
 
 
-def _recorded(
-    connection: Connection, stat_dates: Iterable[date], statuses: tuple[str, ...], *, last_events: bool
-) -> dict[AdDayKey, CountedAdDay]:
-    """Per ad-day of ``stat_dates``: the sum of its events in ``statuses`` and its next revision;
-    with ``last_events``, also its last event (for a removal correction)."""
+def _recorded(connection: Connection, stat_date: date) -> dict[AdDayKey, CountedAdDay]:
+    """Per ad-day of ``stat_date``: the sum of its pending and acknowledged events, its next revision
+    and its last event (for a removal correction)."""
     counted: dict[AdDayKey, CountedAdDay] = {}
-    days = sorted({day.isoformat() for day in stat_dates})
-    if not days:
-        return counted
-    columns = (*_AD_DAY_COLUMNS, EVENTS.c.payload, EVENTS.c.description) if last_events else _AD_DAY_COLUMNS
     query = (
-        select(*columns)
-        .where(EVENTS.c.status.in_(statuses), EVENTS.c.stat_date.in_(days))
+        select(*_AD_DAY_COLUMNS, EVENTS.c.payload, EVENTS.c.description)
+        .where(EVENTS.c.status.in_((PENDING, ACKNOWLEDGED)), EVENTS.c.stat_date == stat_date.isoformat())
         .order_by(EVENTS.c.revision)
     )
     last_digests: dict[AdDayKey, str | None] = {}
-    dates = {text: date.fromisoformat(text) for text in days}
     for row in connection.execute(query):
-        advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions = row[:8]
-        key = (advertiser_id, ad_id, dates[stat_date])
+        advertiser_id, ad_id, _, revision, cost, impressions, clicks, conversions, payload, digest = row
+        key = (advertiser_id, ad_id, stat_date)
         totals = MetricTotals(Decimal(cost), impressions, clicks, conversions)
         before = counted.get(key)
         if before is not None:
             totals = before.totals + totals
-        counted[key] = CountedAdDay(totals, revision + 1, row[8] if last_events else None)
-        if last_events:
-            last_digests[key] = row[9]
-    if last_events:
-        texts = _descriptions(connection, {digest for digest in last_digests.values() if digest})
-        for key, digest in last_digests.items():
-            if digest is not None:
-                counted[key] = replace(counted[key], last_description_json=texts[digest])
+        counted[key] = CountedAdDay(totals, revision + 1, payload)
+        last_digests[key] = digest
+    texts = _descriptions(connection, {digest for digest in last_digests.values() if digest})
+    for key, digest in last_digests.items():
+        if digest is not None:
+            counted[key] = replace(counted[key], last_description_json=texts[digest])
     return counted
 
 
