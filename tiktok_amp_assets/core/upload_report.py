@@ -39,6 +39,13 @@ class DayUploadReport:
 
     def changes_markdown(self) -> str | None:
         """Accounts whose counted figures this run changed: rows, cost, conversions before → after."""
+        changed = [
+            (advertiser_id, a)
+            for advertiser_id, a in sorted(self.accounts.items())
+            if a["before"] != a["after"] and a["before"]["ad_days"]
+        ]
+        if not changed:
+            return None  # a day imported for the first time: nothing to look up
         currencies = {
             planned.ad_day_event.advertiser_id: str(
                 planned.ad_day_event.payload["event_properties"]["currency"]
@@ -50,11 +57,8 @@ class DayUploadReport:
             f"{_cost(a['before']['totals'].cost, currencies.get(advertiser_id))} → "
             f"{_cost(a['after']['totals'].cost, currencies.get(advertiser_id))} | "
             f"{a['before']['totals'].conversions} → {a['after']['totals'].conversions} |"
-            for advertiser_id, a in sorted(self.accounts.items())
-            if a["before"] != a["after"] and a["before"]["ad_days"]
+            for advertiser_id, a in changed
         ]
-        if not lines:
-            return None
         return "| account | ad-days | cost | conversions |\n|---|---|---|---|\n" + "\n".join(lines)
 
     def _status(self, insert_id: str, sent: bool) -> str:
