@@ -97,6 +97,9 @@ class DayPlanner:
         self._sending = sending  # False: a dry run, nothing recorded
         self._shared_texts: dict[str, str] = {}
 
+    def close(self) -> None:
+        self._ledger.close()
+
     def plan(self, day: date) -> PlannedDay:
         """Plan ``day`` against what the ledger recorded and record the events: if another run
         uploading the same day recorded some of the same ad-days meanwhile, the recording is refused
@@ -166,14 +169,17 @@ class DayUploader:
 
     def upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
         """Upload ``days`` (sorted); yields each day as soon as it is finished."""
-        # Leaving (finished, failed or stopped) waits for the answers still being written.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-answers") as writer:
-            self._answers_writer = writer
-            try:
-                yield from self._upload(days)
-                self._wait_for_answers()
-            finally:
-                self._answers_writer = None
+        try:
+            # Leaving (finished, failed or stopped) waits for the answers still being written.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-answers") as writer:
+                self._answers_writer = writer
+                try:
+                    yield from self._upload(days)
+                    self._wait_for_answers()
+                finally:
+                    self._answers_writer = None
+        finally:
+            self._ledger.close()  # after the answers thread's last write
 
     def _upload(self, days: Sequence[date]) -> Iterator[FinishedDay]:
         if self._client is not None:
@@ -217,7 +223,10 @@ class DayUploader:
             return
         planner = DayPlanner(self._store, policy=self._policy, sending=sending)
         budget = self._client.max_events if self._client is not None else DRY_RUN_READ_AHEAD_EVENTS
-        yield from _read_ahead(planner.plan, days, budget=budget, size=lambda p: p.events_to_send)
+        try:
+            yield from _read_ahead(planner.plan, days, budget=budget, size=lambda p: p.events_to_send)
+        finally:
+            planner.close()
 
     def _send(self, events: list[AdDayEvent]) -> None:
         assert self._client is not None

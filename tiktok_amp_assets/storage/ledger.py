@@ -171,6 +171,11 @@ class AmplitudeLedger:
         # Digests of descriptions known to be stored (committed): each is written once per run.
         self._stored_descriptions: set[str] = set()
 
+    def close(self) -> None:
+        """Close the pooled connections (SQLite: the last one to close folds the write-ahead log into
+        the database file and removes it). The ledger stays usable: a later call connects again."""
+        self._engine.dispose()
+
     def day_record(self, stat_date: date) -> DayRecord:
         """What is recorded for ``stat_date``, read at one moment: what to plan against."""
         with self._reading() as connection:
