@@ -195,7 +195,7 @@ def test_rows_are_decoded_exactly_as_sent_with_equal_strings_shared(
     odd_row = (
         b'{"dimensions": {"ad_id": "1", "stat_time_day": "2025-03-01 00:00:00"}, "metrics": {"spend": "1.00", '
         b'"spend": "2.00", "impressions": 184467440737095516170, "clicks": 1.5, "conversion": null, '
-        b'"ad_name": ["\u00c9", {"a": "2025-03-01 00:00:00"}]}}'
+        b'"ad_name": ["\\u00c9", {"a": "2025-03-01 00:00:00"}]}}'
     )
 
     def with_odd_row(query: dict[str, str], envelope: dict[str, Any]) -> Response:
