@@ -27,7 +27,7 @@ def in_worker_processes(
 ) -> Iterator[_Result]:
     """``work(item)`` of each item, yielded in the items' order, computed by ``workers`` spawned
     processes that stay at most ``ahead`` items ahead of the caller (memory: a few items' results).
-    ``work`` and ``initializer`` are module-level functions (pickled by name); an exception in
+    ``work`` and ``initializer`` must pickle (module-level functions, or partials of them); an exception in
     ``work`` is raised here, at its item, and the items not yet started are dropped."""
     # spawn, not fork: the run's process has threads (Dagster's, the clients'), which fork would
     # copy mid-state.

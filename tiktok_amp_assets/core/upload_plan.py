@@ -62,13 +62,11 @@ class CountedAdDay:
     next_revision: int
     # The last counted event as the ledger stores it (JSON texts), parsed only for the rare removal
     # correction: its own part, and its ad's description (None: the own part is the whole event, as
-    # older ledgers stored it). Both None when read for the sums only (AmplitudeLedger.counted).
-    last_event_json: str | None = None
+    # older ledgers stored it).
+    last_event_json: str
     last_description_json: str | None = None
 
     def last_payload(self) -> dict[str, Any]:
-        if self.last_event_json is None:
-            raise ValueError("this ad-day was read from the ledger for its sums only, without its events")
         description = None if self.last_description_json is None else load_json(self.last_description_json)
         return joined_event(description, load_json(self.last_event_json))
 

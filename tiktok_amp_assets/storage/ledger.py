@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -341,27 +341,24 @@ class AmplitudeLedger:
 def _recorded(connection: Connection, stat_date: date) -> dict[AdDayKey, CountedAdDay]:
     """Per ad-day of ``stat_date``: the sum of its pending and acknowledged events, its next revision
     and its last event (for a removal correction)."""
-    counted: dict[AdDayKey, CountedAdDay] = {}
     query = (
         select(*_AD_DAY_COLUMNS, EVENTS.c.payload, EVENTS.c.description)
         .where(EVENTS.c.status.in_((PENDING, ACKNOWLEDGED)), EVENTS.c.stat_date == stat_date.isoformat())
         .order_by(EVENTS.c.revision)
     )
-    last_digests: dict[AdDayKey, str | None] = {}
+    # Per ad-day: the sum so far, the next revision, and the last event's own part and description.
+    ad_days: dict[AdDayKey, tuple[MetricTotals, int, str, str | None]] = {}
     for row in connection.execute(query):
         advertiser_id, ad_id, _, revision, cost, impressions, clicks, conversions, payload, digest = row
         key = (advertiser_id, ad_id, stat_date)
         totals = MetricTotals(Decimal(cost), impressions, clicks, conversions)
-        before = counted.get(key)
-        if before is not None:
-            totals = before.totals + totals
-        counted[key] = CountedAdDay(totals, revision + 1, payload)
-        last_digests[key] = digest
-    texts = _descriptions(connection, {digest for digest in last_digests.values() if digest})
-    for key, digest in last_digests.items():
-        if digest is not None:
-            counted[key] = replace(counted[key], last_description_json=texts[digest])
-    return counted
+        before = ad_days.get(key)
+        ad_days[key] = (totals if before is None else before[0] + totals, revision + 1, payload, digest)
+    texts = _descriptions(connection, {digest for *_, digest in ad_days.values() if digest})
+    return {
+        key: CountedAdDay(totals, next_revision, payload, texts[digest] if digest else None)
+        for key, (totals, next_revision, payload, digest) in ad_days.items()
+    }
 
 
 def _pending(connection: Connection, stat_date: date | None = None) -> list[AdDayEvent]:
