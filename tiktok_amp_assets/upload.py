@@ -40,6 +40,7 @@ from tiktok_amp_assets.core.upload_plan import (
     plan_events,
 )
 from tiktok_amp_assets.core.upload_report import DayUploadReport, event_stat_date, record_counts
+from tiktok_amp_assets.garbage_collection import collecting_less_often
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger, ConcurrentPlanError
 from tiktok_amp_assets.worker_processes import in_worker_processes
@@ -171,7 +172,10 @@ class DayUploader:
         """Upload ``days`` (sorted); yields each day as soon as it is finished."""
         try:
             # Leaving (finished, failed or stopped) waits for the answers still being written.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-answers") as writer:
+            with (
+                collecting_less_often(),
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-answers") as writer,
+            ):
                 self._answers_writer = writer
                 try:
                     yield from self._upload(days)

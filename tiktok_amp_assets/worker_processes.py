@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
 
+from tiktok_amp_assets.garbage_collection import collect_less_often
+
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
 
@@ -34,8 +36,8 @@ def in_worker_processes(
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=initializer,
-        initargs=initargs,
+        initializer=_start_worker,
+        initargs=(initializer, initargs),
     )
     try:
         waiting: deque[Future[_Result]] = deque()
@@ -48,3 +50,9 @@ def in_worker_processes(
     finally:
         # A failed item (or a caller that stopped) drops the items not yet started.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(initializer: Callable[..., None] | None, initargs: tuple[Any, ...]) -> None:
+    collect_less_often()  # a worker process only builds and hands back its items' objects
+    if initializer is not None:
+        initializer(*initargs)
