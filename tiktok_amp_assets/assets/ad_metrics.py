@@ -16,6 +16,7 @@ from tiktok_amp_assets.assets.wiring import configured, require_variables
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA, metrics_frame
 from tiktok_amp_assets.core.reconciliation import Mismatch
 from tiktok_amp_assets.core.summaries import SUMMARY_COLUMNS, ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.garbage_collection import collecting_less_often
 from tiktok_amp_assets.normalize import NormalizationError, normalize_days
 from tiktok_amp_assets.partitions import partition_days
 from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
@@ -71,7 +72,10 @@ def materialize_ad_metrics(
     # Parquet file is written while the next day is received; at most one write is in flight, and a
     # failed write fails the step. Leaving the block waits for it, also when a later day fails:
     # earlier days are whole files, later ones not written.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer") as writer:
+    with (
+        collecting_less_often(),  # short ranges are normalized in this process
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer") as writer,
+    ):
         writing: Future[UPath] | None = None
         try:
             for normalized in normalize_days(str(store.base_dir), advertiser_ids, partition_days(context)):
