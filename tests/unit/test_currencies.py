@@ -9,7 +9,7 @@ import pytest
 import requests
 from tiktok_amp_emulators.amplitude_server import DEFAULT_API_KEY, AmplitudeEmulator
 
-from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA, metrics_frame
+from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.core.amplitude_contract import BATCH_PATH
 from tiktok_amp_assets.core.currencies import format_amount, minor_units
 from tiktok_amp_assets.core.events import daily_ad_metrics_event
@@ -61,9 +61,9 @@ def test_top_campaigns_rank_within_each_currency() -> None:
             timezone="Asia/Tokyo", cost=Decimal("103767.00"),
         ),
     ]  # fmt: skip
-    # The day's table as the metrics asset hands it over: Arrow types (exact decimal cost), as pandas.
+    # The day's table as the metrics asset has it: Arrow types (exact decimal cost).
     table = pa.Table.from_pylist([row._asdict() for row in rows], schema=METRICS_SCHEMA)
-    markdown = top_campaigns_markdown(metrics_frame(table))
+    markdown = top_campaigns_markdown(table)
     # One table per currency: 103767 JPY never outranks 1000 USD, being a bigger number.
     assert markdown.index("**Cost in JPY**") < markdown.index("**Cost in USD**")
     assert _table_rows(markdown, "USD") == [

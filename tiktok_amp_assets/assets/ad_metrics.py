@@ -13,9 +13,9 @@ from upath import UPath
 
 from tiktok_amp_assets.assets.names import GROUP, METRICS_ASSET, METRICS_IO_MANAGER, RECONCILIATION_CHECK
 from tiktok_amp_assets.assets.wiring import configured, require_variables
-from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA, metrics_frame
+from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.core.reconciliation import Mismatch
-from tiktok_amp_assets.core.summaries import SUMMARY_COLUMNS, ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
 from tiktok_amp_assets.garbage_collection import collecting_less_often
 from tiktok_amp_assets.normalize import NormalizationError, normalize_days
 from tiktok_amp_assets.partitions import partition_days
@@ -83,12 +83,11 @@ def materialize_ad_metrics(
                 if writing is not None:
                     writing.result()
                 writing = writer.submit(store.write_ad_metrics, normalized.day, normalized.table)
-                frame = metrics_frame(normalized.table.select(SUMMARY_COLUMNS))
                 context.add_asset_metadata(
                     {
-                        **ad_metrics_figures(frame),
+                        **ad_metrics_figures(normalized.table),
                         "dagster/row_count": normalized.table.num_rows,
-                        "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(frame)),
+                        "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(normalized.table)),
                         "path": dg.MetadataValue.path(str(store.metrics_path(normalized.day))),
                     },
                     partition_key=normalized.day.isoformat(),
