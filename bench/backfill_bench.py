@@ -5,6 +5,7 @@
     .venv/bin/python bench/backfill_bench.py year             # 1 account x 2,000 ads x 365 days
     .venv/bin/python bench/backfill_bench.py scale --ads 4000 --days 60
     .venv/bin/python bench/backfill_bench.py year --profile   # cProfile of the run, top functions
+    .venv/bin/python bench/backfill_bench.py year --state cluster   # data in S3, ledger in PostgreSQL
 
 The emulators run in this process; the backfill runs as Dagster runs it from the CLI
 (`dagster asset materialize --partition-range`, one run for the range, a single-run backfill) in a
@@ -15,6 +16,11 @@ RSS is that process's alone. Prints one table; `--write` appends it to bench/RES
 an unmeasured run has imported those N days and TikTok has since revised some of them (late
 conversions, see ``restate_late_conversions``). Only the measured run's calls, requests, events and
 seconds are reported; only changes go out to Amplitude.
+
+``--state cluster`` keeps the state as a cluster does (bench/cluster_state.py): the data folder in
+S3 (moto's server, in this process beside the emulators) and the ledger in PostgreSQL, both on this
+machine: it measures what the object store and the database cost in requests and CPU, not a
+network's latency.
 
 Amplitude's limits (2,000 events and 1 MB / 20 MB per request) are the emulator's reading of the
 docs, not the client's constants.
@@ -33,10 +39,12 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
+from cluster_state import cluster_state
 from tiktok_amp_emulators.amplitude_server import (
     BATCH_MAX_BODY_BYTES,
     BATCH_PATH,
@@ -209,7 +217,7 @@ def materialize(
     return wall, samples
 
 
-def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
+def run(workload: Workload, *, profile: bool, keep: bool, state: str = "local") -> dict[str, object]:
     specs = DEFAULT_ADVERTISERS[: workload.accounts]
     catalogue = generate_catalogue(
         advertisers=list(specs), ads_per_advertiser=workload.ads, start=date(2025, 1, 1)
@@ -222,7 +230,9 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
     with (
         TikTokEmulator(catalogue, access_tokens={TOKEN: None}) as tiktok,
         AmplitudeEmulator(api_keys={API_KEY}) as amplitude,
+        ExitStack() as servers,
     ):
+        cluster_env = servers.enter_context(cluster_state("bench")).env if state == "cluster" else {}
         env = {
             **os.environ,
             **demo_environment(
@@ -235,6 +245,7 @@ def run(workload: Workload, *, profile: bool, keep: bool) -> dict[str, object]:
                 start_date="2025-01-01",
                 timezone="UTC",
             ),
+            **cluster_env,
         }
         revised = 0
         if workload.lookback:
@@ -317,6 +328,12 @@ def main() -> None:
         help="days before the range imported by a previous run, then revised",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the run and print the top functions")
+    parser.add_argument(
+        "--state",
+        choices=("local", "cluster"),
+        default="local",
+        help="local: data folder and SQLite ledger on disk; cluster: data folder in S3, ledger in PostgreSQL",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary instance and data")
     parser.add_argument("--write", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args()
@@ -325,8 +342,10 @@ def main() -> None:
     )
     if args.lookback:
         workload = replace(workload, name=f"{workload.name} +{args.lookback}", lookback=args.lookback)
+    if args.state == "cluster":
+        workload = replace(workload, name=f"{workload.name} (S3 + PostgreSQL)")
     load_before = os.getloadavg()[0]
-    result = run(workload, profile=args.profile, keep=args.keep)
+    result = run(workload, profile=args.profile, keep=args.keep, state=args.state)
     text = table([result])
     # Other processes on the machine slow the run down: the load average says how busy it was.
     load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"

@@ -35,6 +35,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from cluster_state import cluster_state as started_cluster_state
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_emulators.catalogue import Catalogue, generate_catalogue
 from tiktok_amp_emulators.demo import demo_environment, prepare_home
@@ -130,28 +131,18 @@ def local_state(data_dir: Path) -> State:
 
 @contextmanager
 def cluster_state() -> Iterator[State]:
-    """An S3 server and a PostgreSQL server for the length of the benchmark (the tests' own)."""
-    sys.path.insert(0, str(PROJECT_ROOT))
-    from tests.postgres_server import started_postgres_server
-    from tests.s3_server import started_s3_server
-
-    with started_s3_server() as s3, started_postgres_server() as postgres:
-        bucket = s3.create_bucket("tiktok-amp-reliability")
-        client = s3.client()
+    """An S3 server and a PostgreSQL server for the length of the benchmark (bench/cluster_state.py)."""
+    with started_cluster_state("reliability") as cluster:
+        client = cluster.s3.client()
 
         def written_since(start: float) -> int:
-            listed = client.list_objects_v2(Bucket=bucket, Prefix="state/uploads/").get("Contents", [])
+            listed = client.list_objects_v2(Bucket=cluster.bucket, Prefix="state/uploads/").get(
+                "Contents", []
+            )
             # S3 keeps whole seconds: count from the second the run started.
             return sum(1 for item in listed if item["LastModified"].timestamp() >= int(start))
 
-        yield State(
-            {
-                **s3.env,
-                "TIKTOK_AMP_DATA_DIR": f"s3://{bucket}/state",
-                "TIKTOK_AMP_LEDGER_URL": postgres.url(postgres.create_database("reliability_ledger")),
-            },
-            written_since,
-        )
+        yield State(cluster.env, written_since)
 
 
 def kill_points(

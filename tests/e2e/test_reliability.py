@@ -17,6 +17,9 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "reliability.py"
 
 
 def _reliability_script() -> ModuleType:
+    # It imports its neighbour bench/cluster_state.py, found on the path when run from bench/.
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))
     spec = importlib.util.spec_from_file_location("reliability", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
