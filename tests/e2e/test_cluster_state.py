@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -22,12 +24,15 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tiktok_amp_assets import ledger_command
+from tiktok_amp_assets import ledger_command, upload
+from tiktok_amp_assets.clients.amplitude import AmplitudeClient
 from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED, ConcurrentPlanError
+from tiktok_amp_assets.upload import DayUploader
+from tiktok_amp_assets.worker_processes import in_worker_processes
 
 from ..conftest import API_KEY, Project
 from ..integration.test_restatements import restate_three_ads
@@ -416,3 +421,47 @@ def test_the_ledger_copy_command_refuses_a_source_that_is_not_a_ledger(
     assert ledger_command.main(["copy", "--from", str(tmp_path / "missing.sqlite"), *arguments[3:]]) == 1
     errors = capsys.readouterr().err
     assert "holds no ledger" in errors and "no SQLite ledger at" in errors and secret not in errors
+
+
+def test_a_long_upload_planned_by_two_processes_counts_once_and_leaves_no_connection_open(
+    cluster: Cluster, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a PostgreSQL ledger a long range is planned by two processes (upload.py), days in order
+    all the same. The ledger's connections are pooled while an upload runs (storage/ledger.py) and
+    closed when it ends, in the run's process and in the planning processes, while the uploader is
+    still alive."""
+    days = [FIRST + timedelta(days=offset) for offset in range(5)]
+    assert cluster.project.materialize(days[0], days[-1], amplitude_config={"dry_run": True}).success
+    monkeypatch.setattr(upload, "PLANNING_PROCESS_FROM_DAYS", 2)
+    processes: list[int] = []
+
+    def counted_workers(*args: Any, workers: int, **kwargs: Any) -> Any:
+        processes.append(workers)
+        return in_worker_processes(*args, workers=workers, **kwargs)
+
+    monkeypatch.setattr(upload, "in_worker_processes", counted_workers)
+    client = AmplitudeClient(cluster.project.amplitude.url, API_KEY, max_events=BATCH)
+    uploader = DayUploader(cluster.store(), client, policy="correct", logger=logging.getLogger(__name__))
+    with closing(client):
+        assert [day.report.day for day in uploader.upload(days)] == days
+    assert processes == [2]
+    for day in days:
+        assert cluster.project.amplitude_sums(day) == cluster.project.tiktok_truth(day)
+    counted_ids = [event["insert_id"] for event in cluster.project.amplitude.counted_events(API_KEY)]
+    assert (
+        len(counted_ids) == len(set(counted_ids)) == sum(len(cluster.project.tiktok_truth(d)) for d in days)
+    )
+    database = cluster.ledger_url.rsplit("/", 1)[1]
+
+    def open_connections() -> int:
+        connection = postgres.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,))
+                return cursor.fetchone()[0]
+        finally:
+            connection.close()
+
+    # A closed connection's server process ends a moment after the client leaves.
+    wait_until(lambda: open_connections() == 0, 10)
+    assert uploader is not None  # alive until here: its ledger was closed, not collected
