@@ -405,8 +405,8 @@ def _engine(url: URL) -> Engine:
 
     PostgreSQL: a backfill's process makes a few transactions a second (a day's reading and
     recording, a request's acknowledgement), and a new connection costs a password exchange and a
-    server process each time (~8 ms of CPU; 1,300 connections in a year's backfill, measured with
-    py-spy: 3 s of the planning process alone). A few connections stay open while the upload runs;
+    server process each time (a year's backfill opened ~1,300; the planning process's share took 3 s
+    of its CPU, measured with py-spy). A few connections stay open while the upload runs;
     each is checked with a round trip before use, so a connection the server or a proxy dropped
     meanwhile is replaced, not failed on. SQLite: closing the last connection checkpoints the WAL
     into the database (a file write and an fsync per transaction otherwise); an idle connection
