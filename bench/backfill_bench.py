@@ -10,7 +10,8 @@
 The emulators run in this process; the backfill runs as Dagster runs it from the CLI
 (`dagster asset materialize --partition-range`, one run for the range, a single-run backfill) in a
 child process on a fresh instance, so its wall time includes Dagster's own run start and its peak
-RSS is that process's alone. Prints one table; `--write` appends it to bench/RESULTS.md.
+RSS (the largest high-water mark of the run's process and its worker processes) is theirs alone.
+Prints one table; `--write` appends it to bench/RESULTS.md.
 
 ``--lookback N`` measures what the schedule's tick costs: yesterday plus the N days before it, after
 an unmeasured run has imported those N days and TikTok has since revised some of them (late
@@ -32,7 +33,6 @@ import argparse
 import math
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -164,29 +164,50 @@ def step_spans(dagster_home: Path) -> dict[str, tuple[float, float]]:
     return spans
 
 
-def sample_rss(pid: int, samples: list[tuple[float, float, float]], stop: threading.Event) -> None:
-    """(time, RSS of process ``pid``, RSS of it and every process it started, in MB) every 50 ms
-    until ``stop``: peak memory per step, and what the machine needs while worker processes run
-    (normalizing, planning the upload). Shared pages count once per process: an upper bound."""
+@dataclass
+class MemorySamples:
+    """What sample_memory saw of a run's processes."""
+
+    # (time, RSS of the run's process, RSS of it and every process it started), in MB.
+    rss: list[tuple[float, float, float]] = field(default_factory=list)
+    # Per process: the highest peak RSS it reported (VmHWM, the kernel's own high-water mark).
+    peaks: dict[int, float] = field(default_factory=dict)
+
+
+def sample_memory(pid: int, samples: MemorySamples, stop: threading.Event) -> None:
+    """Every 50 ms until ``stop``: RSS of process ``pid`` and of all of it and the processes it
+    started (peak memory per step, and what the machine needs while worker processes run; shared
+    pages count once per process: an upper bound), and each process's high-water mark, which
+    catches a peak between two samples.
+
+    Not ``getrusage(RUSAGE_CHILDREN)``: Python starts a child with vfork, and Linux then records
+    the parent's own high-water mark as the child's (a benchmark holding moto's objects reported
+    that as the run's peak)."""
     while not stop.wait(0.05):
-        rss = {child: _rss_mb(child) for child in process_tree(pid)}
-        if not rss.get(pid):
+        status = {child: _status_mb(child, ("VmRSS:", "VmHWM:")) for child in process_tree(pid)}
+        if not status.get(pid, {}).get("VmRSS:"):
             return
-        samples.append((time.time(), rss[pid], sum(rss.values())))
+        samples.rss.append(
+            (time.time(), status[pid]["VmRSS:"], sum(s.get("VmRSS:", 0.0) for s in status.values()))
+        )
+        for child, values in status.items():
+            samples.peaks[child] = max(samples.peaks.get(child, 0.0), values.get("VmHWM:", 0.0))
 
 
-def _rss_mb(pid: int) -> float:
+def _status_mb(pid: int, fields: tuple[str, ...]) -> dict[str, float]:
+    """``fields`` of /proc/<pid>/status in MB (none for a process that ended meanwhile)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
-        return 0.0  # ended meanwhile
-    kilobytes = next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), 0)
-    return kilobytes / 1024
+        return {}
+    return {
+        line.split()[0]: int(line.split()[1]) / 1024 for line in text.splitlines() if line.startswith(fields)
+    }
 
 
 def materialize(
     first: date, last: date, env: dict[str, str], home: Path, *, profile: bool
-) -> tuple[float, list[tuple[float, float, float]]]:
+) -> tuple[float, MemorySamples]:
     """Run the backfill of ``first..last`` as a user does from the CLI; its wall time and RSS samples."""
     partition_args = (
         ["--partition", first.isoformat()]
@@ -199,11 +220,13 @@ def materialize(
     command = [*python, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
                "--select", "*", *partition_args]  # fmt: skip
     started = time.monotonic()
-    samples: list[tuple[float, float, float]] = []
+    samples = MemorySamples()
     stop_sampling = threading.Event()
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=output)
-        sampler = threading.Thread(target=sample_rss, args=(process.pid, samples, stop_sampling), daemon=True)
+        sampler = threading.Thread(
+            target=sample_memory, args=(process.pid, samples, stop_sampling), daemon=True
+        )
         sampler.start()
         returncode = process.wait()
         wall = time.monotonic() - started
@@ -255,7 +278,6 @@ def run(workload: Workload, *, profile: bool, keep: bool, state: str = "local") 
             amplitude.reset()
         tiktok_calls_before = len(tiktok.request_log)
         wall, samples = materialize(first, LAST_DAY, env, home, profile=profile)
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         spans = step_spans(home / "dagster_home")
 
         tiktok_log = tiktok.request_log[tiktok_calls_before:]
@@ -288,12 +310,15 @@ def run(workload: Workload, *, profile: bool, keep: bool, state: str = "local") 
             "of which corrections": corrections,
             "MB sent": round(payload_bytes / 1e6, 1),
             # The largest process's (the run's, or a worker's); then all of them at once, sampled.
-            "peak RSS MB": round(peak_rss_mb),
-            "all processes MB": round(max((tree for _, _, tree in samples), default=0)),
+            "peak RSS MB": round(max(samples.peaks.values(), default=0)),
+            "all processes MB": round(max((tree for _, _, tree in samples.rss), default=0)),
             # Sampled every 50 ms: which step holds the most memory (the run's process).
             **{
                 f"{name} MB": round(
-                    max((rss for at, rss, _ in samples if spans[step][0] <= at <= spans[step][1]), default=0)
+                    max(
+                        (rss for at, rss, _ in samples.rss if spans[step][0] <= at <= spans[step][1]),
+                        default=0,
+                    )
                 )
                 for step, name in STEP_NAMES.items()
             },
