@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 
-from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
+from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA, AdDayMetrics
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
 
 from .test_events import make_row
@@ -14,8 +14,8 @@ from .test_events import make_row
 TOKYO = "7000000000000000002"
 
 
-def _table(*rows: object) -> pa.Table:
-    return pa.Table.from_pylist([row._asdict() for row in rows], schema=METRICS_SCHEMA)  # type: ignore[attr-defined]
+def _table(*rows: AdDayMetrics) -> pa.Table:
+    return pa.Table.from_pylist([row._asdict() for row in rows], schema=METRICS_SCHEMA)
 
 
 def test_figures_sum_each_metric_exactly_and_skip_what_was_not_reported() -> None:
