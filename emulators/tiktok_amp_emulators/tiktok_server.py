@@ -88,6 +88,8 @@ CODE_EMPTY_TOKEN = 40104  # ERROR_CODE_EMPTY_ACCESS_TOKEN
 CODE_INVALID_TOKEN = 40105  # ERROR_CODE_INVALID_ACCESS_TOKEN
 CODE_FREQUENCY_LIMITED = 40132  # ERROR_CODE_REQUEST_FREQUENCY_LIMITED (there is no 40133)
 CODE_SYSTEM_ERROR = 50000  # ERROR_CODE_SYS_ERROR
+CODE_MAINTENANCE = 60001  # ERROR_CODE_MAINTENANCE
+CODE_TOO_MANY_REQUESTS_BLOCKED = 61000  # ERROR_CODE_TOO_MANY_REQUESTS_BL
 # Not in the SDK's list, but answered by the reporting endpoint (Docs: "the query is too large,
 # please narrow the date range"; Airbyte halves its date window on it).
 CODE_QUERY_TOO_LARGE = 40067
@@ -335,6 +337,8 @@ class TikTokEmulator(EmulatorServer):
         self.qps_limit = qps_limit
         self.max_ads_per_query = max_ads_per_query
         self.query_too_large_days = query_too_large_days
+        # The developer app whose requests this emulator answers (named in restriction messages).
+        self.app_id = "7100000000000000000"
         self.request_log: list[dict[str, Any]] = []
         self.answer_rewrites: list[AnswerRewrite] = []
         self._recent_requests: deque[float] = deque()
@@ -383,7 +387,7 @@ class TikTokEmulator(EmulatorServer):
             self._record(request, 405, 0)
             return Response.json(405, self._envelope(405, f"Method {request.method} not allowed", {}))
         try:
-            _raise_fault(fault)
+            _raise_fault(fault, self.app_id)
             self._throttle()
             allowed = self._authenticate(request)
             data = route(request.query, allowed)
@@ -800,10 +804,23 @@ class TikTokEmulator(EmulatorServer):
         return {"list": [{name: record[name] for name in fields} for record in records]}
 
 
-def _raise_fault(fault: Fault | None) -> None:
+def _raise_fault(fault: Fault | None, app_id: str) -> None:
     """A drawn fault as TikTok's wire shows it: an error code in an HTTP 200."""
     if fault is None:
         return
+    if fault is Fault.APP_RESTRICTED:
+        # TikTok's words, as airbytehq/airbyte issue 70992 quotes them (the code is 40100: Airbyte's
+        # manifest reports the message under its `code == 40100` rate-limit rule).
+        raise ApiError(
+            CODE_TOO_FREQUENT,
+            f"Due to too many requests, requests from App {app_id} are temporarily restricted.",
+        )
+    if fault is Fault.MAINTENANCE:
+        # The code is the SDK's; no public source quotes the message: the emulator's own words.
+        raise ApiError(CODE_MAINTENANCE, "The system is under maintenance. Please try again later.")
+    if fault is Fault.TOO_MANY_REQUESTS_BLOCKED:
+        # The code is the SDK's; the message is the emulator's own words (none quoted publicly).
+        raise ApiError(CODE_TOO_MANY_REQUESTS_BLOCKED, "Too many requests. Please try again later.")
     if fault is Fault.RATE_LIMIT:
         raise ApiError(CODE_TOO_FREQUENT, "Too many requests. Please retry in some time.")
     if fault is Fault.FREQUENCY_LIMITED:
