@@ -91,6 +91,12 @@ class _TransientError(Exception):
         self.code = code  # TikTok's code when the answer had one, for the final error
         self.kind = kind or api.ErrorKind.SERVER_ERROR
 
+    def said(self) -> str:
+        """TikTok's code and words (or the transport's failure), for the log."""
+        if self.code is None:
+            return self.detail
+        return f"code {self.code}: {self.detail}" if self.detail else f"code {self.code}"
+
 
 # What to do once the retry budget is spent, by what kept failing.
 _OUTAGE_HINTS = {
@@ -416,7 +422,7 @@ class TikTokClient:
                     budget_progress_text(outage_seconds, budget.seconds),
                     _accounts_label(accounts),
                     path,
-                    f"; {transient.detail}" if transient.detail else "",
+                    f"; {transient.said()}" if transient.said() else "",
                 )
                 self._sleep(delay)
                 budget.waited(delay)
@@ -498,7 +504,7 @@ class TikTokClient:
             if kind.waits:
                 raise _TransientError(
                     hint,
-                    f"code {envelope.code}: {envelope.message or 'no message'}; request_id {envelope.request_id}",
+                    f"{envelope.message or 'no message'} (request_id {envelope.request_id})",
                     code=envelope.code,
                     kind=kind,
                 )
