@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from tiktok_amp_assets.core.currencies import format_amount
 from tiktok_amp_emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
 from tiktok_amp_emulators.http_server import EmulatorServer, Request, Response
 
@@ -703,12 +702,8 @@ def summarize_events(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
         account_id = flat.get("ad_account_id")
         if account_id is None:
             continue
-        account = per_account.setdefault(
-            str(account_id), {"events": 0, "sums": defaultdict(Decimal), "currency": None}
-        )
+        account = per_account.setdefault(str(account_id), {"events": 0, "sums": defaultdict(Decimal)})
         account["events"] += 1
-        if isinstance(flat.get("currency"), str):
-            account["currency"] = flat["currency"]
         for name, value in flat.items():
             if name.startswith(AD_METRICS_PREFIX):
                 number = _exact_number(value)
@@ -720,18 +715,8 @@ def summarize_events(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "ad_accounts": {
             account_id: {
                 "events": account["events"],
-                **{
-                    name: _summed_value(name, total_value, account["currency"])
-                    for name, total_value in sorted(account["sums"].items())
-                },
+                **{name: format(total_value, "f") for name, total_value in sorted(account["sums"].items())},
             }
             for account_id, account in sorted(per_account.items())
         },
     }
-
-
-def _summed_value(name: str, total: Decimal, currency: str | None) -> str:
-    """A sum as a person reads it: cost with its currency's decimals (103767 JPY, 12.30 USD)."""
-    if name == f"{AD_METRICS_PREFIX}cost" and currency:
-        return format_amount(total, currency)
-    return format(total, "f")

@@ -73,6 +73,8 @@ AD_PATH = f"{V13}/ad/get/"
 ADGROUP_PATH = f"{V13}/adgroup/get/"
 CAMPAIGN_PATH = f"{V13}/campaign/get/"
 ADVERTISER_INFO_PATH = f"{V13}/advertiser/info/"
+# Smart+ ads have their own endpoint (SDK yml_files/smart_plus_ad_get.yml).
+SMART_PLUS_AD_PATH = f"{V13}/smart_plus/ad/get/"
 
 # The token comes in the "Access-Token" header (SDK yml parameter "Access-Token"; Airbyte
 # authenticator inject_into header). A token anywhere else does not count.
@@ -97,6 +99,7 @@ CODE_QUERY_TOO_LARGE = 40067
 # page from 1 (default 1); page_size 1..1000 (default 10): SDK yml report_integrated_get.yml.
 PAGE_SIZE_DEFAULT = 10
 PAGE_SIZE_MAX = 1000
+SMART_PLUS_PAGE_SIZE_MAX = 100  # SDK yml_files/smart_plus_ad_get.yml (maximum: 100)
 
 # report_type: the SDK yml's enum holds AUDIENCE, BASIC, BC, CATALOG, PLAYABLE_MATERIAL, TT_SHOP; the
 # emulator serves BASIC only.
@@ -163,8 +166,11 @@ MAX_FILTER_IDS = 100
 DEFAULT_MAX_ADS_PER_QUERY = 10_000
 
 # Fields of ad/get/, adgroup/get/, campaign/get/ and advertiser/info/ the emulator serves. Each is
-# listed by Airbyte's and Singer's schemas (ads.json: landing_page_urls an array of strings in
-# Airbyte's; advertisers.json). "display_timezone" is listed by neither: asking for it is a 40002.
+# listed by Airbyte's or Singer's schemas (ads.json: landing_page_urls an array of strings in
+# Airbyte's; utm_params a list of {key, value} in Singer's; advertisers.json), or shown in real
+# answers: display_timezone in Airbyte's integration_tests/expected_records.jsonl ("timezone":
+# "Etc/GMT+8", "display_timezone": "America/Los_Angeles"); smart_plus_ad_id on Smart+ ads' records
+# (airbytehq/airbyte PR 81448). Any other field is a 40002 naming it.
 AD_FIELDS = (
     "ad_id",
     "ad_name",
@@ -175,6 +181,8 @@ AD_FIELDS = (
     "advertiser_id",
     "landing_page_url",
     "landing_page_urls",
+    "utm_params",
+    "smart_plus_ad_id",
     "operation_status",
     "secondary_status",
 )
@@ -188,7 +196,7 @@ ADGROUP_FIELDS = (
     "secondary_status",
 )
 CAMPAIGN_FIELDS = ("campaign_id", "campaign_name", "advertiser_id", "operation_status", "secondary_status")
-ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone", "status")
+ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone", "display_timezone", "status")
 # Entities leave deleted ones out unless filtering asks for primary_status STATUS_ALL (Docs).
 _PRIMARY_STATUSES: dict[str, frozenset[AdStatus]] = {
     "STATUS_ALL": frozenset({ENABLE, DISABLE, DELETE}),
@@ -216,8 +224,21 @@ class ApiError(Exception):
 
 
 def _parameter_error(message: str) -> ApiError:
-    """A 40002 whose message starts with the parameter's name, as TikTok's do."""
+    """A 40002 in the emulator's own words (no public source quotes TikTok's for these cases):
+    the parameter, then what is wrong with it."""
     return ApiError(CODE_PARAMETER, message)
+
+
+def _invalid_values_error(what: str, values: Sequence[str]) -> ApiError:
+    """A 40002 naming refused values as TikTok writes it: "Please correct the information in invalid
+    metric fields and try again. Invalid metric fields: ['voucher_spend', 'cash_spend']. "
+    (airbytehq/airbyte issue 11375; singer-io/tap-tiktok-ads issue 14 quotes "Invalid metric fields:
+    ['placement']."). It names the values, not the parameter. For other lists than metrics the same
+    shape is the emulator's guess."""
+    return ApiError(
+        CODE_PARAMETER,
+        f"Please correct the information in invalid {what} and try again. Invalid {what}: {list(values)}. ",
+    )
 
 
 def _ratio(numerator: Decimal, denominator: int) -> str:
@@ -246,6 +267,16 @@ _COMPUTED_METRICS: dict[str, Callable[[Performance], str]] = {
     "reach": lambda p: str(p.impressions * 4 // 5),
 }
 assert _COMPUTED_METRICS.keys() == COMPUTED_METRIC_NAMES
+
+
+def _metric(name: str, performance: Performance, spend_decimals: int) -> str:
+    """A computed metric as TikTok writes it; spend with the account currency's decimals
+    (catalogue.spend_decimals names the sources)."""
+    if name == SPEND:
+        return format_spend(performance.spend_hundredths, spend_decimals)
+    return _COMPUTED_METRICS[name](performance)
+
+
 KNOWN_METRICS = COMPUTED_METRIC_NAMES | AD_ATTRIBUTE_METRICS
 
 
@@ -349,6 +380,7 @@ class TikTokEmulator(EmulatorServer):
             ADGROUP_PATH: lambda query, allowed: self._entities(query, allowed, _ADGROUP_KIND),
             CAMPAIGN_PATH: lambda query, allowed: self._entities(query, allowed, _CAMPAIGN_KIND),
             ADVERTISER_INFO_PATH: self._advertiser_info,
+            SMART_PLUS_AD_PATH: self._smart_plus_ads,
         }
 
     # ----- accounting
@@ -497,12 +529,12 @@ class TikTokEmulator(EmulatorServer):
         dimensions = _string_list(query, "dimensions", required=True)
         unknown_dimensions = [name for name in dimensions if name not in KNOWN_DIMENSIONS]
         if unknown_dimensions:
-            raise _parameter_error(f"dimensions: unknown dimension(s) {unknown_dimensions}")
+            raise _invalid_values_error("dimension fields", unknown_dimensions)
         ad_level = self._check_level(data_level, dimensions)
         metrics = _string_list(query, "metrics", required=False) or list(DEFAULT_REPORT_METRICS)
         unknown_metrics = [name for name in metrics if name not in KNOWN_METRICS]
         if unknown_metrics:
-            raise _parameter_error(f"metrics: unknown metric(s) {unknown_metrics}")
+            raise _invalid_values_error("metric fields", unknown_metrics)
         if not ad_level and AD_ATTRIBUTE_METRICS.intersection(metrics):
             raise _parameter_error(
                 f"metrics: {sorted(AD_ATTRIBUTE_METRICS.intersection(metrics))} are not available at {data_level}"
@@ -638,6 +670,7 @@ class TikTokEmulator(EmulatorServer):
         selections = self._selections(report, deliveries)
         total = sum(len(selection) for selection in selections)
         page_size, dimensions, metrics = report.page_size, report.dimensions, report.metrics
+        decimals = report.advertiser.spend_decimals
         skip = (report.page - 1) * page_size
         rows: list[dict[str, Any]] = []
         attributes: dict[str, dict[str, str]] = {}
@@ -660,7 +693,7 @@ class TikTokEmulator(EmulatorServer):
                             name: (ad_id if name == "ad_id" else stat_time_day) for name in dimensions
                         },
                         "metrics": {
-                            name: values[name] if name in values else _COMPUTED_METRICS[name](performance)
+                            name: values[name] if name in values else _metric(name, performance, decimals)
                             for name in metrics
                         },
                     }
@@ -700,7 +733,7 @@ class TikTokEmulator(EmulatorServer):
                         )
                         for name in dimensions
                     },
-                    "metrics": {name: _COMPUTED_METRICS[name](total) for name in metrics},
+                    "metrics": {name: _metric(name, total, advertiser.spend_decimals) for name in metrics},
                 }
             )
         return len(delivered), rows
@@ -735,7 +768,9 @@ class TikTokEmulator(EmulatorServer):
         ]
         chosen = records[(page - 1) * page_size : page * page_size]
         return {
-            "list": [{name: record[name] for name in fields} for record in chosen],
+            # A field a record lacks is left out, as TikTok drops null values from its answers (the
+            # SDK's specs: "pop_resp_nullvalue: true").
+            "list": [{name: record[name] for name in fields if name in record} for record in chosen],
             "page_info": _page_info(page, page_size, len(records)),
         }
 
@@ -743,23 +778,7 @@ class TikTokEmulator(EmulatorServer):
         """Every entity of the kind with all its fields plus its raw status, in id order."""
         catalogue = self.catalogue
         if kind is _AD_KIND:
-            return [
-                {
-                    "ad_id": ad.ad_id,
-                    "ad_name": ad.name,
-                    "adgroup_id": ad.adgroup_id,
-                    "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
-                    "campaign_id": ad.campaign_id,
-                    "campaign_name": catalogue.campaigns[ad.campaign_id].name,
-                    "advertiser_id": advertiser_id,
-                    # Ads with several landing pages carry them in landing_page_urls and none in the
-                    # single field (both nullable in Airbyte's schemas/ads.json).
-                    "landing_page_url": None if ad.landing_page_urls else ad.landing_page_url,
-                    "landing_page_urls": list(ad.landing_page_urls) or None,
-                    **_status_fields(ad.status, kind),
-                }
-                for ad in catalogue.ads_of(advertiser_id)
-            ]
+            return [_ad_record(ad, catalogue, advertiser_id, kind) for ad in catalogue.ads_of(advertiser_id)]
         if kind is _ADGROUP_KIND:
             return [
                 {
@@ -782,6 +801,64 @@ class TikTokEmulator(EmulatorServer):
             for campaign in catalogue.campaigns_of(advertiser_id)
         ]
 
+    # ----- smart_plus/ad/get/
+
+    def _smart_plus_ads(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
+        """Smart+ ads as SDK yml_files/smart_plus_ad_get.yml shapes them: filtering by
+        ``smart_plus_ad_ids`` (and ad group / campaign ids, ``primary_status``), page_size at most
+        100; each item names the ad and its parents and carries ``landing_page_url_list`` (a list of
+        ``{landing_page_url}``) and ``ad_configuration.utm_params``."""
+        advertiser = self._advertiser(_required(query, "advertiser_id"), allowed)
+        filtering = _json(query, "filtering", dict, required=False) or {}
+        id_filters = {
+            "smart_plus_ad_ids": "smart_plus_ad_id",
+            "adgroup_ids": "adgroup_id",
+            "campaign_ids": "campaign_id",
+        }
+        unknown = sorted(set(filtering) - {*id_filters, "primary_status"})
+        if unknown:
+            raise _parameter_error(f"filtering: unsupported key(s) {unknown}")
+        primary_status = filtering.get("primary_status", DEFAULT_PRIMARY_STATUS)
+        if primary_status not in _PRIMARY_STATUSES:
+            raise _parameter_error(f"filtering: invalid primary_status {primary_status!r}")
+        wanted = {
+            field: _id_list(filtering[name], f"filtering.{name}")
+            for name, field in id_filters.items()
+            if name in filtering
+        }
+        page = _integer(query, "page", 1, 1, None)
+        page_size = _integer(query, "page_size", PAGE_SIZE_DEFAULT, 1, SMART_PLUS_PAGE_SIZE_MAX)
+        catalogue = self.catalogue
+        records = [
+            {
+                "smart_plus_ad_id": ad.smart_plus_ad_id,
+                "ad_name": ad.name,
+                "adgroup_id": ad.adgroup_id,
+                "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
+                "campaign_id": ad.campaign_id,
+                "campaign_name": catalogue.campaigns[ad.campaign_id].name,
+                "advertiser_id": advertiser.advertiser_id,
+                "landing_page_url_list": [
+                    {"landing_page_url": url} for url in ad.landing_page_urls or (ad.landing_page_url,) if url
+                ],
+                "ad_configuration": {
+                    "utm_params": [{"key": key, "value": value} for key, value in ad.utm_params]
+                },
+                **_status_fields(ad.status, _AD_KIND),
+            }
+            for ad in catalogue.ads_of(advertiser.advertiser_id)
+            if ad.smart_plus_ad_id is not None
+            and ad.status in _PRIMARY_STATUSES[primary_status]
+            and all(getattr(ad, field) in ids for field, ids in wanted.items())
+        ]
+        chosen = records[(page - 1) * page_size : page * page_size]
+        return {
+            "list": [
+                {name: value for name, value in record.items() if name != "status"} for record in chosen
+            ],
+            "page_info": _page_info(page, page_size, len(records)),
+        }
+
     # ----- advertiser/info/
 
     def _advertiser_info(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
@@ -797,6 +874,7 @@ class TikTokEmulator(EmulatorServer):
                 "name": advertiser.name,
                 "currency": advertiser.currency,
                 "timezone": advertiser.timezone,
+                "display_timezone": advertiser.display_timezone,
                 "status": advertiser.status,
             }
             for advertiser in advertisers
@@ -892,7 +970,7 @@ def _fields(query: dict[str, str], known: Sequence[str]) -> list[str]:
     fields = _string_list(query, "fields", required=False) or list(known)
     unknown = [name for name in fields if name not in known]
     if unknown:
-        raise _parameter_error(f"fields: unknown field(s) {unknown}")
+        raise _invalid_values_error("fields", unknown)
     return fields
 
 
@@ -931,6 +1009,33 @@ def _page_info(page: int, page_size: int, total: int) -> dict[str, int]:
 
 def _stat_time_day(day: date) -> str:
     return datetime(day.year, day.month, day.day).strftime(STAT_TIME_DAY_FORMAT)
+
+
+def _ad_record(ad: Ad, catalogue: Catalogue, advertiser_id: str, kind: _EntityKind) -> dict[str, Any]:
+    """One ad as ad/get/ writes it, every field plus its raw status."""
+    record: dict[str, Any] = {
+        "ad_id": ad.ad_id,
+        "ad_name": ad.name,
+        "adgroup_id": ad.adgroup_id,
+        "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
+        "campaign_id": ad.campaign_id,
+        "campaign_name": catalogue.campaigns[ad.campaign_id].name,
+        "advertiser_id": advertiser_id,
+        **_status_fields(ad.status, kind),
+    }
+    if ad.smart_plus_ad_id is not None:
+        # A Smart+ ad's creative: ad/get names its Smart+ ad (airbytehq/airbyte PR 81448) and carries
+        # no landing page (Fivetran's dbt_tiktok_ads takes Smart+ ads' URLs from /smart_plus/ad/get/
+        # only: "creative_history carries none").
+        record["smart_plus_ad_id"] = ad.smart_plus_ad_id
+        return record
+    # Ads with several landing pages carry them in landing_page_urls and none in the single field
+    # (both nullable in Airbyte's schemas/ads.json).
+    record["landing_page_url"] = None if ad.landing_page_urls else ad.landing_page_url
+    record["landing_page_urls"] = list(ad.landing_page_urls) or None
+    if ad.utm_params:
+        record["utm_params"] = [{"key": key, "value": value} for key, value in ad.utm_params]
+    return record
 
 
 def _status_fields(status: AdStatus, kind: _EntityKind) -> dict[str, str]:

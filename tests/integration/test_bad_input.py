@@ -396,9 +396,9 @@ def _row_for_another_day(envelope: dict[str, Any], touched: list[str]) -> dict[s
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (_html_page, "the answer was not TikTok's JSON envelope"),
+        (_html_page, "not TikTok's JSON envelope"),
         (_empty_page, "announced"),
-        (_list_as_object, "no data.list"),
+        (_list_as_object, "a success without data.list"),
         (_without_dimension("stat_time_day"), "field 'dimensions.stat_time_day'"),
         (_without_dimension("ad_id"), "field 'dimensions.ad_id'"),
         (_row_for_another_day, "field 'dimensions.stat_time_day'"),

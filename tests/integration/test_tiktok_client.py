@@ -15,6 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -40,6 +41,7 @@ from tiktok_amp_assets.core.tiktok_contract import (
     MAX_FILTER_IDS,
     PERFORMANCE_METRICS,
     REPORT_PATH,
+    SMART_PLUS_AD_PATH,
 )
 from tiktok_amp_assets.resources import TikTokResource
 from tiktok_amp_assets.settings import ConfigurationError
@@ -155,7 +157,8 @@ def test_two_accounts_in_their_own_time_zones_and_currencies(
     assert infos[ACME]["timezone"] == "Etc/GMT+8"
     assert account_timezone(infos[ACME]) == "Etc/GMT+8"
     assert account_timezone(infos[SAKURA]) == "Asia/Tokyo"
-    # Only fields a public schema lists are asked for (the emulator refuses display_timezone).
+    # Only the fields the importer reads are asked for (display_timezone, which real answers carry,
+    # is not needed: report days are in "timezone").
     (info_request,) = [entry for entry in emulator.request_log if entry["path"] == ADVERTISER_INFO_PATH]
     assert json.loads(info_request["params"]["fields"]) == ["advertiser_id", "name", "currency", "timezone"]
 
@@ -163,10 +166,10 @@ def test_two_accounts_in_their_own_time_zones_and_currencies(
         rows = list(client.ad_day_report(advertiser_id, WINDOW_START, WINDOW_START))
         assert rows and "currency" not in rows[0]["metrics"]
         assert {row["dimensions"]["stat_time_day"] for row in rows} == {f"{WINDOW_START} 00:00:00"}
-        # Values stay the strings TikTok wrote: "1520.00" yen is not turned into 1520.0.
-        assert all(re.fullmatch(r"\d+\.\d\d", row["metrics"]["spend"]) for row in rows)
-        if currency == "JPY":
-            assert all(row["metrics"]["spend"].endswith(".00") for row in rows)
+        # Values stay the strings TikTok wrote: "60.000" dollars and "1520" yen are not turned into
+        # 60.0 and 1520.0.
+        pattern = r"\d+\.\d{3}" if currency == "USD" else r"\d+"
+        assert all(re.fullmatch(pattern, row["metrics"]["spend"]) for row in rows)
         assert keyed(rows) == truth(emulator.catalogue, advertiser_id, WINDOW_START, 1)
 
 
@@ -267,16 +270,25 @@ def test_deleted_ads_keep_their_spend_and_metadata(
     deleted_with_spend = {
         row["dimensions"]["ad_id"]
         for row in rows
-        if catalogue.ads[row["dimensions"]["ad_id"]].status == DELETE and row["metrics"]["spend"] != "0.00"
+        if catalogue.ads[row["dimensions"]["ad_id"]].status == DELETE
+        and Decimal(row["metrics"]["spend"]) != 0
     }
     assert deleted_with_spend, "the report left the deleted ads' spend out"
 
     ad_ids = {row["dimensions"]["ad_id"] for row in rows}
     items = client.ads(ACME, ad_ids)
     assert sorted(item["ad_id"] for item in items) == sorted(ad_ids)
+    smart_plus_ids = {item["smart_plus_ad_id"] for item in items if "smart_plus_ad_id" in item}
+    assert smart_plus_ids, "the window must hold Smart+ ads"
+    smart_plus = {entry["smart_plus_ad_id"]: entry for entry in client.smart_plus_ads(ACME, smart_plus_ids)}
+    assert set(smart_plus) == smart_plus_ids
     for item in items:
         ad = catalogue.ads[item["ad_id"]]
         assert item["ad_name"] == ad.name
+        if "smart_plus_ad_id" in item:
+            # A Smart+ ad's creative: its landing pages are on the Smart+ endpoint only.
+            assert landing_page(item) is None
+            item = {**item, "smart_plus_ad": smart_plus[item["smart_plus_ad_id"]]}
         assert (landing_page(item) or "") == ad.landing_page
         assert item["adgroup_id"] == ad.adgroup_id and item["campaign_id"] == ad.campaign_id
         assert item["campaign_name"] == catalogue.campaigns[ad.campaign_id].name
@@ -284,6 +296,8 @@ def test_deleted_ads_keep_their_spend_and_metadata(
     assert {item["secondary_status"] for item in deleted_items} == {"AD_STATUS_DELETE"}
     assert all(item["ad_name"] for item in deleted_items)
     (ad_request,) = [entry for entry in emulator.request_log if entry["path"] == AD_PATH]
+    (smart_plus_request,) = [entry for entry in emulator.request_log if entry["path"] == SMART_PLUS_AD_PATH]
+    assert smart_plus_request["params"]["page_size"] == "100"
     assert json.loads(ad_request["params"]["filtering"]) == {
         "ad_ids": sorted(ad_ids),
         "primary_status": "STATUS_ALL",
@@ -541,7 +555,7 @@ def test_reports_say_service_type_auction_and_ask_for_no_currency(
     ("contract_name", "extra", "call", "named"),
     [
         ("AD_REPORT_METRICS", "currency", "report", "metrics ('currency')"),
-        ("ADVERTISER_FIELDS", "display_timezone", "info", "fields ('display_timezone')"),
+        ("ADVERTISER_FIELDS", "balance_of_nothing", "info", "fields ('balance_of_nothing')"),
     ],
 )
 def test_a_parameter_error_names_the_parameter_tiktok_named(

@@ -309,12 +309,37 @@ class TikTokClient:
             },
         )
 
+    def smart_plus_ads(self, advertiser_id: str, smart_plus_ad_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """``smart_plus/ad/get/`` items of these Smart+ ads, deleted ones included: their names, parents,
+        landing pages (``landing_page_url_list``) and URL parameters (``ad_configuration.utm_params``).
+
+        In chunks of 100 ids, pages of 100 (the endpoint's maximum page size); no ``fields``, so that
+        TikTok answers with every field it has (the SDK lists none to choose from)."""
+        ids = sorted(set(smart_plus_ad_ids))
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(ids), api.MAX_FILTER_IDS):
+            chunk = ids[start : start + api.MAX_FILTER_IDS]
+            items.extend(
+                self._all_pages(
+                    api.SMART_PLUS_AD_PATH,
+                    advertiser_id,
+                    {
+                        "advertiser_id": advertiser_id,
+                        "filtering": {"smart_plus_ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
+                    },
+                    page_size=min(self._page_size, api.SMART_PLUS_MAX_PAGE_SIZE),
+                )
+            )
+        return items
+
     # -- paging ---------------------------------------------------------------------------------
 
-    def _all_pages(self, path: str, advertiser_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _all_pages(
+        self, path: str, advertiser_id: str, params: dict[str, Any], *, page_size: int | None = None
+    ) -> list[dict[str, Any]]:
         """All pages of one listing, read again from page 1 if TikTok's page count moves while paging."""
         for _read in range(MAX_PAGINATION_RESTARTS + 1):
-            rows = self._read_pages(path, advertiser_id, params)
+            rows = self._read_pages(path, advertiser_id, params, page_size or self._page_size)
             if rows is not None:
                 return rows
         raise TikTokApiError(
@@ -326,7 +351,7 @@ class TikTokClient:
         )
 
     def _read_pages(
-        self, path: str, advertiser_id: str, params: dict[str, Any]
+        self, path: str, advertiser_id: str, params: dict[str, Any], page_size: int
     ) -> list[dict[str, Any]] | None:
         """Every page of one listing, or None when the total changed between two pages.
 
@@ -342,7 +367,7 @@ class TikTokClient:
         while True:
             data = self._get(
                 path,
-                {**params, "page": page, "page_size": self._page_size},
+                {**params, "page": page, "page_size": page_size},
                 accounts=[advertiser_id],
                 strings=strings,
             )
@@ -350,7 +375,7 @@ class TikTokClient:
             info = data.page_info
             if info is None:
                 # Without page_info only a first page that is not full is known to be complete.
-                if page == 1 and len(data.list) < self._page_size:
+                if page == 1 and len(data.list) < page_size:
                     return rows
                 raise TikTokApiError(
                     accounts=[advertiser_id],

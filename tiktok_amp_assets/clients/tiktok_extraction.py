@@ -25,7 +25,15 @@ of days and TikTok's answers happens here:
 6. **Placing rows.** Each row goes to its day; a row without a usable day or ad id fails the account
    naming the field and the days. These are the only checks of rows here: the client validates an
    answer's envelope, ``core/ad_metrics.py`` validates each row's content.
-7. **Ad metadata** (``ad/get``) of the window's ads, each ad fetched once per run.
+7. **Ad metadata** (``ad/get``) of the window's ads, each ad fetched once per run. Smart+ ads keep
+   their landing pages on an endpoint of their own: ``ad/get`` names a Smart+ ad's creative with its
+   ``smart_plus_ad_id`` and no landing page (airbytehq/airbyte PR 81448; Fivetran's dbt_tiktok_ads
+   takes Smart+ ads' URLs from ``/smart_plus/ad/get/`` only), so those Smart+ ads are read from
+   ``/smart_plus/ad/get/`` and attached to the ad's item as ``smart_plus_ad``, as received. An ad
+   the report names and ``ad/get`` does not return is looked up there too, by its id (the
+   tolerant guess: no public source says which id a report row of a Smart+ ad carries); found, its
+   item is made from the Smart+ ad's names and ids, the Smart+ item attached as received; not
+   found, the ad keeps the report's attributes, as before.
 """
 
 from __future__ import annotations
@@ -67,6 +75,7 @@ class _Account:
 
     advertiser_id: str
     ads_by_id: dict[str, dict[str, Any]] = field(default_factory=dict)  # ad/get items, each fetched once
+    smart_plus_asked: set[str] = field(default_factory=set)  # ids asked of /smart_plus/ad/get/ this run
     listing: Rows | None = None  # every ad of the account, fetched when a window must be asked in parts
     in_parts: bool = False  # a window of this account was cut: ask the later ones in parts at once
 
@@ -293,6 +302,30 @@ class TikTokExtraction:
         for item in self._client.ads(account.advertiser_id, new_ad_ids):
             _check_ad_item(item, key)
             account.ads_by_id[str(item["ad_id"])] = item
+        self._fetch_smart_plus_ads(account, ad_ids)
+
+    def _fetch_smart_plus_ads(self, account: _Account, ad_ids: set[str]) -> None:
+        """Attach the Smart+ ad of each ad that is one's creative, or that ad/get did not return (step 7)."""
+        wanted: dict[str, list[str]] = defaultdict(list)  # Smart+ ad id -> the report's ad ids
+        for ad_id in sorted(ad_ids - account.smart_plus_asked):
+            item = account.ads_by_id.get(ad_id)
+            if item is None:
+                wanted[ad_id].append(ad_id)
+            elif _usable_id(item.get("smart_plus_ad_id")) and "smart_plus_ad" not in item:
+                wanted[str(item["smart_plus_ad_id"])].append(ad_id)
+        account.smart_plus_asked |= ad_ids
+        if not wanted:
+            return
+        for smart_plus in self._client.smart_plus_ads(account.advertiser_id, wanted):
+            for ad_id in wanted.get(str(smart_plus.get("smart_plus_ad_id")), ()):
+                item = account.ads_by_id.get(ad_id)
+                if item is None:
+                    # Not in ad/get: the Smart+ ad's own names and ids stand in for ad/get's.
+                    item = {
+                        "ad_id": ad_id,
+                        **{name: smart_plus[name] for name in _SMART_PLUS_NAMES if name in smart_plus},
+                    }
+                account.ads_by_id[ad_id] = {**item, "smart_plus_ad": smart_plus}
 
     def _warn_if_short(
         self, key: WindowKey, rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[str, Any]], how: str
@@ -310,6 +343,10 @@ class TikTokExtraction:
             _days_label(short),
             how,
         )
+
+
+# What a Smart+ ad's item names that ad/get's would (SDK yml_files/smart_plus_ad_get.yml).
+_SMART_PLUS_NAMES = ("ad_name", "adgroup_id", "adgroup_name", "campaign_id", "campaign_name", "advertiser_id")
 
 
 # -- planning the parts of a cut answer -------------------------------------------------------------

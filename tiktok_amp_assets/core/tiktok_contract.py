@@ -31,6 +31,11 @@ DEFAULT_API_URL = "https://business-api.tiktok.com"
 REPORT_PATH = f"{API_PREFIX}/report/integrated/get/"
 AD_PATH = f"{API_PREFIX}/ad/get/"
 ADVERTISER_INFO_PATH = f"{API_PREFIX}/advertiser/info/"
+# Smart+ ads have an endpoint of their own: SDK yml_files/smart_plus_ad_get.yml (page_size at most
+# 100; filtering by smart_plus_ad_ids; items carry landing_page_url_list and
+# ad_configuration.utm_params).
+SMART_PLUS_AD_PATH = f"{API_PREFIX}/smart_plus/ad/get/"
+SMART_PLUS_MAX_PAGE_SIZE = 100
 
 # The token travels in this header: SDK yml (parameter "Access-Token"), Airbyte authenticator.
 ACCESS_TOKEN_HEADER = "Access-Token"
@@ -96,9 +101,13 @@ AD_IDS_FILTER = "ad_ids"
 # ad/get/ leaves deleted ads out unless asked: filtering {"primary_status": "STATUS_ALL"} (Spec).
 PRIMARY_STATUS_ALL = "STATUS_ALL"
 
-# Fields asked for. Each is listed by Airbyte's schemas/ads.json and Singer's schemas/ads.json.
+# Fields asked for. Each is listed by Airbyte's schemas/ads.json or Singer's schemas/ads.json.
 # landing_page_urls: Airbyte types it as an array of strings, the SDK's ACO model as a list of
 # {landing_page_url} objects, Singer as a string; the client reads all three (core/ad_metrics.py).
+# utm_params: TikTok's URL-parameter builder, a list of {key, value} (Singer's ads.json; the SDK's
+# AdcreateUtmParams), appended to the landing page at click time (core/utms.py).
+# smart_plus_ad_id: on a Smart+ ad's records (airbytehq/airbyte PR 81448), whose landing pages are
+# read from SMART_PLUS_AD_PATH (clients/tiktok_extraction.py).
 AD_FIELDS = (
     "ad_id",
     "ad_name",
@@ -109,12 +118,15 @@ AD_FIELDS = (
     "advertiser_id",
     "landing_page_url",
     "landing_page_urls",
+    "utm_params",
+    "smart_plus_ad_id",
     "operation_status",
     "secondary_status",
 )
 # advertiser/info/: Airbyte schemas/advertisers.json and Singer schemas/advertisers.json both list
-# advertiser_id, name, currency and timezone. Not display_timezone: no public schema lists it. Only
-# advertiser_id is required of an answer; the others are read when present.
+# advertiser_id, name, currency and timezone. Not display_timezone: real answers carry it (Airbyte's
+# integration_tests/expected_records.jsonl) and it is accepted when present, but report days are in
+# "timezone". Only advertiser_id is required of an answer; the others are read when present.
 ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone")
 
 
