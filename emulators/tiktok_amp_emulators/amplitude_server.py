@@ -576,10 +576,11 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
 
     An id shorter than ``min_id_length`` is dropped from the event when the other id is usable
     (Amplitude does this on /batch; the emulator does it on both endpoints); an event left with
-    no usable id is invalid.
+    no usable id because one is too short is named in ``events_with_invalid_id_lengths``.
     """
     missing: defaultdict[str, list[int]] = defaultdict(list)
     invalid: defaultdict[str, list[int]] = defaultdict(list)
+    invalid_lengths: defaultdict[str, list[int]] = defaultdict(list)
     event_ids: list[_EventIds] = []
     for index, event in enumerate(events):
         if type(event) is not dict:
@@ -601,7 +602,7 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
                 missing["device_id"].append(index)
             for name, state in (("device_id", device_state), ("user_id", user_state)):
                 if state == "short":
-                    invalid[name].append(index)
+                    invalid_lengths[name].append(index)
         else:
             for name, state in (("device_id", device_state), ("user_id", user_state)):
                 if state == "short":
@@ -617,8 +618,16 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
             if value is not None and type(value) is not dict:
                 invalid[name].append(index)
         event_ids.append(_EventIds(device_id, user_id))
-    if missing or invalid:
-        error = "Request missing required field" if missing else "Invalid field values on some events"
+    if missing or invalid or invalid_lengths:
+        if missing:
+            error = "Request missing required field"
+        elif invalid:
+            error = "Invalid field values on some events"
+        else:
+            # As Amplitude answered a request whose only id was too short (rudderlabs/rudder-transformer
+            # src/v0/destinations/am/transform.js quotes the answer; Amplitude-Python http_client.py
+            # reads events_with_invalid_id_lengths as the other lists of a 400).
+            error = "Invalid id length for user_id or device_id"
         payload: dict[str, Any] = {"code": 400, "error": error}
         # The HTTP V2 page notes these lists may name only the first failing event per field: the
         # stricter reading, so a client must drop and resend until no 400 is left.
@@ -626,6 +635,10 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
             payload["events_with_invalid_fields"] = {name: indexes[:1] for name, indexes in invalid.items()}
         if missing:
             payload["events_with_missing_fields"] = {name: indexes[:1] for name, indexes in missing.items()}
+        if invalid_lengths:
+            payload["events_with_invalid_id_lengths"] = {
+                name: indexes[:1] for name, indexes in invalid_lengths.items()
+            }
         raise _Rejection(_Outcome(400, payload, events=len(events)))
     return event_ids
 
