@@ -395,6 +395,33 @@ def test_unusable_answers_are_retried(
     assert client.retries == 6
 
 
+def test_answers_are_read_tolerantly(
+    emulator: TappedEmulator, make_client: Callable[..., TikTokClient]
+) -> None:
+    """Fields the client does not know are ignored at every level, and an answer without ``code``
+    but with data is a success: the SDK's OpenAPI files (yml_files/report_integrated_get.yml,
+    advertiser_info.yml) say ``code`` "will be shown only if it is an error request"."""
+
+    def unfamiliar(query: dict[str, str], envelope: dict[str, Any]) -> dict[str, Any]:
+        del envelope["code"], envelope["message"]
+        envelope["log_id"] = "2026120300000000"
+        envelope["data"]["total_metrics"] = {"spend": "1.000"}
+        if "page_info" in envelope["data"]:
+            envelope["data"]["page_info"]["has_more"] = False
+        for entry in envelope["data"]["list"]:
+            entry["new_field"] = {"nested": [1, "two"]}
+        return envelope
+
+    emulator.rewrite_answers(ADVERTISER_INFO_PATH, unfamiliar)
+    emulator.rewrite_answers(REPORT_PATH, unfamiliar)
+    client = make_client(emulator)
+    infos = client.advertiser_info([ACME])
+    assert [info["advertiser_id"] for info in infos] == [ACME]  # the unknown field kept as received
+    rows = client.ad_day_report(ACME, WINDOW_START, WINDOW_START)
+    assert keyed(rows) == truth(emulator.catalogue, ACME, WINDOW_START, 1)
+    assert client.retries == 0
+
+
 def test_a_page_count_that_changes_while_paging_rereads_the_window(
     fresh_catalogue: Catalogue, make_client: Callable[..., TikTokClient], caplog: pytest.LogCaptureFixture
 ) -> None:
