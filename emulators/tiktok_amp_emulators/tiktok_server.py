@@ -161,8 +161,9 @@ _AD_STATUS_FILTER_VALUES = {
 ID_FILTER_FIELDS = {"campaign_ids": "campaign_id", "adgroup_ids": "adgroup_id", "ad_ids": "ad_id"}
 MAX_FILTER_IDS = 100
 # One query reports on at most 10,000 ads (20,000 in CHUNK mode); the answer of a larger one holds
-# the rows of 10,000 ads and does not say that others were left out (SDK java_sdk/README.md,
-# reportIntegratedGet). The emulator keeps the lowest ad ids; page_info counts the rows it holds.
+# the data of 10,000 ads and does not say that others were left out (SDK java_sdk/README.md,
+# reportIntegratedGet; the emulator's reading in TikTokEmulator._selections). page_info counts the
+# rows the cut answer holds.
 DEFAULT_MAX_ADS_PER_QUERY = 10_000
 
 # Fields of ad/get/, adgroup/get/, campaign/get/ and advertiser/info/ the emulator serves. Each is
@@ -624,44 +625,37 @@ class TikTokEmulator(EmulatorServer):
         return live, deleted, tuple(id_filters)
 
     def _selections(self, report: _ReportQuery, deliveries: list[DayDelivery]) -> list[np.ndarray]:
-        """Per day, the rows the query answers for: status and id filters, then the ad cap."""
+        """Per day, the rows the query answers for: status and id filters, then the ad cap.
+
+        The cap counts advertisements, not rows: "can currently return the reporting data of up to
+        10,000 advertisements. If your number of advertisements exceeds 10,000, please use
+        campaign_ids / adgroup_ids / ad_ids as a filter" (SDK java_sdk/README.md). So when more ads
+        than the cap are in the query's scope (the account's ads its status and id filters select,
+        delivering in the window or not), the answer holds the data of ``max_ads_per_query`` of them
+        only: which ones TikTok keeps is not documented, so the emulator keeps them in an order
+        unrelated to their ids (the stricter reading), and those of them without delivery add no
+        rows: a cut answer may hold far fewer ads than the cap, and nothing says it was cut.
+        """
+        advertiser_id = report.advertiser.advertiser_id
         selections = [delivery.select(live=report.live, deleted=report.deleted) for delivery in deliveries]
-        if report.id_filters:
-            wanted = self._ads_matching(report.advertiser.advertiser_id, report.id_filters)
-            selections = [
-                selection[[delivery.ad_ids[row] in wanted for row in selection.tolist()]]
-                if len(selection)
-                else selection
-                for delivery, selection in zip(deliveries, selections, strict=True)
-            ]
-        if self.catalogue.ad_count(report.advertiser.advertiser_id) <= self.max_ads_per_query:
-            return selections  # the account has too few ads for any answer to be cut
-        answered = sorted(
-            {
-                delivery.ad_ids[row]
-                for delivery, selection in zip(deliveries, selections, strict=True)
-                for row in selection.tolist()
-            }
-        )
-        if len(answered) <= self.max_ads_per_query:
-            return selections
-        kept = set(answered[: self.max_ads_per_query])
+        capped = self.catalogue.ad_count(advertiser_id) > self.max_ads_per_query
+        if not report.id_filters and not capped:
+            return selections  # every selected row, and too few ads for any answer to be cut
+        scope = [
+            ad.ad_id
+            for ad in self.catalogue.ads_of(advertiser_id)
+            if (report.deleted if ad.status == DELETE else report.live)
+            and all(getattr(ad, field) in ids for field, ids in report.id_filters)
+        ]
+        if len(scope) > self.max_ads_per_query:
+            scope = sorted(scope, key=_cap_order)[: self.max_ads_per_query]
+        kept = set(scope)
         return [
             selection[[delivery.ad_ids[row] in kept for row in selection.tolist()]]
             if len(selection)
             else selection
             for delivery, selection in zip(deliveries, selections, strict=True)
         ]
-
-    def _ads_matching(
-        self, advertiser_id: str, id_filters: tuple[tuple[str, frozenset[str]], ...]
-    ) -> set[str]:
-        """The advertiser's ads whose campaign, ad group or own id is in every id filter."""
-        return {
-            ad.ad_id
-            for ad in self.catalogue.ads_of(advertiser_id)
-            if all(getattr(ad, field) in ids for field, ids in id_filters)
-        }
 
     def _ad_rows(
         self, report: _ReportQuery, deliveries: list[DayDelivery]
@@ -1009,6 +1003,11 @@ def _page_info(page: int, page_size: int, total: int) -> dict[str, int]:
 
 def _stat_time_day(day: date) -> str:
     return datetime(day.year, day.month, day.day).strftime(STAT_TIME_DAY_FORMAT)
+
+
+def _cap_order(ad_id: str) -> int:
+    """Which ads a capped answer keeps first: an order unrelated to the ids' own (a hash of them)."""
+    return (int(ad_id) * 0x9E3779B97F4A7C15) % (1 << 64)
 
 
 def _ad_record(ad: Ad, catalogue: Catalogue, advertiser_id: str, kind: _EntityKind) -> dict[str, Any]:

@@ -229,12 +229,19 @@ def test_a_cap_learnt_on_one_account_catches_a_cut_the_totals_cannot_show(
     assert fetched(list(run.windows(BIG, FIRST, FIRST + timedelta(days=9)))) == truth(
         catalogue, BIG, FIRST, 10
     )
-    # OTHER's totals are hidden, so its rows cannot fall short of them: its answer holding as many
-    # ads as BIG's cut one did is what gives the cut away.
+    # OTHER's totals are hidden, so its rows cannot fall short of them. TikTok caps the ads a query
+    # reports on, delivering or not, so its cut answer may hold fewer ads than BIG's did: its number
+    # of ads (as many as BIG's, whose answer was cut) is what gives the cut away.
     assert fetched(list(run.windows(OTHER, FIRST, FIRST + timedelta(days=9)))) == truth(
         catalogue, OTHER, FIRST, 10
     )
     assert run.figures()["run_tiktok_windows_in_parts"] == 2
+    (counted,) = [
+        entry
+        for entry in server.request_log
+        if entry["path"] == AD_GET and entry["params"]["page_size"] == "1"
+    ]
+    assert counted["advertiser_id"] == OTHER
 
 
 def test_rows_missing_for_another_reason_teach_no_cap(

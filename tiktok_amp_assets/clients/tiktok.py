@@ -309,6 +309,21 @@ class TikTokClient:
             },
         )
 
+    def ad_count(self, advertiser_id: str) -> int:
+        """How many ads the account has, deleted ones included: ``page_info`` of a one-item page."""
+        data = self._get(
+            api.AD_PATH,
+            {
+                "advertiser_id": advertiser_id,
+                "fields": ["ad_id"],
+                "filtering": {"primary_status": api.PRIMARY_STATUS_ALL},
+                "page": 1,
+                "page_size": 1,
+            },
+            accounts=[advertiser_id],
+        )
+        return data.page_info.total_number if data.page_info is not None else len(data.list)
+
     def smart_plus_ads(self, advertiser_id: str, smart_plus_ad_ids: Iterable[str]) -> list[dict[str, Any]]:
         """``smart_plus/ad/get/`` items of these Smart+ ads, deleted ones included: their names, parents,
         landing pages (``landing_page_url_list``) and URL parameters (``ad_configuration.utm_params``).

@@ -15,8 +15,10 @@ of days and TikTok's answers happens here:
    others out without saying so (10,000 ads, 20,000 in CHUNK mode, per the SDK's ReportingApi
    notes; bigger accounts must filter by campaign, ad group or ad ids, at most 100 per query). The
    cap is never assumed here: an answer is suspected cut when the ad rows of a day fall short of the
-   account total of that day, or when one answer holds as many distinct ads as an answer that was
-   cut before in this run. A suspected window is asked again in parts small enough to fit: the
+   account total of that day, when one answer holds as many distinct ads as an answer that was cut
+   before in this run, or when the account has as many ads as an account whose answer was cut (the
+   cap counts the ads in a query's scope, delivering or not, so a cut answer may hold fewer ads
+   than the cap). A suspected window is asked again in parts small enough to fit: the
    account's ads (``ad/get``, deleted ones included) grouped by campaign into parts of at most as
    many ads as the widest answer held (the cap is at least that), a campaign too big for one part
    split by its ad groups, an ad group too big by its ad ids. The parts are combined and checked
@@ -78,6 +80,7 @@ class _Account:
     smart_plus_asked: set[str] = field(default_factory=set)  # ids asked of /smart_plus/ad/get/ this run
     listing: Rows | None = None  # every ad of the account, fetched when a window must be asked in parts
     in_parts: bool = False  # a window of this account was cut: ask the later ones in parts at once
+    ad_count: int | None = None  # every ad of the account, deleted ones included, once known
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,8 @@ class TikTokExtraction:
         # The fewest ads an answer held when it turned out cut: the cap is at least this. Learnt
         # from the data (never assumed) and shared by the run's accounts, as TikTok's cap is.
         self._cut_at: int | None = None
+        # The fewest ads an account had whose unfiltered answer turned out cut: the cap is below it.
+        self._cut_scope: int | None = None
         self.stats = ExtractionFigures()
 
     def figures(self) -> dict[str, int]:
@@ -201,6 +206,13 @@ class TikTokExtraction:
             widest = max((_distinct_ads(answer) for answer in answers), default=0)
             short = _short_days(rows_by_day, totals_by_day)
             limit = self._part_size(widest, short)
+            reason = (
+                f"ad rows short of the account totals on {_days_label(short)}"
+                if short
+                else "as many ads as a cut answer held"
+            )
+            if limit is None and widest and self._as_big_as_a_cut_account(account):
+                limit, reason = self._cut_at, "the account has as many ads as one whose answer was cut"
             if limit is None:
                 if short:
                     self._warn_short(key, short, "though the answer does not look cut")
@@ -211,9 +223,7 @@ class TikTokExtraction:
                     advertiser_id,
                     start,
                     end,
-                    f"ad rows short of the account totals on {_days_label(short)}"
-                    if short
-                    else "as many ads as a cut answer held",
+                    reason,
                     widest,
                     limit,
                 )
@@ -228,17 +238,42 @@ class TikTokExtraction:
                 # (rows missing for another reason, then found on asking again, teach nothing).
                 if whole and _distinct_ads(rows) > widest:
                     self._cut_at = limit if self._cut_at is None else min(self._cut_at, limit)
+                    scope = self._ad_count(account)  # the query's scope: every ad, deleted ones too
+                    self._cut_scope = scope if self._cut_scope is None else min(self._cut_scope, scope)
                     account.in_parts = True
 
         self._fetch_ads(account, {str(row["dimensions"]["ad_id"]) for row in rows}, key)
         return Window(advertiser_id, start, end, rows_by_day, totals_by_day, account.ads_by_id)
 
+    def _as_big_as_a_cut_account(self, account: _Account) -> bool:
+        """Whether the account has at least as many ads as one whose unfiltered answer was found cut
+        this run: TikTok caps the advertisements a query reports on (SDK java_sdk/README.md), so such
+        an account's answer is cut too, even where no totals can show it."""
+        return (
+            self._cut_scope is not None
+            and self._cut_at is not None
+            and self._ad_count(account) >= self._cut_scope
+        )
+
+    def _ad_count(self, account: _Account) -> int:
+        """How many ads the account has, deleted ones included (its listing's length, else one
+        ``ad/get`` call's ``page_info``), counted once per run."""
+        if account.ad_count is None:
+            account.ad_count = (
+                len(account.listing)
+                if account.listing is not None
+                else self._client.ad_count(account.advertiser_id)
+            )
+        return account.ad_count
+
     def _part_size(self, widest: int, short: list[str]) -> int | None:
         """How many ads a part may hold when the answer looks cut, or None when it does not.
 
-        A cut answer holds exactly as many ads as TikTok's cap, so the cap is at least ``widest``: an
-        answer narrower than one already found cut was not cut, and an answer without rows was not
-        cut either (nothing to size parts by).
+        A cut answer holds the rows of at most as many ads as TikTok's cap, so the cap is at least
+        ``widest``, and an answer as wide as one found cut is suspect. TikTok counts the ads in a
+        query's scope, delivering or not, so a cut answer may also be narrower: the account totals
+        (``short``), or the account's number of ads (:meth:`_as_big_as_a_cut_account`), show it then.
+        An answer without rows was not cut (nothing to size parts by).
         """
         if widest == 0:
             return None
