@@ -129,6 +129,8 @@ class TikTokExtraction:
         return {
             "run_tiktok_calls": sum(self._client.calls.values()),
             "run_tiktok_retries": self._client.retries,
+            # Seconds spent waiting out restrictions, maintenance and server errors (the retry budget).
+            "run_tiktok_outage_wait_seconds": round(self._client.budget.waited_seconds),
             "run_tiktok_windows": self.stats.windows,
             "run_tiktok_narrowed_queries": self.stats.narrowed_queries,
             "run_tiktok_windows_in_parts": self.stats.windows_in_parts,
