@@ -435,14 +435,13 @@ class TikTokClient:
         accounts: Sequence[str],
         strings: dict[str, str] | None = None,
     ) -> _ListData:
-        """One API call, retried with back-off on transient failures; ``data`` of a code-0 answer.
-        With ``strings``, equal string values of the answer are decoded into one object, shared with
-        the earlier answers that used the same ``strings``."""
+        """One API call, its transient failures waited out within the run's retry budget; ``data`` of
+        a successful answer. With ``strings``, equal string values of the answer are decoded into one
+        object, shared with the earlier answers that used the same ``strings``."""
         query = {key: _encode_param(value) for key, value in params.items()}
         budget = self.budget
-        first_failure: float | None = (
-            None  # this request's own bound, should another's success reset the outage
-        )
+        # This request's own bound, should another request's success end the outage meanwhile.
+        first_failure: float | None = None
         while True:
             try:
                 data = self._attempt(path, query, accounts, params, strings)
