@@ -772,7 +772,7 @@ class TikTokEmulator(EmulatorServer):
         """Every entity of the kind with all its fields plus its raw status, in id order."""
         catalogue = self.catalogue
         if kind is _AD_KIND:
-            return [_ad_record(ad, catalogue, advertiser_id, kind) for ad in catalogue.ads_of(advertiser_id)]
+            return [_ad_record(ad, catalogue, kind) for ad in catalogue.ads_of(advertiser_id)]
         if kind is _ADGROUP_KIND:
             return [
                 {
@@ -826,12 +826,7 @@ class TikTokEmulator(EmulatorServer):
         records = [
             {
                 "smart_plus_ad_id": ad.smart_plus_ad_id,
-                "ad_name": ad.name,
-                "adgroup_id": ad.adgroup_id,
-                "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
-                "campaign_id": ad.campaign_id,
-                "campaign_name": catalogue.campaigns[ad.campaign_id].name,
-                "advertiser_id": advertiser.advertiser_id,
+                **_ad_names(ad, catalogue),
                 "landing_page_url_list": [
                     {"landing_page_url": url} for url in ad.landing_page_urls or (ad.landing_page_url,) if url
                 ],
@@ -1010,16 +1005,23 @@ def _cap_order(ad_id: str) -> int:
     return (int(ad_id) * 0x9E3779B97F4A7C15) % (1 << 64)
 
 
-def _ad_record(ad: Ad, catalogue: Catalogue, advertiser_id: str, kind: _EntityKind) -> dict[str, Any]:
-    """One ad as ad/get/ writes it, every field plus its raw status."""
-    record: dict[str, Any] = {
-        "ad_id": ad.ad_id,
+def _ad_names(ad: Ad, catalogue: Catalogue) -> dict[str, str]:
+    """The ad's name, its parents' ids and names and its account, as ad/get/ and smart_plus/ad/get/ write them."""
+    return {
         "ad_name": ad.name,
         "adgroup_id": ad.adgroup_id,
         "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
         "campaign_id": ad.campaign_id,
         "campaign_name": catalogue.campaigns[ad.campaign_id].name,
-        "advertiser_id": advertiser_id,
+        "advertiser_id": ad.advertiser_id,
+    }
+
+
+def _ad_record(ad: Ad, catalogue: Catalogue, kind: _EntityKind) -> dict[str, Any]:
+    """One ad as ad/get/ writes it, every field plus its raw status."""
+    record: dict[str, Any] = {
+        "ad_id": ad.ad_id,
+        **_ad_names(ad, catalogue),
         **_status_fields(ad.status, kind),
     }
     if ad.smart_plus_ad_id is not None:

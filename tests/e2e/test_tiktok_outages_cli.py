@@ -8,9 +8,7 @@ TikTok resource's config, as a user would set them.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,8 +16,8 @@ from pathlib import Path
 from tiktok_amp_emulators.faults import Fault
 
 from ..conftest import API_KEY, Project
+from .test_cli import dagster_cli
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIRST = date(2025, 3, 1)
 LAST = FIRST + timedelta(days=3)
 # The attempt-based policy this replaces gave up after at most 1 + 2 + 4 + 8 + 16 = 31 s of waiting.
@@ -39,15 +37,10 @@ def materialize(project: Project, tmp_path: Path, **tiktok_config: float) -> sub
         *(f"      {name}: {value}" for name, value in tiktok_config.items()),
     ]
     config.write_text("\n".join(lines) + "\n")
-    return subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
-         "--select", "*", "--partition-range", f"{FIRST.isoformat()}...{LAST.isoformat()}",
-         "--config", str(config)],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return dagster_cli(
+        project,
+        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*",
+        "--partition-range", f"{FIRST.isoformat()}...{LAST.isoformat()}", "--config", str(config),
     )  # fmt: skip
 
 

@@ -9,17 +9,13 @@ builder's values (the macros resolved), where the landing page does not set them
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import date, timedelta
-from pathlib import Path
 
 from tiktok_amp_emulators.catalogue import UTM_PARAMS, Ad
 
 from ..conftest import API_KEY, Project
+from .test_cli import dagster_cli
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIRST = date(2025, 3, 1)
 LAST = FIRST + timedelta(days=3)
 AMPLITUDE_MAX_STRING = 1024  # Amplitude truncates longer property values (HTTP V2 docs)
@@ -32,14 +28,10 @@ def expected_utms(project: Project, ad: Ad) -> dict[str, str]:
 
 
 def test_utm_params_and_smart_plus_ads_arrive_in_amplitude_with_their_utms(project: Project) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
-         "--select", "*", "--partition-range", f"{FIRST.isoformat()}...{LAST.isoformat()}"],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = dagster_cli(
+        project,
+        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*",
+        "--partition-range", f"{FIRST.isoformat()}...{LAST.isoformat()}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
 

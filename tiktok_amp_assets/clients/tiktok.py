@@ -279,22 +279,16 @@ class TikTokClient:
         the 100 ids TikTok's filter takes. Without ``primary_status`` = ``STATUS_ALL`` TikTok leaves
         deleted ads out, and their spend would arrive without names or UTMs.
         """
-        ids = sorted(set(ad_ids))
-        items: list[dict[str, Any]] = []
-        for start in range(0, len(ids), api.MAX_FILTER_IDS):
-            chunk = ids[start : start + api.MAX_FILTER_IDS]
-            items.extend(
-                self._all_pages(
-                    api.AD_PATH,
-                    advertiser_id,
-                    {
-                        "advertiser_id": advertiser_id,
-                        "fields": list(api.AD_FIELDS),
-                        "filtering": {"ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
-                    },
-                )
-            )
-        return items
+        return self._by_id_chunks(
+            api.AD_PATH,
+            advertiser_id,
+            ad_ids,
+            lambda chunk: {
+                "advertiser_id": advertiser_id,
+                "fields": list(api.AD_FIELDS),
+                "filtering": {"ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
+            },
+        )
 
     def all_ads(self, advertiser_id: str) -> list[dict[str, Any]]:
         """``ad/get/`` items of every ad of the account, deleted ones included (to plan the parts of a
@@ -330,21 +324,32 @@ class TikTokClient:
 
         In chunks of 100 ids, pages of 100 (the endpoint's maximum page size); no ``fields``, so that
         TikTok answers with every field it has (the SDK lists none to choose from)."""
-        ids = sorted(set(smart_plus_ad_ids))
+        return self._by_id_chunks(
+            api.SMART_PLUS_AD_PATH,
+            advertiser_id,
+            smart_plus_ad_ids,
+            lambda chunk: {
+                "advertiser_id": advertiser_id,
+                "filtering": {"smart_plus_ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
+            },
+            page_size=min(self._page_size, api.SMART_PLUS_MAX_PAGE_SIZE),
+        )
+
+    def _by_id_chunks(
+        self,
+        path: str,
+        advertiser_id: str,
+        ids: Iterable[str],
+        params: Callable[[list[str]], dict[str, Any]],
+        *,
+        page_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every item of a listing filtered by ``ids``, asked in chunks of the 100 ids a filter takes."""
+        unique = sorted(set(ids))
         items: list[dict[str, Any]] = []
-        for start in range(0, len(ids), api.MAX_FILTER_IDS):
-            chunk = ids[start : start + api.MAX_FILTER_IDS]
-            items.extend(
-                self._all_pages(
-                    api.SMART_PLUS_AD_PATH,
-                    advertiser_id,
-                    {
-                        "advertiser_id": advertiser_id,
-                        "filtering": {"smart_plus_ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
-                    },
-                    page_size=min(self._page_size, api.SMART_PLUS_MAX_PAGE_SIZE),
-                )
-            )
+        for start in range(0, len(unique), api.MAX_FILTER_IDS):
+            chunk = unique[start : start + api.MAX_FILTER_IDS]
+            items.extend(self._all_pages(path, advertiser_id, params(chunk), page_size=page_size))
         return items
 
     # -- paging ---------------------------------------------------------------------------------
