@@ -1,11 +1,14 @@
 """Reliability: a backfill under injected faults and SIGKILLs must end with Amplitude equal to TikTok.
 
     .venv/bin/python bench/reliability.py                  # 60 days, 2 accounts, 20% faults, 6 kills
-    .venv/bin/python bench/reliability.py --days 10 --ads 20 --kills 3
+    .venv/bin/python bench/reliability.py --days 10 --ads 20 --kills 3 --restriction-seconds 5
     .venv/bin/python bench/reliability.py --state cluster  # data folder in S3, ledger in PostgreSQL
 
 Both emulators run in this process and fail a share of requests (rate limits, 5xx, dropped
-connections, truncated bodies; 413/429 and "ingested, then 500" on Amplitude). The backfill runs as
+connections, truncated bodies; 413/429 and "ingested, then 500" on Amplitude); TikTok also restricts
+the whole app for minutes as the first run starts ("requests from App ... are temporarily
+restricted", code 40100) and is under maintenance (60001) for half as long as the last run starts,
+outages the runs wait out within their retry budget. The backfill runs as
 users run it (`dagster asset materialize --partition-range`, one run for the range) in a child
 process; this script SIGKILLs that process at chosen points (mid TikTok pagination, mid Amplitude
 upload, mid write of a partition's files), runs it again, and at the end compares, for every ad-day,
@@ -52,6 +55,8 @@ METRICS = ("cost", "impressions", "clicks", "conversions")
 
 # A "slow" fault answers after the clients' timeout: a timeout, retried.
 SLOW_SECONDS = 1.5
+# How long TikTok restricts the app as the first run starts (maintenance: half as long, last run).
+RESTRICTION_SECONDS = 150
 # Fast back-off: the faults are many and the emulators answer at once.
 RUN_CONFIG = """
 resources:
@@ -61,9 +66,9 @@ resources:
       advertiser_ids: {env: TIKTOK_ADVERTISER_IDS}
       api_url: {env: TIKTOK_API_URL}
       requests_per_second: 200
-      max_attempts: 12
+      retry_budget_minutes: RETRY_BUDGET_MINUTES
       backoff_base_seconds: 0.02
-      backoff_max_seconds: 0.2
+      backoff_max_seconds: 2
       timeout_seconds: 1
   amplitude:
     config:
@@ -88,10 +93,12 @@ class Report:
     ad_days_checked: int = 0
     discrepancies: list[str] = field(default_factory=list)
     duplicates: int = 0
+    outage_seconds: float = 0.0
 
     def table(self) -> str:
         rows = [
             ("faults injected (TikTok)", self.faults_tiktok),
+            ("TikTok outages waited out (restriction, then maintenance)", f"{self.outage_seconds:g} s"),
             ("faults injected (Amplitude)", self.faults_amplitude),
             ("retries made", self.retries),
             ("runs started", self.runs),
@@ -176,8 +183,11 @@ def kill_points(
     }
 
 
-# Log lines of the clients' retries: back-off after a fault, a throttle pause, a 413 split.
-RETRY_LINE = re.compile(r"retrying .*in \d|pausing their devices|payload too large; halving")
+# Log lines of the clients' retries: back-off after a fault (TikTok's "waiting 2 s, ...", Amplitude's
+# "retrying in"), a throttle pause, a 413 split.
+RETRY_LINE = re.compile(
+    r": waiting [0-9.]+ s|retrying .*in \d|pausing their devices|payload too large; halving"
+)
 
 
 def run_backfill(
@@ -263,7 +273,16 @@ def check(
             report.discrepancies.append(f"{key}: TikTok {truth.get(key)} Amplitude {counted.get(key)}")
 
 
-def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int, state: str = "local") -> Report:
+def run(
+    *,
+    days: int,
+    ads: int,
+    kills: int,
+    fault_rate: float,
+    seed: int,
+    state: str = "local",
+    restriction_seconds: float = RESTRICTION_SECONDS,
+) -> Report:
     catalogue = generate_catalogue(seed=seed, ads_per_advertiser=ads, start=date(2025, 1, 1))
     advertiser_ids = sorted(catalogue.advertisers)
     day_list = [FIRST_DAY + timedelta(days=offset) for offset in range(days)]
@@ -272,7 +291,10 @@ def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int, state:
     logs = home / "logs"
     logs.mkdir()
     config = home / "run_config.yaml"
-    config.write_text(RUN_CONFIG)
+    # The runs wait out both outages (and the random faults around them) within their budget.
+    config.write_text(
+        RUN_CONFIG.replace("RETRY_BUDGET_MINUTES", f"{max(5.0, 2 * restriction_seconds / 60):g}")
+    )
     tiktok_faults = FaultInjector(
         fault_rate,
         seed=seed,
@@ -315,6 +337,9 @@ def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int, state:
                 ),
                 **where.env,
             }
+            if restriction_seconds:
+                # From the first request of the first run on, the whole app is restricted for minutes.
+                tiktok_faults.inject_for(Fault.APP_RESTRICTED, seconds=restriction_seconds)
             for name in list(kill_points(tiktok, amplitude, where))[:kills]:
                 # Made anew before each run, so its counts start from this run.
                 condition = kill_points(tiktok, amplitude, where)[name]
@@ -324,7 +349,10 @@ def run(*, days: int, ads: int, kills: int, fault_rate: float, seed: int, state:
                 ):
                     report.kills.append(name)
             report.runs += 1
+            if restriction_seconds:
+                tiktok_faults.inject_for(Fault.MAINTENANCE, seconds=restriction_seconds / 2)
             run_backfill(env, config, day_list[0], day_list[-1], None, logs / f"run-{report.runs}.log")
+            report.outage_seconds = restriction_seconds * 1.5
             report.retries = retries_logged(logs)
             report.faults_tiktok = tiktok_faults.total_injected
             report.faults_amplitude = amplitude_faults.total_injected
@@ -342,6 +370,12 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument(
+        "--restriction-seconds",
+        type=float,
+        default=RESTRICTION_SECONDS,
+        help="how long TikTok restricts the app as the first run starts (maintenance: half as long, last run)",
+    )
+    parser.add_argument(
         "--state",
         choices=("local", "cluster"),
         default="local",
@@ -355,6 +389,7 @@ def main() -> None:
         fault_rate=args.fault_rate,
         seed=args.seed,
         state=args.state,
+        restriction_seconds=args.restriction_seconds,
     )
     print(report.table())
     for line in report.discrepancies[:20]:

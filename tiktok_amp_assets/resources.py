@@ -14,8 +14,14 @@ import dagster as dg
 from pydantic import Field
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
-from tiktok_amp_assets.clients.http import InsecureUrlError, RequestPacer, RetryPolicy, checked_base_url
-from tiktok_amp_assets.clients.tiktok import TikTokClient
+from tiktok_amp_assets.clients.http import (
+    InsecureUrlError,
+    OutageBudget,
+    RequestPacer,
+    RetryPolicy,
+    checked_base_url,
+)
+from tiktok_amp_assets.clients.tiktok import DEFAULT_RETRY_BUDGET_SECONDS, TikTokClient
 from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 from tiktok_amp_assets.settings import ConfigurationError
@@ -55,11 +61,19 @@ class TikTokResource(dg.ConfigurableResource):
     requests_per_second: float = Field(
         default=10.0, gt=0, description="Request rate shared by a run's calls."
     )
-    max_attempts: int = Field(
-        default=6, ge=1, description="Tries per request on rate limits and server errors."
+    retry_budget_minutes: float = Field(
+        default=DEFAULT_RETRY_BUDGET_SECONDS / 60,
+        ge=0,
+        description=(
+            "How long a run waits out TikTok restricting requests, maintenance and server errors before "
+            "the accounts still failing fail, in minutes. Shared by the run's accounts: 30 accounts meeting "
+            "the same outage spend it once, not 30 times; a successful request refills it."
+        ),
     )
-    backoff_base_seconds: float = Field(default=1.0, ge=0)
-    backoff_max_seconds: float = Field(default=60.0, ge=0)
+    backoff_base_seconds: float = Field(
+        default=1.0, ge=0, description="First wait after a failure; each further one doubles (with jitter)."
+    )
+    backoff_max_seconds: float = Field(default=60.0, ge=0, description="Longest single wait between tries.")
     timeout_seconds: float = Field(default=60.0, gt=0)
     allow_insecure_http: bool = Field(default=False, description="Allow http:// to a non-loopback host.")
 
@@ -75,7 +89,7 @@ class TikTokResource(dg.ConfigurableResource):
         return list(dict.fromkeys(ids))
 
     def client(self, logger: Any = None) -> TikTokClient:
-        """A client for one run: its pacer is shared by every request the run makes."""
+        """A client for one run: its pacer and its retry budget are shared by every request the run makes."""
         if not self.access_token.strip():
             raise ConfigurationError(
                 "TIKTOK_ACCESS_TOKEN is empty: set it to the app's long-term access token"
@@ -86,7 +100,10 @@ class TikTokResource(dg.ConfigurableResource):
                     self.api_url, variable="TIKTOK_API_URL", allow_insecure_http=self.allow_insecure_http
                 ),
                 self.access_token.strip(),
-                retry=RetryPolicy(self.max_attempts, self.backoff_base_seconds, self.backoff_max_seconds),
+                retry=RetryPolicy(
+                    base_seconds=self.backoff_base_seconds, max_seconds=self.backoff_max_seconds
+                ),
+                budget=OutageBudget(self.retry_budget_minutes * 60),
                 pacer=RequestPacer(self.requests_per_second),
                 timeout_seconds=self.timeout_seconds,
                 logger=logger,

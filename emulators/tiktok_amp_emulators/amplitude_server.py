@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from tiktok_amp_assets.core.currencies import format_amount
 from tiktok_amp_emulators.faults import CONTROL_PATH_PREFIX, Fault, FaultInjector
 from tiktok_amp_emulators.http_server import EmulatorServer, Request, Response
 
@@ -577,10 +576,11 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
 
     An id shorter than ``min_id_length`` is dropped from the event when the other id is usable
     (Amplitude does this on /batch; the emulator does it on both endpoints); an event left with
-    no usable id is invalid.
+    no usable id because one is too short is named in ``events_with_invalid_id_lengths``.
     """
     missing: defaultdict[str, list[int]] = defaultdict(list)
     invalid: defaultdict[str, list[int]] = defaultdict(list)
+    invalid_lengths: defaultdict[str, list[int]] = defaultdict(list)
     event_ids: list[_EventIds] = []
     for index, event in enumerate(events):
         if type(event) is not dict:
@@ -602,7 +602,7 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
                 missing["device_id"].append(index)
             for name, state in (("device_id", device_state), ("user_id", user_state)):
                 if state == "short":
-                    invalid[name].append(index)
+                    invalid_lengths[name].append(index)
         else:
             for name, state in (("device_id", device_state), ("user_id", user_state)):
                 if state == "short":
@@ -618,8 +618,16 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
             if value is not None and type(value) is not dict:
                 invalid[name].append(index)
         event_ids.append(_EventIds(device_id, user_id))
-    if missing or invalid:
-        error = "Request missing required field" if missing else "Invalid field values on some events"
+    if missing or invalid or invalid_lengths:
+        if missing:
+            error = "Request missing required field"
+        elif invalid:
+            error = "Invalid field values on some events"
+        else:
+            # As Amplitude answered a request whose only id was too short (rudderlabs/rudder-transformer
+            # src/v0/destinations/am/transform.js quotes the answer; Amplitude-Python http_client.py
+            # reads events_with_invalid_id_lengths as the other lists of a 400).
+            error = "Invalid id length for user_id or device_id"
         payload: dict[str, Any] = {"code": 400, "error": error}
         # The HTTP V2 page notes these lists may name only the first failing event per field: the
         # stricter reading, so a client must drop and resend until no 400 is left.
@@ -627,6 +635,10 @@ def _validate_events(events: list[Any], min_id_length: int) -> list[_EventIds]:
             payload["events_with_invalid_fields"] = {name: indexes[:1] for name, indexes in invalid.items()}
         if missing:
             payload["events_with_missing_fields"] = {name: indexes[:1] for name, indexes in missing.items()}
+        if invalid_lengths:
+            payload["events_with_invalid_id_lengths"] = {
+                name: indexes[:1] for name, indexes in invalid_lengths.items()
+            }
         raise _Rejection(_Outcome(400, payload, events=len(events)))
     return event_ids
 
@@ -703,12 +715,8 @@ def summarize_events(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
         account_id = flat.get("ad_account_id")
         if account_id is None:
             continue
-        account = per_account.setdefault(
-            str(account_id), {"events": 0, "sums": defaultdict(Decimal), "currency": None}
-        )
+        account = per_account.setdefault(str(account_id), {"events": 0, "sums": defaultdict(Decimal)})
         account["events"] += 1
-        if isinstance(flat.get("currency"), str):
-            account["currency"] = flat["currency"]
         for name, value in flat.items():
             if name.startswith(AD_METRICS_PREFIX):
                 number = _exact_number(value)
@@ -720,18 +728,8 @@ def summarize_events(events: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "ad_accounts": {
             account_id: {
                 "events": account["events"],
-                **{
-                    name: _summed_value(name, total_value, account["currency"])
-                    for name, total_value in sorted(account["sums"].items())
-                },
+                **{name: format(total_value, "f") for name, total_value in sorted(account["sums"].items())},
             }
             for account_id, account in sorted(per_account.items())
         },
     }
-
-
-def _summed_value(name: str, total: Decimal, currency: str | None) -> str:
-    """A sum as a person reads it: cost with its currency's decimals (103767 JPY, 12.30 USD)."""
-    if name == f"{AD_METRICS_PREFIX}cost" and currency:
-        return format_amount(total, currency)
-    return format(total, "f")

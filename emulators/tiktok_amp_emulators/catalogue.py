@@ -9,9 +9,10 @@ a small LRU cache, because the report endpoint pages through the same days again
 The data is shaped to hit the importer's hard cases: deleted ads that still carry spend on the days
 they ran, unicode / quoted / 1,500-character names, landing page URLs with and without UTM
 parameters (macros, upper-case keys, percent-encoding, fragments, empty), ads whose landing pages
-come as a list (``landing_page_urls``), a zero-decimal currency (JPY) written with two decimals
-anyway, an account whose time zone is a fixed offset (``Etc/GMT+8``), and restatements of past days
-(``restate``).
+come as a list (``landing_page_urls``), ads whose tracking parameters come from TikTok's URL-parameter
+builder (``utm_params``), Smart+ ads whose landing pages only the Smart+ endpoint knows, money
+written with three decimals, two, or none depending on the currency, an account whose time zone is
+a fixed offset (``Etc/GMT+8``), and restatements of past days (``restate``).
 """
 
 from __future__ import annotations
@@ -43,9 +44,23 @@ ADVERTISER_STATUS_ENABLE = "STATUS_ENABLE"
 
 # Share of an ad's live days without any delivery (budget exhausted early, audience too narrow...).
 NO_DELIVERY_SHARE = 0.15
-# TikTok writes money with two decimals even for currencies without minor units (JPY "1520.00"),
-# but the amounts themselves are whole units there.
+# Currencies without minor units: amounts are whole units there.
 ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "VND", "CLP", "ISK"})
+# How many decimals report money is written with, by currency. Airbyte's
+# integration_tests/expected_records.jsonl shows USD and RUB accounts' spend with three ("60.000",
+# "20.000", "0.000"); the project's spec quotes TikTok's docs for two ("12.34"); for zero-decimal
+# currencies whole numbers ("1520") are the emulator's guess (no public answer shows one), the
+# stricter reading for a client that would expect a decimal point.
+THREE_DECIMAL_MONEY_CURRENCIES = frozenset({"USD", "RUB"})
+
+
+def spend_decimals(currency: str) -> int:
+    """Decimals the emulator writes ``spend`` with for ``currency`` (see above for the sources)."""
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    return 3 if currency in THREE_DECIMAL_MONEY_CURRENCIES else 2
+
+
 # Rough units per USD, so that a JPY account spends yen amounts that look like yen.
 _UNITS_PER_USD = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79, "CAD": 1.36, "AUD": 1.5, "JPY": 150.0, "KRW": 1350.0}
 # Delivery is a little higher at the weekend (Monday first).
@@ -76,9 +91,12 @@ def _uniforms(keys: np.ndarray, salt: int, count: int) -> list[np.ndarray]:
     ]
 
 
-def format_spend(hundredths: int) -> str:
-    """Money as TikTok writes it: exactly two decimals, e.g. 1230 -> "12.30"."""
-    return f"{hundredths // 100}.{hundredths % 100:02d}"
+def format_spend(hundredths: int, decimals: int = 2) -> str:
+    """Money as TikTok writes it, with ``decimals`` decimals: 1230 -> "12.30", "12.300"; 152000 with
+    none -> "1520" (an amount that is no whole number keeps two decimals)."""
+    if decimals == 0 and hundredths % 100 == 0:
+        return str(hundredths // 100)
+    return f"{hundredths // 100}.{hundredths % 100:02d}" + "0" * max(0, decimals - 2)
 
 
 class Performance(NamedTuple):
@@ -89,10 +107,11 @@ class Performance(NamedTuple):
     clicks: int
     conversions: int
 
-    def as_tiktok(self) -> dict[str, str]:
-        """The metrics as strings under TikTok's names, as the report endpoint writes them."""
+    def as_tiktok(self, decimals: int = 2) -> dict[str, str]:
+        """The metrics as strings under TikTok's names, as the report endpoint writes them (money
+        with ``decimals`` decimals: :func:`spend_decimals`)."""
         return {
-            SPEND: format_spend(self.spend_hundredths),
+            SPEND: format_spend(self.spend_hundredths, decimals),
             IMPRESSIONS: str(self.impressions),
             CLICKS: str(self.clicks),
             CONVERSIONS: str(self.conversions),
@@ -122,6 +141,10 @@ class Advertiser:
     timezone: str  # as advertiser/info/ writes it: "Etc/GMT+8" or an IANA name
     display_timezone: str  # always an IANA name
     status: str
+
+    @property
+    def spend_decimals(self) -> int:
+        return spend_decimals(self.currency)
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,11 @@ class Ad:
     last_day: date | None  # None: still running
     # Ads with several landing pages (ad/get's landing_page_urls) have them here instead.
     landing_page_urls: tuple[str, ...] = ()
+    # TikTok's URL-parameter builder: (key, value) pairs appended to the landing page at click time.
+    utm_params: tuple[tuple[str, str], ...] = ()
+    # Set for a Smart+ ad's creative: the Smart+ ad it belongs to (whose landing pages only
+    # /smart_plus/ad/get/ serves).
+    smart_plus_ad_id: str | None = None
 
     @property
     def landing_page(self) -> str:
@@ -309,11 +337,13 @@ class Catalogue:
         row = _row_of(delivery, ad_id)
         if row is None:
             return None
-        return delivery.performance(np.array([row]))[0][1].as_tiktok()
+        decimals = self.advertisers[ad.advertiser_id].spend_decimals
+        return delivery.performance(np.array([row]))[0][1].as_tiktok(decimals)
 
     def advertiser_day_totals(self, advertiser_id: str, day: date) -> dict[str, str]:
         """The account's total for a day over every ad, deleted ones included (zeros without delivery)."""
-        return self.day_delivery(advertiser_id, day).total().as_tiktok()
+        decimals = self.advertisers[advertiser_id].spend_decimals
+        return self.day_delivery(advertiser_id, day).total().as_tiktok(decimals)
 
     def restate(self, ad_id: str, day: date, metrics: dict[str, str] | None) -> None:
         """Override one ad-day as TikTok does when it corrects past data.
@@ -556,7 +586,7 @@ def generate_catalogue(
             spec_ads[0] = replace(spec_ads[0], name=_long_name(spec_ads[0].name))
         spec_campaigns[0] = (spec_campaigns[0][0], _long_name(spec_campaigns[0][1]))
         for ad in spec_ads:
-            ads[ad.ad_id] = _with_several_landing_pages(ad)
+            ads[ad.ad_id] = _as_smart_plus(_with_utm_params(_with_several_landing_pages(ad)))
         for adgroup_id, campaign_id in groups:
             adgroups[adgroup_id] = AdGroup(
                 adgroup_id=adgroup_id,
@@ -665,6 +695,51 @@ def _with_several_landing_pages(ad: Ad) -> Ad:
         ("", ad.landing_page_url) if (number // _SEVERAL_LANDING_PAGES_EVERY) % 2 else (ad.landing_page_url,)
     )
     return replace(ad, landing_page_url="", landing_page_urls=(*urls, ad.landing_page_url + "#second"))
+
+
+# About one ad in five carries utm_params (TikTok's URL-parameter builder: singer-io/tap-tiktok-ads
+# schemas/ads.json, the SDK's AdcreateUtmParams), chosen by its id. Half of them have a landing page
+# without a query, as advertisers who build their parameters in TikTok write it; the other half keep
+# theirs, so that a key in both is met too.
+_UTM_PARAMS_EVERY = 5
+UTM_PARAMS = (
+    ("utm_source", "tiktok_ads"),
+    ("utm_medium", "paid_social_builder"),
+    ("utm_campaign", "__CAMPAIGN_NAME__"),
+    ("utm_content", "__CID__"),
+)
+
+
+def _with_utm_params(ad: Ad) -> Ad:
+    number = int(ad.ad_id)
+    if number % _UTM_PARAMS_EVERY != 1 or ad.landing_page_urls or not ad.landing_page_url:
+        return ad
+    url = ad.landing_page_url
+    if (number // _UTM_PARAMS_EVERY) % 2 == 0:
+        url = url.split("?", 1)[0].split("#", 1)[0]
+    return replace(ad, landing_page_url=url, utm_params=UTM_PARAMS)
+
+
+# About one ad in eleven is a Smart+ ad's creative (by its id): its Smart+ ad (id "19" + the rest of
+# the creative's) holds the landing pages and the parameters (ad_configuration.utm_params); half of
+# them have a landing page without a query.
+_SMART_PLUS_EVERY = 11
+
+
+def _as_smart_plus(ad: Ad) -> Ad:
+    number = int(ad.ad_id)
+    if number % _SMART_PLUS_EVERY != 4 or not ad.landing_page:
+        return ad
+    urls = ad.landing_page_urls or (ad.landing_page_url,)
+    if (number // _SMART_PLUS_EVERY) % 2 == 0:
+        urls = tuple(url.split("?", 1)[0].split("#", 1)[0] for url in urls)
+    return replace(
+        ad,
+        landing_page_url="" if ad.landing_page_urls else urls[0],
+        landing_page_urls=urls if ad.landing_page_urls else (),
+        utm_params=UTM_PARAMS,
+        smart_plus_ad_id="19" + ad.ad_id[2:],
+    )
 
 
 def _long_name(prefix: str) -> str:

@@ -73,6 +73,8 @@ AD_PATH = f"{V13}/ad/get/"
 ADGROUP_PATH = f"{V13}/adgroup/get/"
 CAMPAIGN_PATH = f"{V13}/campaign/get/"
 ADVERTISER_INFO_PATH = f"{V13}/advertiser/info/"
+# Smart+ ads have their own endpoint (SDK yml_files/smart_plus_ad_get.yml).
+SMART_PLUS_AD_PATH = f"{V13}/smart_plus/ad/get/"
 
 # The token comes in the "Access-Token" header (SDK yml parameter "Access-Token"; Airbyte
 # authenticator inject_into header). A token anywhere else does not count.
@@ -88,6 +90,8 @@ CODE_EMPTY_TOKEN = 40104  # ERROR_CODE_EMPTY_ACCESS_TOKEN
 CODE_INVALID_TOKEN = 40105  # ERROR_CODE_INVALID_ACCESS_TOKEN
 CODE_FREQUENCY_LIMITED = 40132  # ERROR_CODE_REQUEST_FREQUENCY_LIMITED (there is no 40133)
 CODE_SYSTEM_ERROR = 50000  # ERROR_CODE_SYS_ERROR
+CODE_MAINTENANCE = 60001  # ERROR_CODE_MAINTENANCE
+CODE_TOO_MANY_REQUESTS_BLOCKED = 61000  # ERROR_CODE_TOO_MANY_REQUESTS_BL
 # Not in the SDK's list, but answered by the reporting endpoint (Docs: "the query is too large,
 # please narrow the date range"; Airbyte halves its date window on it).
 CODE_QUERY_TOO_LARGE = 40067
@@ -95,6 +99,7 @@ CODE_QUERY_TOO_LARGE = 40067
 # page from 1 (default 1); page_size 1..1000 (default 10): SDK yml report_integrated_get.yml.
 PAGE_SIZE_DEFAULT = 10
 PAGE_SIZE_MAX = 1000
+SMART_PLUS_PAGE_SIZE_MAX = 100  # SDK yml_files/smart_plus_ad_get.yml (maximum: 100)
 
 # report_type: the SDK yml's enum holds AUDIENCE, BASIC, BC, CATALOG, PLAYABLE_MATERIAL, TT_SHOP; the
 # emulator serves BASIC only.
@@ -156,13 +161,17 @@ _AD_STATUS_FILTER_VALUES = {
 ID_FILTER_FIELDS = {"campaign_ids": "campaign_id", "adgroup_ids": "adgroup_id", "ad_ids": "ad_id"}
 MAX_FILTER_IDS = 100
 # One query reports on at most 10,000 ads (20,000 in CHUNK mode); the answer of a larger one holds
-# the rows of 10,000 ads and does not say that others were left out (SDK java_sdk/README.md,
-# reportIntegratedGet). The emulator keeps the lowest ad ids; page_info counts the rows it holds.
+# the data of 10,000 ads and does not say that others were left out (SDK java_sdk/README.md,
+# reportIntegratedGet; the emulator's reading in TikTokEmulator._selections). page_info counts the
+# rows the cut answer holds.
 DEFAULT_MAX_ADS_PER_QUERY = 10_000
 
 # Fields of ad/get/, adgroup/get/, campaign/get/ and advertiser/info/ the emulator serves. Each is
-# listed by Airbyte's and Singer's schemas (ads.json: landing_page_urls an array of strings in
-# Airbyte's; advertisers.json). "display_timezone" is listed by neither: asking for it is a 40002.
+# listed by Airbyte's or Singer's schemas (ads.json: landing_page_urls an array of strings in
+# Airbyte's; utm_params a list of {key, value} in Singer's; advertisers.json), or shown in real
+# answers: display_timezone in Airbyte's integration_tests/expected_records.jsonl ("timezone":
+# "Etc/GMT+8", "display_timezone": "America/Los_Angeles"); smart_plus_ad_id on Smart+ ads' records
+# (airbytehq/airbyte PR 81448). Any other field is a 40002 naming it.
 AD_FIELDS = (
     "ad_id",
     "ad_name",
@@ -173,6 +182,8 @@ AD_FIELDS = (
     "advertiser_id",
     "landing_page_url",
     "landing_page_urls",
+    "utm_params",
+    "smart_plus_ad_id",
     "operation_status",
     "secondary_status",
 )
@@ -186,7 +197,7 @@ ADGROUP_FIELDS = (
     "secondary_status",
 )
 CAMPAIGN_FIELDS = ("campaign_id", "campaign_name", "advertiser_id", "operation_status", "secondary_status")
-ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone", "status")
+ADVERTISER_FIELDS = ("advertiser_id", "name", "currency", "timezone", "display_timezone", "status")
 # Entities leave deleted ones out unless filtering asks for primary_status STATUS_ALL (Docs).
 _PRIMARY_STATUSES: dict[str, frozenset[AdStatus]] = {
     "STATUS_ALL": frozenset({ENABLE, DISABLE, DELETE}),
@@ -214,8 +225,21 @@ class ApiError(Exception):
 
 
 def _parameter_error(message: str) -> ApiError:
-    """A 40002 whose message starts with the parameter's name, as TikTok's do."""
+    """A 40002 in the emulator's own words (no public source quotes TikTok's for these cases):
+    the parameter, then what is wrong with it."""
     return ApiError(CODE_PARAMETER, message)
+
+
+def _invalid_values_error(what: str, values: Sequence[str]) -> ApiError:
+    """A 40002 naming refused values as TikTok writes it: "Please correct the information in invalid
+    metric fields and try again. Invalid metric fields: ['voucher_spend', 'cash_spend']. "
+    (airbytehq/airbyte issue 11375; singer-io/tap-tiktok-ads issue 14 quotes "Invalid metric fields:
+    ['placement']."). It names the values, not the parameter. For other lists than metrics the same
+    shape is the emulator's guess."""
+    return ApiError(
+        CODE_PARAMETER,
+        f"Please correct the information in invalid {what} and try again. Invalid {what}: {list(values)}. ",
+    )
 
 
 def _ratio(numerator: Decimal, denominator: int) -> str:
@@ -244,6 +268,16 @@ _COMPUTED_METRICS: dict[str, Callable[[Performance], str]] = {
     "reach": lambda p: str(p.impressions * 4 // 5),
 }
 assert _COMPUTED_METRICS.keys() == COMPUTED_METRIC_NAMES
+
+
+def _metric(name: str, performance: Performance, spend_decimals: int) -> str:
+    """A computed metric as TikTok writes it; spend with the account currency's decimals
+    (catalogue.spend_decimals names the sources)."""
+    if name == SPEND:
+        return format_spend(performance.spend_hundredths, spend_decimals)
+    return _COMPUTED_METRICS[name](performance)
+
+
 KNOWN_METRICS = COMPUTED_METRIC_NAMES | AD_ATTRIBUTE_METRICS
 
 
@@ -335,6 +369,8 @@ class TikTokEmulator(EmulatorServer):
         self.qps_limit = qps_limit
         self.max_ads_per_query = max_ads_per_query
         self.query_too_large_days = query_too_large_days
+        # The developer app whose requests this emulator answers (named in restriction messages).
+        self.app_id = "7100000000000000000"
         self.request_log: list[dict[str, Any]] = []
         self.answer_rewrites: list[AnswerRewrite] = []
         self._recent_requests: deque[float] = deque()
@@ -345,6 +381,7 @@ class TikTokEmulator(EmulatorServer):
             ADGROUP_PATH: lambda query, allowed: self._entities(query, allowed, _ADGROUP_KIND),
             CAMPAIGN_PATH: lambda query, allowed: self._entities(query, allowed, _CAMPAIGN_KIND),
             ADVERTISER_INFO_PATH: self._advertiser_info,
+            SMART_PLUS_AD_PATH: self._smart_plus_ads,
         }
 
     # ----- accounting
@@ -383,7 +420,7 @@ class TikTokEmulator(EmulatorServer):
             self._record(request, 405, 0)
             return Response.json(405, self._envelope(405, f"Method {request.method} not allowed", {}))
         try:
-            _raise_fault(fault)
+            _raise_fault(fault, self.app_id)
             self._throttle()
             allowed = self._authenticate(request)
             data = route(request.query, allowed)
@@ -493,12 +530,12 @@ class TikTokEmulator(EmulatorServer):
         dimensions = _string_list(query, "dimensions", required=True)
         unknown_dimensions = [name for name in dimensions if name not in KNOWN_DIMENSIONS]
         if unknown_dimensions:
-            raise _parameter_error(f"dimensions: unknown dimension(s) {unknown_dimensions}")
+            raise _invalid_values_error("dimension fields", unknown_dimensions)
         ad_level = self._check_level(data_level, dimensions)
         metrics = _string_list(query, "metrics", required=False) or list(DEFAULT_REPORT_METRICS)
         unknown_metrics = [name for name in metrics if name not in KNOWN_METRICS]
         if unknown_metrics:
-            raise _parameter_error(f"metrics: unknown metric(s) {unknown_metrics}")
+            raise _invalid_values_error("metric fields", unknown_metrics)
         if not ad_level and AD_ATTRIBUTE_METRICS.intersection(metrics):
             raise _parameter_error(
                 f"metrics: {sorted(AD_ATTRIBUTE_METRICS.intersection(metrics))} are not available at {data_level}"
@@ -588,44 +625,37 @@ class TikTokEmulator(EmulatorServer):
         return live, deleted, tuple(id_filters)
 
     def _selections(self, report: _ReportQuery, deliveries: list[DayDelivery]) -> list[np.ndarray]:
-        """Per day, the rows the query answers for: status and id filters, then the ad cap."""
+        """Per day, the rows the query answers for: status and id filters, then the ad cap.
+
+        The cap counts advertisements, not rows: "can currently return the reporting data of up to
+        10,000 advertisements. If your number of advertisements exceeds 10,000, please use
+        campaign_ids / adgroup_ids / ad_ids as a filter" (SDK java_sdk/README.md). So when more ads
+        than the cap are in the query's scope (the account's ads its status and id filters select,
+        delivering in the window or not), the answer holds the data of ``max_ads_per_query`` of them
+        only: which ones TikTok keeps is not documented, so the emulator keeps them in an order
+        unrelated to their ids (the stricter reading), and those of them without delivery add no
+        rows: a cut answer may hold far fewer ads than the cap, and nothing says it was cut.
+        """
+        advertiser_id = report.advertiser.advertiser_id
         selections = [delivery.select(live=report.live, deleted=report.deleted) for delivery in deliveries]
-        if report.id_filters:
-            wanted = self._ads_matching(report.advertiser.advertiser_id, report.id_filters)
-            selections = [
-                selection[[delivery.ad_ids[row] in wanted for row in selection.tolist()]]
-                if len(selection)
-                else selection
-                for delivery, selection in zip(deliveries, selections, strict=True)
-            ]
-        if self.catalogue.ad_count(report.advertiser.advertiser_id) <= self.max_ads_per_query:
-            return selections  # the account has too few ads for any answer to be cut
-        answered = sorted(
-            {
-                delivery.ad_ids[row]
-                for delivery, selection in zip(deliveries, selections, strict=True)
-                for row in selection.tolist()
-            }
-        )
-        if len(answered) <= self.max_ads_per_query:
-            return selections
-        kept = set(answered[: self.max_ads_per_query])
+        capped = self.catalogue.ad_count(advertiser_id) > self.max_ads_per_query
+        if not report.id_filters and not capped:
+            return selections  # every selected row, and too few ads for any answer to be cut
+        scope = [
+            ad.ad_id
+            for ad in self.catalogue.ads_of(advertiser_id)
+            if (report.deleted if ad.status == DELETE else report.live)
+            and all(getattr(ad, field) in ids for field, ids in report.id_filters)
+        ]
+        if len(scope) > self.max_ads_per_query:
+            scope = sorted(scope, key=_cap_order)[: self.max_ads_per_query]
+        kept = set(scope)
         return [
             selection[[delivery.ad_ids[row] in kept for row in selection.tolist()]]
             if len(selection)
             else selection
             for delivery, selection in zip(deliveries, selections, strict=True)
         ]
-
-    def _ads_matching(
-        self, advertiser_id: str, id_filters: tuple[tuple[str, frozenset[str]], ...]
-    ) -> set[str]:
-        """The advertiser's ads whose campaign, ad group or own id is in every id filter."""
-        return {
-            ad.ad_id
-            for ad in self.catalogue.ads_of(advertiser_id)
-            if all(getattr(ad, field) in ids for field, ids in id_filters)
-        }
 
     def _ad_rows(
         self, report: _ReportQuery, deliveries: list[DayDelivery]
@@ -634,6 +664,7 @@ class TikTokEmulator(EmulatorServer):
         selections = self._selections(report, deliveries)
         total = sum(len(selection) for selection in selections)
         page_size, dimensions, metrics = report.page_size, report.dimensions, report.metrics
+        decimals = report.advertiser.spend_decimals
         skip = (report.page - 1) * page_size
         rows: list[dict[str, Any]] = []
         attributes: dict[str, dict[str, str]] = {}
@@ -656,7 +687,7 @@ class TikTokEmulator(EmulatorServer):
                             name: (ad_id if name == "ad_id" else stat_time_day) for name in dimensions
                         },
                         "metrics": {
-                            name: values[name] if name in values else _COMPUTED_METRICS[name](performance)
+                            name: values[name] if name in values else _metric(name, performance, decimals)
                             for name in metrics
                         },
                     }
@@ -696,7 +727,7 @@ class TikTokEmulator(EmulatorServer):
                         )
                         for name in dimensions
                     },
-                    "metrics": {name: _COMPUTED_METRICS[name](total) for name in metrics},
+                    "metrics": {name: _metric(name, total, advertiser.spend_decimals) for name in metrics},
                 }
             )
         return len(delivered), rows
@@ -731,7 +762,9 @@ class TikTokEmulator(EmulatorServer):
         ]
         chosen = records[(page - 1) * page_size : page * page_size]
         return {
-            "list": [{name: record[name] for name in fields} for record in chosen],
+            # A field a record lacks is left out, as TikTok drops null values from its answers (the
+            # SDK's specs: "pop_resp_nullvalue: true").
+            "list": [{name: record[name] for name in fields if name in record} for record in chosen],
             "page_info": _page_info(page, page_size, len(records)),
         }
 
@@ -739,23 +772,7 @@ class TikTokEmulator(EmulatorServer):
         """Every entity of the kind with all its fields plus its raw status, in id order."""
         catalogue = self.catalogue
         if kind is _AD_KIND:
-            return [
-                {
-                    "ad_id": ad.ad_id,
-                    "ad_name": ad.name,
-                    "adgroup_id": ad.adgroup_id,
-                    "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
-                    "campaign_id": ad.campaign_id,
-                    "campaign_name": catalogue.campaigns[ad.campaign_id].name,
-                    "advertiser_id": advertiser_id,
-                    # Ads with several landing pages carry them in landing_page_urls and none in the
-                    # single field (both nullable in Airbyte's schemas/ads.json).
-                    "landing_page_url": None if ad.landing_page_urls else ad.landing_page_url,
-                    "landing_page_urls": list(ad.landing_page_urls) or None,
-                    **_status_fields(ad.status, kind),
-                }
-                for ad in catalogue.ads_of(advertiser_id)
-            ]
+            return [_ad_record(ad, catalogue, kind) for ad in catalogue.ads_of(advertiser_id)]
         if kind is _ADGROUP_KIND:
             return [
                 {
@@ -778,6 +795,59 @@ class TikTokEmulator(EmulatorServer):
             for campaign in catalogue.campaigns_of(advertiser_id)
         ]
 
+    # ----- smart_plus/ad/get/
+
+    def _smart_plus_ads(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
+        """Smart+ ads as SDK yml_files/smart_plus_ad_get.yml shapes them: filtering by
+        ``smart_plus_ad_ids`` (and ad group / campaign ids, ``primary_status``), page_size at most
+        100; each item names the ad and its parents and carries ``landing_page_url_list`` (a list of
+        ``{landing_page_url}``) and ``ad_configuration.utm_params``."""
+        advertiser = self._advertiser(_required(query, "advertiser_id"), allowed)
+        filtering = _json(query, "filtering", dict, required=False) or {}
+        id_filters = {
+            "smart_plus_ad_ids": "smart_plus_ad_id",
+            "adgroup_ids": "adgroup_id",
+            "campaign_ids": "campaign_id",
+        }
+        unknown = sorted(set(filtering) - {*id_filters, "primary_status"})
+        if unknown:
+            raise _parameter_error(f"filtering: unsupported key(s) {unknown}")
+        primary_status = filtering.get("primary_status", DEFAULT_PRIMARY_STATUS)
+        if primary_status not in _PRIMARY_STATUSES:
+            raise _parameter_error(f"filtering: invalid primary_status {primary_status!r}")
+        wanted = {
+            field: _id_list(filtering[name], f"filtering.{name}")
+            for name, field in id_filters.items()
+            if name in filtering
+        }
+        page = _integer(query, "page", 1, 1, None)
+        page_size = _integer(query, "page_size", PAGE_SIZE_DEFAULT, 1, SMART_PLUS_PAGE_SIZE_MAX)
+        catalogue = self.catalogue
+        records = [
+            {
+                "smart_plus_ad_id": ad.smart_plus_ad_id,
+                **_ad_names(ad, catalogue),
+                "landing_page_url_list": [
+                    {"landing_page_url": url} for url in ad.landing_page_urls or (ad.landing_page_url,) if url
+                ],
+                "ad_configuration": {
+                    "utm_params": [{"key": key, "value": value} for key, value in ad.utm_params]
+                },
+                **_status_fields(ad.status, _AD_KIND),
+            }
+            for ad in catalogue.ads_of(advertiser.advertiser_id)
+            if ad.smart_plus_ad_id is not None
+            and ad.status in _PRIMARY_STATUSES[primary_status]
+            and all(getattr(ad, field) in ids for field, ids in wanted.items())
+        ]
+        chosen = records[(page - 1) * page_size : page * page_size]
+        return {
+            "list": [
+                {name: value for name, value in record.items() if name != "status"} for record in chosen
+            ],
+            "page_info": _page_info(page, page_size, len(records)),
+        }
+
     # ----- advertiser/info/
 
     def _advertiser_info(self, query: dict[str, str], allowed: set[str] | None) -> dict[str, Any]:
@@ -793,6 +863,7 @@ class TikTokEmulator(EmulatorServer):
                 "name": advertiser.name,
                 "currency": advertiser.currency,
                 "timezone": advertiser.timezone,
+                "display_timezone": advertiser.display_timezone,
                 "status": advertiser.status,
             }
             for advertiser in advertisers
@@ -800,10 +871,23 @@ class TikTokEmulator(EmulatorServer):
         return {"list": [{name: record[name] for name in fields} for record in records]}
 
 
-def _raise_fault(fault: Fault | None) -> None:
+def _raise_fault(fault: Fault | None, app_id: str) -> None:
     """A drawn fault as TikTok's wire shows it: an error code in an HTTP 200."""
     if fault is None:
         return
+    if fault is Fault.APP_RESTRICTED:
+        # TikTok's words, as airbytehq/airbyte issue 70992 quotes them (the code is 40100: Airbyte's
+        # manifest reports the message under its `code == 40100` rate-limit rule).
+        raise ApiError(
+            CODE_TOO_FREQUENT,
+            f"Due to too many requests, requests from App {app_id} are temporarily restricted.",
+        )
+    if fault is Fault.MAINTENANCE:
+        # The code is the SDK's; no public source quotes the message: the emulator's own words.
+        raise ApiError(CODE_MAINTENANCE, "The system is under maintenance. Please try again later.")
+    if fault is Fault.TOO_MANY_REQUESTS_BLOCKED:
+        # The code is the SDK's; the message is the emulator's own words (none quoted publicly).
+        raise ApiError(CODE_TOO_MANY_REQUESTS_BLOCKED, "Too many requests. Please try again later.")
     if fault is Fault.RATE_LIMIT:
         raise ApiError(CODE_TOO_FREQUENT, "Too many requests. Please retry in some time.")
     if fault is Fault.FREQUENCY_LIMITED:
@@ -875,7 +959,7 @@ def _fields(query: dict[str, str], known: Sequence[str]) -> list[str]:
     fields = _string_list(query, "fields", required=False) or list(known)
     unknown = [name for name in fields if name not in known]
     if unknown:
-        raise _parameter_error(f"fields: unknown field(s) {unknown}")
+        raise _invalid_values_error("fields", unknown)
     return fields
 
 
@@ -914,6 +998,45 @@ def _page_info(page: int, page_size: int, total: int) -> dict[str, int]:
 
 def _stat_time_day(day: date) -> str:
     return datetime(day.year, day.month, day.day).strftime(STAT_TIME_DAY_FORMAT)
+
+
+def _cap_order(ad_id: str) -> int:
+    """Which ads a capped answer keeps first: an order unrelated to the ids' own (a hash of them)."""
+    return (int(ad_id) * 0x9E3779B97F4A7C15) % (1 << 64)
+
+
+def _ad_names(ad: Ad, catalogue: Catalogue) -> dict[str, str]:
+    """The ad's name, its parents' ids and names and its account, as ad/get/ and smart_plus/ad/get/ write them."""
+    return {
+        "ad_name": ad.name,
+        "adgroup_id": ad.adgroup_id,
+        "adgroup_name": catalogue.adgroups[ad.adgroup_id].name,
+        "campaign_id": ad.campaign_id,
+        "campaign_name": catalogue.campaigns[ad.campaign_id].name,
+        "advertiser_id": ad.advertiser_id,
+    }
+
+
+def _ad_record(ad: Ad, catalogue: Catalogue, kind: _EntityKind) -> dict[str, Any]:
+    """One ad as ad/get/ writes it, every field plus its raw status."""
+    record: dict[str, Any] = {
+        "ad_id": ad.ad_id,
+        **_ad_names(ad, catalogue),
+        **_status_fields(ad.status, kind),
+    }
+    if ad.smart_plus_ad_id is not None:
+        # A Smart+ ad's creative: ad/get names its Smart+ ad (airbytehq/airbyte PR 81448) and carries
+        # no landing page (Fivetran's dbt_tiktok_ads takes Smart+ ads' URLs from /smart_plus/ad/get/
+        # only: "creative_history carries none").
+        record["smart_plus_ad_id"] = ad.smart_plus_ad_id
+        return record
+    # Ads with several landing pages carry them in landing_page_urls and none in the single field
+    # (both nullable in Airbyte's schemas/ads.json).
+    record["landing_page_url"] = None if ad.landing_page_urls else ad.landing_page_url
+    record["landing_page_urls"] = list(ad.landing_page_urls) or None
+    if ad.utm_params:
+        record["utm_params"] = [{"key": key, "value": value} for key, value in ad.utm_params]
+    return record
 
 
 def _status_fields(status: AdStatus, kind: _EntityKind) -> dict[str, str]:

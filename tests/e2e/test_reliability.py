@@ -1,4 +1,5 @@
-"""The CI-sized run of bench/reliability.py: faults at 20% on both APIs, six SIGKILLs, one re-run.
+"""The CI-sized run of bench/reliability.py: faults at 20% on both APIs, TikTok restricting the app and
+in maintenance for seconds (minutes in the script), six SIGKILLs, one re-run.
 
 The script is the proof users read (60 days, its table in the closing note); this runs the same
 code on a month, so a change that loses or doubles an ad-day under faults and kills turns CI red.
@@ -31,7 +32,9 @@ def _reliability_script() -> ModuleType:
 def test_faults_and_kills_lose_nothing_and_double_nothing() -> None:
     # 31 days of 40 ads in 2 accounts: two report windows of up to 2 pages each per account and
     # about thirty upload requests of 50 events, so every one of the six kill points falls mid-run.
-    report = _reliability_script().run(days=31, ads=40, kills=6, fault_rate=0.2, seed=8)
+    report = _reliability_script().run(
+        days=31, ads=40, kills=6, fault_rate=0.2, seed=8, restriction_seconds=4
+    )
 
     assert len(report.kills) == 6, f"only these kill points were reached: {report.kills}"
     assert report.faults_tiktok > 0 and report.faults_amplitude > 0
@@ -44,7 +47,9 @@ def test_faults_and_kills_lose_nothing_and_double_nothing() -> None:
 def test_faults_and_kills_on_s3_and_postgres_lose_nothing_and_double_nothing() -> None:
     """The same with the state as a cluster keeps it: the data folder in S3, the ledger in PostgreSQL."""
     skip_or_fail_without_postgres()
-    report = _reliability_script().run(days=20, ads=30, kills=6, fault_rate=0.2, seed=8, state="cluster")
+    report = _reliability_script().run(
+        days=20, ads=30, kills=6, fault_rate=0.2, seed=8, state="cluster", restriction_seconds=0
+    )
 
     assert len(report.kills) == 6, f"only these kill points were reached: {report.kills}"
     assert report.faults_tiktok > 0 and report.faults_amplitude > 0

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -210,8 +211,12 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
     assert observation is not None and observation.partition == DAY.isoformat()
     assert observation.metadata["dry_run"].value is True
     assert observation.metadata["events_planned"].value == len(truth)
-    assert {(e["ad_account_id"], e["ad_id"]): e["sent"] for e in results["events"]} == {
-        key: {"cost": str(v["cost"]), **{n: int(v[n]) for n in ("impressions", "clicks", "conversions")}}
+    # The cost as an exact decimal string (its value TikTok's, whether TikTok wrote "60.000" or "60.00").
+    assert {
+        (e["ad_account_id"], e["ad_id"]): {**e["sent"], "cost": Decimal(e["sent"]["cost"])}
+        for e in results["events"]
+    } == {
+        key: {"cost": v["cost"], **{n: int(v[n]) for n in ("impressions", "clicks", "conversions")}}
         for key, v in truth.items()
     }
 

@@ -316,6 +316,23 @@ def test_invalid_events_are_dropped_with_reasons_and_the_rest_resent(
     assert counted_once(emulator, [e for i, e in enumerate(events) if i not in (3, 5, 7, 8)])
 
 
+def test_events_whose_id_is_too_short_are_dropped_with_the_reason(
+    emulator: AmplitudeEmulator, clock: FakeClock
+) -> None:
+    events = [ad_event(i) for i in range(5)]
+    events[1]["device_id"] = "ab"
+    events[4]["device_id"] = "cd"
+    deliveries = deliver(make_client(emulator, clock), clock, events)
+
+    reasons = {r.insert_id: r.reason for d in deliveries for r in d.rejected}
+    assert reasons == {
+        events[1]["insert_id"]: "id too short: device_id",
+        events[4]["insert_id"]: "id too short: device_id",
+    }
+    assert [request["status"] for request in emulator.request_log] == [400, 400, 200]
+    assert counted_once(emulator, [e for i, e in enumerate(events) if i not in (1, 4)])
+
+
 def test_a_request_refused_as_a_whole_is_an_error_without_the_key(
     emulator: AmplitudeEmulator, clock: FakeClock
 ) -> None:

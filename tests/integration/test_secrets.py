@@ -57,13 +57,13 @@ FAST_RETRY = RetryPolicy(max_attempts=3, base_seconds=0.01, max_seconds=0.02)
 
 def _run(project: Project, first: date, last: date | None = None) -> dg.ExecuteInProcessResult:
     """The job with fast back-off, its secrets passed as users pass them: by environment variable."""
-    fast = {"max_attempts": 4, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02}
+    fast = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02}
     return project.materialize(
         first,
         last,
         raise_on_error=False,
-        tiktok_config=fast,
-        amplitude_config={**fast, "throttle_pause_seconds": 0.01},
+        tiktok_config={**fast, "retry_budget_minutes": 0.005},
+        amplitude_config={**fast, "max_attempts": 4, "throttle_pause_seconds": 0.01},
     )
 
 

@@ -25,6 +25,7 @@ FIRST = date(2025, 3, 1)
 FAST_RETRY = RetryPolicy(max_attempts=4, base_seconds=0.01, max_seconds=0.02)
 REPORT = "/open_api/v1.3/report/integrated/get/"
 AD_GET = "/open_api/v1.3/ad/get/"
+SMART_PLUS_AD_GET = "/open_api/v1.3/smart_plus/ad/get/"
 
 Key = tuple[str, str]  # (ad_id, YYYY-MM-DD)
 
@@ -228,12 +229,19 @@ def test_a_cap_learnt_on_one_account_catches_a_cut_the_totals_cannot_show(
     assert fetched(list(run.windows(BIG, FIRST, FIRST + timedelta(days=9)))) == truth(
         catalogue, BIG, FIRST, 10
     )
-    # OTHER's totals are hidden, so its rows cannot fall short of them: its answer holding as many
-    # ads as BIG's cut one did is what gives the cut away.
+    # OTHER's totals are hidden, so its rows cannot fall short of them. TikTok caps the ads a query
+    # reports on, delivering or not, so its cut answer may hold fewer ads than BIG's did: its number
+    # of ads (as many as BIG's, whose answer was cut) is what gives the cut away.
     assert fetched(list(run.windows(OTHER, FIRST, FIRST + timedelta(days=9)))) == truth(
         catalogue, OTHER, FIRST, 10
     )
     assert run.figures()["run_tiktok_windows_in_parts"] == 2
+    (counted,) = [
+        entry
+        for entry in server.request_log
+        if entry["path"] == AD_GET and entry["params"]["page_size"] == "1"
+    ]
+    assert counted["advertiser_id"] == OTHER
 
 
 def test_rows_missing_for_another_reason_teach_no_cap(
@@ -257,6 +265,75 @@ def test_rows_missing_for_another_reason_teach_no_cap(
     list(run.windows(OTHER, FIRST + timedelta(days=5), FIRST + timedelta(days=6)))
     assert [id_filter(p) is None for p in ad_reports(server)][-1]
     assert run._cut_at is None
+
+
+# ----- Smart+ ads (step 7)
+
+
+def test_smart_plus_creatives_get_their_smart_plus_ad_and_unknown_ads_are_looked_up_there(
+    serve: Callable[..., TikTokEmulator], catalogue: Catalogue
+) -> None:
+    server = serve()
+    delivered = {ad_id for ad_id, day in truth(catalogue, BIG, FIRST, 1)}
+    creatives = [ad for ad in catalogue.ads_of(BIG) if ad.smart_plus_ad_id and ad.ad_id in delivered]
+    plain = [ad for ad in catalogue.ads_of(BIG) if not ad.smart_plus_ad_id and ad.ad_id in delivered]
+    assert creatives and len(plain) >= 2
+    found, lost = plain[0].ad_id, plain[1].ad_id  # two ads ad/get will not return
+
+    def without_two(query: dict[str, str], envelope: dict[str, Any]) -> dict[str, Any]:
+        kept = [item for item in envelope["data"]["list"] if item["ad_id"] not in (found, lost)]
+        envelope["data"]["page_info"]["total_number"] -= len(envelope["data"]["list"]) - len(kept)
+        envelope["data"]["list"] = kept
+        return envelope
+
+    def knowing_one(query: dict[str, str], envelope: dict[str, Any]) -> dict[str, Any]:
+        # As if TikTok knew the report's ad by that id as a Smart+ ad (the reading no source shows).
+        if found in json.loads(query["filtering"])["smart_plus_ad_ids"]:
+            envelope["data"]["list"].append(
+                {
+                    "smart_plus_ad_id": found,
+                    "ad_name": "Smart+ spring",
+                    "adgroup_id": "1700000000000000001",
+                    "campaign_id": "1800000000000000001",
+                    "landing_page_url_list": [{"landing_page_url": "https://shop.example/smart"}],
+                    "ad_configuration": {"utm_params": [{"key": "utm_source", "value": "smart"}]},
+                }
+            )
+            envelope["data"]["page_info"]["total_number"] += 1
+        return envelope
+
+    server.rewrite_answers(AD_GET, without_two)
+    server.rewrite_answers(SMART_PLUS_AD_GET, knowing_one)
+    run = extraction(server)
+    (window,) = run.windows(BIG, FIRST, FIRST)
+
+    for ad in creatives:
+        item = window.ads_by_id[ad.ad_id]
+        assert item["smart_plus_ad_id"] == ad.smart_plus_ad_id == item["smart_plus_ad"]["smart_plus_ad_id"]
+        urls = [entry["landing_page_url"] for entry in item["smart_plus_ad"]["landing_page_url_list"]]
+        assert urls[0] == ad.landing_page
+    made = window.ads_by_id[found]
+    assert (made["ad_id"], made["ad_name"], made["smart_plus_ad"]["ad_name"]) == (
+        found,
+        "Smart+ spring",
+        "Smart+ spring",
+    )
+    assert lost not in window.ads_by_id  # the report's attributes stand in for it
+    (asked,) = [entry["params"] for entry in server.request_log if entry["path"] == SMART_PLUS_AD_GET]
+    assert json.loads(asked["filtering"]) == {
+        "smart_plus_ad_ids": sorted({found, lost} | {ad.smart_plus_ad_id for ad in creatives}),
+        "primary_status": "STATUS_ALL",
+    }
+    # Each id is asked once per run, however many windows name it.
+    before = len(server.request_log)
+    list(extraction(server).windows(BIG, FIRST, FIRST + timedelta(days=44)))
+    asked_ids = [
+        ad_id
+        for entry in server.request_log[before:]
+        if entry["path"] == SMART_PLUS_AD_GET
+        for ad_id in json.loads(entry["params"]["filtering"])["smart_plus_ad_ids"]
+    ]
+    assert asked_ids and len(asked_ids) == len(set(asked_ids))
 
 
 # ----- planning the parts

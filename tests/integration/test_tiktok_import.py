@@ -1,7 +1,8 @@
 """TikTok's harder answers through the whole path, TikTok emulator → Dagster assets → Amplitude
 emulator, over real HTTP: a window TikTok finds too large (40067), an account above TikTok's
 per-query ad cap, an account whose time zone is a fixed offset (``Etc/GMT+8``), ads whose landing
-pages come as a list. Each ends with Amplitude holding exactly TikTok's figures."""
+pages come as a list, an ad-day of all zeros. Each ends with Amplitude holding exactly TikTok's
+figures."""
 
 from __future__ import annotations
 
@@ -120,7 +121,9 @@ def test_the_time_zone_check_reads_etc_gmt_names(project: Project, monkeypatch: 
 def test_utms_are_read_from_landing_page_urls(project: Project) -> None:
     catalogue = project.catalogue
     listed = [
-        ad for ad in catalogue.ads.values() if ad.landing_page_urls and "utm_" in ad.landing_page.lower()
+        ad
+        for ad in catalogue.ads.values()
+        if ad.landing_page_urls and "utm_" in ad.landing_page.lower() and not ad.utm_params
     ]
     assert listed, "the catalogue has no ad whose UTMs come as a list"
     day, ad = next(
@@ -149,3 +152,35 @@ def test_utms_are_read_from_landing_page_urls(project: Project) -> None:
         key: getattr(expected, key)[:1024]
         for key in ("utm_source", "utm_medium", "utm_campaign", "utm_content")
     }
+
+
+def test_an_ad_day_of_all_zeros_arrives_as_tiktok_sent_it(project: Project) -> None:
+    """Real answers hold ad-level daily rows of all zeros (Airbyte's expected_records.jsonl,
+    ads_reports_daily): such a row is an ad-day like any other, sent with its zeros."""
+    day = date(2025, 3, 1)
+    catalogue = project.catalogue
+    advertiser_id = project.advertiser_ids[0]
+    ad = next(ad for ad in catalogue.ads_of(advertiser_id) if catalogue.daily_metrics(ad.ad_id, day))
+    catalogue.restate(ad.ad_id, day, {"spend": "0", "impressions": "0", "clicks": "0", "conversion": "0"})
+    assert catalogue.daily_metrics(ad.ad_id, day) == {
+        "spend": "0.000",
+        "impressions": "0",
+        "clicks": "0",
+        "conversion": "0",
+    }
+    assert project.materialize(day).success
+    (event,) = [
+        event
+        for event in project.amplitude.counted_events(API_KEY)
+        if event["event_properties"]["ad_id"] == ad.ad_id
+    ]
+    properties = event["event_properties"]
+    assert [
+        properties[f"ad_metrics.{name}"] for name in ("cost", "impressions", "clicks", "conversions")
+    ] == [
+        0,
+        0,
+        0,
+        0,
+    ]
+    assert_amplitude_equals_tiktok(project, day, 1)

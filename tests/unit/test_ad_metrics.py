@@ -407,3 +407,75 @@ def test_rows_of_several_days_can_share_their_texts() -> None:
     assert first.campaign_name is second.campaign_name and first.utm_source is second.utm_source
     (unshared,) = table_rows(table)
     assert unshared == first and unshared.campaign_name is not first.campaign_name
+
+
+def test_a_row_of_all_zeros_is_kept_as_tiktok_sent_it() -> None:
+    """Real answers hold ad-level daily rows of all zeros (Airbyte's expected_records.jsonl,
+    ads_reports_daily: "spend": "0.000", "impressions": "0", ...): kept, zeros and not missing."""
+    zero = report_row(AD_LIVE, spend="0.000", impressions="0", clicks="0", conversion="0")
+    rows = normalized(account_day([zero, report_row(AD_DELETED, spend="60.000")], [ad_item(AD_LIVE)]))
+    assert [row.ad_id for row in rows] == [AD_DELETED, AD_LIVE]
+    kept = rows[1]
+    assert (kept.cost, kept.impressions, kept.clicks, kept.conversions) == (Decimal(0), 0, 0, 0)
+    assert rows[0].cost == Decimal("60.000")
+
+
+def test_display_timezone_beside_timezone_is_accepted_and_timezone_rules() -> None:
+    (row,) = normalized(account_day([report_row(AD_LIVE)], display_timezone="America/Los_Angeles"))
+    assert row.timezone == "Etc/GMT+8"
+
+
+def test_utm_params_are_appended_to_the_landing_page_as_at_click_time() -> None:
+    params = [
+        {"key": "utm_source", "value": "tiktok_builder"},
+        {"key": "utm_campaign", "value": "__CAMPAIGN_NAME__"},
+        {"key": "utm_content", "value": "__CID__"},
+    ]
+    plain = ad_item(AD_LIVE, landing_page_url="https://shop.example/p", utm_params=params)  # type: ignore[arg-type]
+    # The URL's own utm_source stays as written; the others come from utm_params.
+    written = ad_item(AD_DELETED, utm_params=params)  # type: ignore[arg-type]
+    rows = normalized(account_day([report_row(AD_LIVE), report_row(AD_DELETED)], [plain, written]))
+    by_id = {row.ad_id: row for row in rows}
+    live = by_id[AD_LIVE]
+    assert live.landing_page_url == (
+        "https://shop.example/p?utm_source=tiktok_builder&utm_campaign=__CAMPAIGN_NAME__&utm_content=__CID__"
+    )
+    assert (live.utm_source, live.utm_campaign, live.utm_content) == (
+        "tiktok_builder",
+        "Black Friday",
+        AD_LIVE,
+    )
+    assert live.utm_inferred == ["utm_medium"]
+    deleted = by_id[AD_DELETED]
+    assert (deleted.utm_source, deleted.utm_campaign, deleted.utm_content) == (
+        "tiktok",
+        "Black Friday",
+        AD_DELETED,
+    )
+
+
+def test_a_smart_plus_ads_landing_pages_and_utm_params_come_from_its_smart_plus_item() -> None:
+    smart_plus = {
+        "smart_plus_ad_id": "1900000000000000002",
+        "ad_name": "Smart+ spring",
+        "landing_page_url_list": [
+            {"landing_page_url": ""},
+            {"landing_page_url": "https://shop.example/smart"},
+        ],
+        "ad_configuration": {
+            "utm_params": [{"key": "utm_medium", "value": "smart_plus"}, {"key": ""}, "junk"]
+        },
+    }
+    item = {
+        **ad_item(AD_LIVE),
+        "landing_page_url": None,
+        "smart_plus_ad_id": "1900000000000000002",
+        "smart_plus_ad": smart_plus,
+    }
+    (row,) = normalized(account_day([report_row(AD_LIVE)], [item]))
+    assert row.landing_page_url == "https://shop.example/smart?utm_medium=smart_plus"
+    assert row.utm_medium == "smart_plus" and row.utm_inferred == [
+        "utm_campaign",
+        "utm_content",
+        "utm_source",
+    ]

@@ -74,7 +74,9 @@ def test_top_campaigns_rank_within_each_currency() -> None:
     assert "cost (JPY)" in markdown and "cost (USD)" in markdown
 
 
-def test_the_amplitude_emulator_summary_writes_cost_in_each_currency_minor_units() -> None:
+def test_the_amplitude_emulator_summary_sums_cost_as_amplitude_charts_it() -> None:
+    """Amplitude sums ad_metrics.cost as plain numbers, whatever the currency (it converts no ad
+    spend): the emulator's summary does the same, exactly, and leaves writing amounts to the product."""
     usd = daily_ad_metrics_event(make_row(cost=Decimal("12.3")))
     jpy = daily_ad_metrics_event(
         make_row(
@@ -90,5 +92,5 @@ def test_the_amplitude_emulator_summary_writes_cost_in_each_currency_minor_units
         )
         assert response.status_code == 200, response.text
         summary = requests.get(f"{emulator.url}/emulator/summary", timeout=10).json()
-    assert summary["ad_accounts"]["7000000000000000001"]["ad_metrics.cost"] == "12.30"
-    assert summary["ad_accounts"]["7000000000000000002"]["ad_metrics.cost"] == "1790722"
+    assert Decimal(summary["ad_accounts"]["7000000000000000001"]["ad_metrics.cost"]) == Decimal("12.3")
+    assert Decimal(summary["ad_accounts"]["7000000000000000002"]["ad_metrics.cost"]) == Decimal("1790722")

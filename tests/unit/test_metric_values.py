@@ -28,6 +28,11 @@ from tiktok_amp_assets.core.tiktok_contract import MISSING_METRIC_VALUES
     [
         ("12.30", Decimal("12.30")),
         ("0.00", Decimal("0.00")),
+        # Three decimals, as real answers of USD and RUB accounts write spend (Airbyte's
+        # integration_tests/expected_records.jsonl: "60.000", "0.000"); whole units for JPY.
+        ("60.000", Decimal("60.000")),
+        ("0.000", Decimal("0.000")),
+        ("1520", Decimal("1520")),
         ("0", Decimal(0)),
         (" 7.05 ", Decimal("7.05")),
         ("1234567890.12", Decimal("1234567890.12")),
@@ -216,7 +221,9 @@ def test_money_as_written_keeps_the_value_and_tiktoks_form(stored: str, written:
 
 
 def test_money_column_is_an_exact_decimal_never_a_float() -> None:
-    column = money_column(["12.30", "-", None, "0.10", "999999999999999.999999"], field="spend")
+    column = money_column(
+        ["12.30", "-", None, "0.10", "999999999999999.999999", "60.000", "1520", "0.000"], field="spend"
+    )
     assert column.type == MONEY_TYPE
     assert column.to_pylist() == [
         Decimal("12.30"),
@@ -224,6 +231,14 @@ def test_money_column_is_an_exact_decimal_never_a_float() -> None:
         None,
         Decimal("0.10"),
         Decimal("999999999999999.999999"),
+        Decimal("60"),
+        Decimal("1520"),
+        Decimal("0"),
+    ]
+    assert [money_as_written(amount) for amount in column.to_pylist()[5:]] == [
+        Decimal("60.00"),
+        Decimal("1520.00"),
+        Decimal("0.00"),
     ]
     assert count_column(["0", "", "9223372036854775807"], field="clicks").to_pylist() == [0, None, 2**63 - 1]
 

@@ -13,6 +13,8 @@ from tiktok_amp_assets.core.utms import (
     UTM_KEYS,
     LandingPageUtms,
     landing_page_utms,
+    utm_params_of,
+    with_utm_params,
 )
 
 AD = {
@@ -210,3 +212,47 @@ _url_piece = st.sampled_from(
 @given(st.lists(_url_piece, max_size=20).map("".join))
 def test_never_raises_on_url_shaped_text(url: str) -> None:
     landing_page_utms(url, campaign_name="C", ad_name="A")
+
+
+# ----- utm_params (TikTok's URL-parameter builder)
+
+
+def test_utm_params_are_read_from_ad_get_or_a_smart_plus_ad_tolerantly() -> None:
+    assert utm_params_of(
+        {"utm_params": [{"key": "utm_source", "value": "a"}, {"key": " ", "value": "x"}]}
+    ) == (("utm_source", "a"),)
+    smart_plus = {"smart_plus_ad": {"ad_configuration": {"utm_params": [{"key": "k", "value": None}]}}}
+    assert utm_params_of(smart_plus) == (("k", ""),)
+    for junk in (
+        None,
+        {},
+        {"utm_params": None},
+        {"utm_params": "utm_source=a"},
+        {"utm_params": [["k", "v"]]},
+    ):
+        assert utm_params_of(junk) == ()
+
+
+def test_utm_params_are_appended_and_a_key_the_url_has_stays_as_written() -> None:
+    params = (("utm_source", "builder"), ("utm_medium", "cpc"), ("utm_term", "tent stove"))
+    assert with_utm_params("https://shop.example/p?UTM_Source=Mine#reviews", params) == (
+        "https://shop.example/p?UTM_Source=Mine&utm_medium=cpc&utm_term=tent+stove#reviews"
+    )
+    # A key in a query inside the fragment (single-page apps) counts as written too.
+    assert with_utm_params("https://shop.example/#/p?utm_medium=app", params) == (
+        "https://shop.example/?utm_source=builder&utm_term=tent+stove#/p?utm_medium=app"
+    )
+    assert with_utm_params(None, params) is None
+    assert with_utm_params("https://shop.example/p", ()) == "https://shop.example/p"
+    utms = landing_page_utms(
+        with_utm_params("https://shop.example/p", params), campaign_name="C", ad_name="A"
+    )
+    assert (utms.utm_source, utms.utm_medium) == ("builder", "cpc")
+
+
+def test_utm_param_values_with_macros_are_resolved_like_the_urls() -> None:
+    url = with_utm_params(
+        "https://shop.example/p", (("utm_campaign", "__CAMPAIGN_NAME__"), ("utm_content", "__CID__"))
+    )
+    utms = landing_page_utms(url, campaign_name="Été – Soldes", ad_name="A", ad_id="17")
+    assert (utms.utm_campaign, utms.utm_content) == ("Été – Soldes", "17")

@@ -106,6 +106,7 @@ class _Answer(BaseModel):
     invalid_field: str | None = None
     events_with_invalid_fields: dict[str, list[int]] = {}
     events_with_missing_fields: dict[str, list[int]] = {}
+    events_with_invalid_id_lengths: dict[str, list[int]] = {}  # Amplitude-Python http_client.py
     silenced_events: list[int] = []
     throttled_events: list[int] = []
     throttled_devices: dict[str, int] = {}
@@ -512,12 +513,16 @@ def _detail(answer: _Answer) -> str:
 def _invalid_event_reasons(answer: _Answer, event_count: int) -> dict[int, str]:
     """Index into the request's events -> why Amplitude refused that event."""
     reasons: dict[int, str] = {}
-    named = (("invalid", answer.events_with_invalid_fields), ("missing", answer.events_with_missing_fields))
+    named = (
+        ("invalid field", answer.events_with_invalid_fields),
+        ("missing field", answer.events_with_missing_fields),
+        ("id too short:", answer.events_with_invalid_id_lengths),
+    )
     for kind, fields in named:
         for field_name, indexes in fields.items():
             for index in indexes:
                 if 0 <= index < event_count:
-                    reasons.setdefault(index, f"{kind} field {field_name}")
+                    reasons.setdefault(index, f"{kind} {field_name}")
     for index in answer.silenced_events:
         if 0 <= index < event_count:
             reasons.setdefault(index, "device silenced by Amplitude")

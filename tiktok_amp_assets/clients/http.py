@@ -77,23 +77,101 @@ def _is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential back-off with jitter, bounded in attempts.
+    """Exponential back-off with jitter: how long to wait after each failure.
 
-    Each wait is drawn between half and all of ``base * 2**attempt`` (capped at ``max_seconds``):
-    never much shorter than the back-off TikTok and Amplitude ask for, yet spread out.
+    The ``n``-th wait is drawn between half and all of ``base * 2**(n - 1)``, capped at
+    ``max_seconds``: never much shorter than the back-off TikTok and Amplitude ask for, yet spread
+    out. Amplitude's client bounds its tries by ``max_attempts``; TikTok's bounds its waiting in
+    time instead (:class:`OutageBudget`).
     """
 
     max_attempts: int = 6
     base_seconds: float = 1.0
     max_seconds: float = 60.0
 
+    def delay(self, failures: int, rng: random.Random) -> float:
+        """The wait after ``failures`` failures in a row (1 for the first)."""
+        ceiling = min(self.max_seconds, self.base_seconds * (2 ** min(failures - 1, 62)))
+        # Jitter spreads out clients that were throttled together.
+        return rng.uniform(ceiling / 2, ceiling)
+
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """The waits between attempts: ``max_attempts - 1`` of them."""
         rng = rng or random.Random()
-        for attempt in range(self.max_attempts - 1):
-            ceiling = min(self.max_seconds, self.base_seconds * (2**attempt))
-            # Jitter spreads out clients that were throttled together.
-            yield rng.uniform(ceiling / 2, ceiling)
+        for failures in range(1, self.max_attempts):
+            yield self.delay(failures, rng)
+
+
+class OutageBudget:
+    """How long one run waits out an outage of an API, shared by every request of the run.
+
+    An outage starts with a failure after a success (or with the run's first request failing) and
+    ends with the next success. The wall-clock time since it started counts against ``seconds``:
+    every request waiting on the same outage draws on the same budget, so 30 accounts that meet a
+    15-minute maintenance one after the other cost 15 minutes, not 30 x 15: once the budget is spent,
+    each further request is tried once more (the outage may have ended) and fails at once. A success
+    ends the outage and refills the budget, since what follows is a new outage; and a run that keeps
+    making progress between short failures is never stopped by them.
+
+    ``failures`` counts the failures of the current outage, so that back-off keeps growing across
+    the requests that meet it rather than starting again at one second for each.
+    """
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if seconds < 0:
+            raise ValueError(f"a retry budget cannot be negative, got {seconds}")
+        self.seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started: float | None = None  # clock time the current outage began
+        self._failures = 0
+        self.outages = 0  # outages met in the run, for its metadata
+        self.waited_seconds = 0.0  # time slept waiting them out
+
+    def failed(self) -> tuple[int, float]:
+        """Record a failure: (failures of the current outage so far, seconds since it began)."""
+        with self._lock:
+            now = self._clock()
+            if self._started is None:
+                self._started = now
+                self._failures = 0
+                self.outages += 1
+            self._failures += 1
+            return self._failures, now - self._started
+
+    def succeeded(self) -> None:
+        """A request went through: the outage, if any, is over."""
+        with self._lock:
+            self._started = None
+            self._failures = 0
+
+    def remaining(self) -> float:
+        """Seconds of the budget left for the current outage (all of it when there is none)."""
+        with self._lock:
+            if self._started is None:
+                return self.seconds
+            return max(0.0, self.seconds - (self._clock() - self._started))
+
+    def waited(self, seconds: float) -> None:
+        with self._lock:
+            self.waited_seconds += seconds
+
+
+def _amount(value: float) -> str:
+    """0.3, 1.5, 12, 40: a tenth below ten, whole numbers above (waits are drawn with jitter anyway)."""
+    return f"{round(value, 1):g}" if value < 10 else f"{value:.0f}"
+
+
+def duration_text(seconds: float) -> str:
+    """A wait or a budget as people say it: seconds below two minutes ("40 s"), else minutes."""
+    return f"{_amount(seconds)} s" if seconds < 120 else f"{_amount(seconds / 60)} min"
+
+
+def budget_progress_text(spent: float, budget: float) -> str:
+    """How much of a budget is spent, in the budget's unit: "2 of up to 15 min", "12 of up to 40 s"."""
+    if budget < 120:
+        return f"{_amount(spent)} of up to {_amount(budget)} s"
+    return f"{spent / 60:.0f} of up to {_amount(budget / 60)} min"
 
 
 @dataclass

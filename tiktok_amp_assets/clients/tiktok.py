@@ -8,13 +8,20 @@ extraction's job (``clients/tiktok_extraction.py``). Answers are returned as Tik
 received and parsing stays in ``core``. This is the one place that validates an answer's envelope
 and paging fields (with pydantic).
 
-Failure rules (``core/tiktok_contract.py`` names the source of each code): rate limits (40100,
-40132), server errors (50000, 50002, 51xxx), timeouts, dropped connections, truncated or non-JSON
-bodies are retried with back-off; 40067 ("the query is too large") raises
-:class:`QueryTooLargeError` for the extraction to narrow the window; auth, permission and parameter
-codes, and HTTP statuses other than 429 and 5xx, fail at once, since retrying cannot help. Every
-error names the account(s), the endpoint, the code and what to do, never the token; a parameter
-error also names the parameter TikTok named.
+Failure rules (``core/tiktok_contract.py`` decides each code and names its source): restrictions
+and rate limits (40100, 40132, 61000), maintenance (60001), server errors (5xxxx, HTTP 5xx and
+429), timeouts, dropped connections, truncated or non-JSON bodies are waited out with capped
+exponential back-off and jitter, within the run's retry budget in time (:class:`OutageBudget`,
+shared by every request of the client: an outage costs the run its budget once, however many
+accounts meet it), each wait logged; 40067 ("the query is too large") raises
+:class:`QueryTooLargeError` for the extraction to narrow the window; auth, permission, parameter
+and unknown codes, and HTTP statuses other than 429 and 5xx, fail at once, since retrying cannot
+help. Every error names the account(s), the endpoint, the code, TikTok's message and what to do,
+never the token; a parameter error also names the parameter TikTok named.
+
+Answers are read tolerantly: fields the client does not use are ignored, and an answer without
+``code`` but with ``data`` is a success (the SDK's OpenAPI files say ``code`` "will be shown only if
+it is an error request").
 """
 
 from __future__ import annotations
@@ -32,7 +39,15 @@ from typing import Any
 import requests
 from pydantic import BaseModel, ValidationError
 
-from tiktok_amp_assets.clients.http import RequestPacer, RetryPolicy, certificate_hint, is_certificate_error
+from tiktok_amp_assets.clients.http import (
+    OutageBudget,
+    RequestPacer,
+    RetryPolicy,
+    budget_progress_text,
+    certificate_hint,
+    duration_text,
+    is_certificate_error,
+)
 from tiktok_amp_assets.core import tiktok_contract as api
 
 log = logging.getLogger(__name__)
@@ -64,11 +79,42 @@ class QueryTooLargeError(TikTokApiError):
 
 
 class _TransientError(Exception):
-    """A failure worth retrying: rate limit, server error, timeout, reset, garbled answer."""
+    """A failure worth waiting out: restriction, maintenance, server error, timeout, reset, garbled
+    answer. ``what`` says what is happening, ``detail`` TikTok's own words when it sent any."""
 
-    def __init__(self, reason: str, code: int | None = None) -> None:
-        super().__init__(reason)
+    def __init__(
+        self, what: str, detail: str = "", *, code: int | None = None, kind: api.ErrorKind | None = None
+    ) -> None:
+        super().__init__(f"{what}{f' ({detail})' if detail else ''}")
+        self.what = what
+        self.detail = detail
         self.code = code  # TikTok's code when the answer had one, for the final error
+        self.kind = kind or api.ErrorKind.SERVER_ERROR
+
+    def said(self) -> str:
+        """TikTok's code and words (or the transport's failure), for the log."""
+        if self.code is None:
+            return self.detail
+        return f"code {self.code}: {self.detail}" if self.detail else f"code {self.code}"
+
+
+# What to do once the retry budget is spent, by what kept failing.
+_OUTAGE_HINTS = {
+    api.ErrorKind.THROTTLED: (
+        "TikTok restricts requests per app and access token: make sure no other job uses the same app or "
+        "token at the same time, lower requests_per_second or raise retry_budget_minutes of the TikTok "
+        "resource, and run the partition again (days already imported are not sent twice)"
+    ),
+    api.ErrorKind.MAINTENANCE: (
+        "wait for TikTok's maintenance to end and run the partition again (days already imported are not "
+        "sent twice), or raise retry_budget_minutes of the TikTok resource"
+    ),
+    api.ErrorKind.SERVER_ERROR: (
+        "TikTok or the network to it is failing: run the partition again later (days already imported are "
+        "not sent twice), or raise retry_budget_minutes of the TikTok resource; if it persists, check "
+        "TIKTOK_API_URL and the network, and report the request ids to TikTok"
+    ),
+}
 
 
 # Transport failures that a later try can cure. ChunkedEncodingError is what requests raises for
@@ -92,8 +138,9 @@ class _PageInfo(BaseModel):
 
 
 class _Envelope(BaseModel):
-    code: int
-    message: str = ""
+    # Absent on success per the SDK's OpenAPI files ("will be shown only if it is an error request").
+    code: int | None = None
+    message: str | None = ""
     request_id: str | None = None
     data: dict[str, Any] | None = None
 
@@ -105,10 +152,15 @@ class _ListData(BaseModel):
 
 # A page count that changes while paging means rows moved under us: start the window again.
 MAX_PAGINATION_RESTARTS = 3
+# How long a run waits out one outage of TikTok by default: long enough for the restrictions and
+# maintenance windows connectors report (airbytehq/airbyte issue 70992), short enough that a run
+# stuck behind a longer one fails within the hour and is retried.
+DEFAULT_RETRY_BUDGET_SECONDS = 15 * 60
 
 
 class TikTokClient:
-    """One run's connection to TikTok: a session holding the token, a retry policy and a pacer.
+    """One run's connection to TikTok: a session holding the token, a back-off policy, the run's
+    retry budget in time (``budget``, shared by all its requests) and a pacer.
 
     ``calls`` counts successful answers per path and ``retries`` the retried attempts, for the
     run's metadata. ``page_size`` is TikTok's maximum by default (fewest calls); tests lower it.
@@ -120,6 +172,7 @@ class TikTokClient:
         access_token: str,
         *,
         retry: RetryPolicy | None = None,
+        budget: OutageBudget | None = None,
         pacer: RequestPacer | None = None,
         timeout_seconds: float = 60.0,
         page_size: int = api.MAX_PAGE_SIZE,
@@ -137,6 +190,7 @@ class TikTokClient:
         self._session = requests.Session()
         self._session.headers[api.ACCESS_TOKEN_HEADER] = access_token
         self._retry = retry or RetryPolicy()
+        self.budget = budget or OutageBudget(DEFAULT_RETRY_BUDGET_SECONDS)
         self._pacer = pacer
         self._timeout = timeout_seconds
         self._page_size = page_size
@@ -225,22 +279,16 @@ class TikTokClient:
         the 100 ids TikTok's filter takes. Without ``primary_status`` = ``STATUS_ALL`` TikTok leaves
         deleted ads out, and their spend would arrive without names or UTMs.
         """
-        ids = sorted(set(ad_ids))
-        items: list[dict[str, Any]] = []
-        for start in range(0, len(ids), api.MAX_FILTER_IDS):
-            chunk = ids[start : start + api.MAX_FILTER_IDS]
-            items.extend(
-                self._all_pages(
-                    api.AD_PATH,
-                    advertiser_id,
-                    {
-                        "advertiser_id": advertiser_id,
-                        "fields": list(api.AD_FIELDS),
-                        "filtering": {"ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
-                    },
-                )
-            )
-        return items
+        return self._by_id_chunks(
+            api.AD_PATH,
+            advertiser_id,
+            ad_ids,
+            lambda chunk: {
+                "advertiser_id": advertiser_id,
+                "fields": list(api.AD_FIELDS),
+                "filtering": {"ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
+            },
+        )
 
     def all_ads(self, advertiser_id: str) -> list[dict[str, Any]]:
         """``ad/get/`` items of every ad of the account, deleted ones included (to plan the parts of a
@@ -255,12 +303,63 @@ class TikTokClient:
             },
         )
 
+    def ad_count(self, advertiser_id: str) -> int:
+        """How many ads the account has, deleted ones included: ``page_info`` of a one-item page."""
+        data = self._get(
+            api.AD_PATH,
+            {
+                "advertiser_id": advertiser_id,
+                "fields": ["ad_id"],
+                "filtering": {"primary_status": api.PRIMARY_STATUS_ALL},
+                "page": 1,
+                "page_size": 1,
+            },
+            accounts=[advertiser_id],
+        )
+        return data.page_info.total_number if data.page_info is not None else len(data.list)
+
+    def smart_plus_ads(self, advertiser_id: str, smart_plus_ad_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """``smart_plus/ad/get/`` items of these Smart+ ads, deleted ones included: their names, parents,
+        landing pages (``landing_page_url_list``) and URL parameters (``ad_configuration.utm_params``).
+
+        In chunks of 100 ids, pages of 100 (the endpoint's maximum page size); no ``fields``, so that
+        TikTok answers with every field it has (the SDK lists none to choose from)."""
+        return self._by_id_chunks(
+            api.SMART_PLUS_AD_PATH,
+            advertiser_id,
+            smart_plus_ad_ids,
+            lambda chunk: {
+                "advertiser_id": advertiser_id,
+                "filtering": {"smart_plus_ad_ids": chunk, "primary_status": api.PRIMARY_STATUS_ALL},
+            },
+            page_size=min(self._page_size, api.SMART_PLUS_MAX_PAGE_SIZE),
+        )
+
+    def _by_id_chunks(
+        self,
+        path: str,
+        advertiser_id: str,
+        ids: Iterable[str],
+        params: Callable[[list[str]], dict[str, Any]],
+        *,
+        page_size: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every item of a listing filtered by ``ids``, asked in chunks of the 100 ids a filter takes."""
+        unique = sorted(set(ids))
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(unique), api.MAX_FILTER_IDS):
+            chunk = unique[start : start + api.MAX_FILTER_IDS]
+            items.extend(self._all_pages(path, advertiser_id, params(chunk), page_size=page_size))
+        return items
+
     # -- paging ---------------------------------------------------------------------------------
 
-    def _all_pages(self, path: str, advertiser_id: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _all_pages(
+        self, path: str, advertiser_id: str, params: dict[str, Any], *, page_size: int | None = None
+    ) -> list[dict[str, Any]]:
         """All pages of one listing, read again from page 1 if TikTok's page count moves while paging."""
         for _read in range(MAX_PAGINATION_RESTARTS + 1):
-            rows = self._read_pages(path, advertiser_id, params)
+            rows = self._read_pages(path, advertiser_id, params, page_size or self._page_size)
             if rows is not None:
                 return rows
         raise TikTokApiError(
@@ -272,7 +371,7 @@ class TikTokClient:
         )
 
     def _read_pages(
-        self, path: str, advertiser_id: str, params: dict[str, Any]
+        self, path: str, advertiser_id: str, params: dict[str, Any], page_size: int
     ) -> list[dict[str, Any]] | None:
         """Every page of one listing, or None when the total changed between two pages.
 
@@ -288,7 +387,7 @@ class TikTokClient:
         while True:
             data = self._get(
                 path,
-                {**params, "page": page, "page_size": self._page_size},
+                {**params, "page": page, "page_size": page_size},
                 accounts=[advertiser_id],
                 strings=strings,
             )
@@ -296,7 +395,7 @@ class TikTokClient:
             info = data.page_info
             if info is None:
                 # Without page_info only a first page that is not full is known to be complete.
-                if page == 1 and len(data.list) < self._page_size:
+                if page == 1 and len(data.list) < page_size:
                     return rows
                 raise TikTokApiError(
                     accounts=[advertiser_id],
@@ -341,34 +440,53 @@ class TikTokClient:
         accounts: Sequence[str],
         strings: dict[str, str] | None = None,
     ) -> _ListData:
-        """One API call, retried with back-off on transient failures; ``data`` of a code-0 answer.
-        With ``strings``, equal string values of the answer are decoded into one object, shared with
-        the earlier answers that used the same ``strings``."""
+        """One API call, its transient failures waited out within the run's retry budget; ``data`` of
+        a successful answer. With ``strings``, equal string values of the answer are decoded into one
+        object, shared with the earlier answers that used the same ``strings``."""
         query = {key: _encode_param(value) for key, value in params.items()}
-        delays = self._retry.delays(self._rng)
+        budget = self.budget
+        # This request's own bound, should another request's success end the outage meanwhile.
+        first_failure: float | None = None
         while True:
             try:
-                return self._attempt(path, query, accounts, params, strings)
+                data = self._attempt(path, query, accounts, params, strings)
             except _TransientError as transient:
-                delay = next(delays, None)
-                if delay is None:
-                    raise TikTokApiError(
-                        accounts=accounts,
-                        endpoint=path,
-                        code=transient.code,
-                        detail=f"still failing after {self._retry.max_attempts} attempts, last: {transient}",
-                        hint="TikTok is throttling or unavailable: run the partition again later, or lower "
-                        "requests_per_second (or raise max_attempts) of the TikTok resource",
-                    ) from None
+                failures, outage_seconds = budget.failed()
+                now = time.monotonic()
+                first_failure = now if first_failure is None else first_failure
+                left = min(budget.remaining(), budget.seconds - (now - first_failure))
+                if left <= 0:
+                    raise self._outage_error(path, accounts, transient, outage_seconds) from None
+                delay = min(self._retry.delay(failures, self._rng), left)
                 self.retries += 1
                 self._log.warning(
-                    "TikTok %s for %s: %s; retrying in %.2fs",
-                    path,
+                    "%s: waiting %s, %s (%s, %s%s)",
+                    transient.what,
+                    duration_text(delay),
+                    budget_progress_text(outage_seconds, budget.seconds),
                     _accounts_label(accounts),
-                    transient,
-                    delay,
+                    path,
+                    f"; {transient.said()}" if transient.said() else "",
                 )
                 self._sleep(delay)
+                budget.waited(delay)
+            else:
+                budget.succeeded()
+                return data
+
+    def _outage_error(
+        self, path: str, accounts: Sequence[str], transient: _TransientError, outage_seconds: float
+    ) -> TikTokApiError:
+        """The error once the run's retry budget is spent on the outage ``transient`` is part of."""
+        said = f": {transient.detail}" if transient.detail else ""
+        return TikTokApiError(
+            accounts=accounts,
+            endpoint=path,
+            code=transient.code,
+            detail=f"{transient.what}{said}; still so after waiting {duration_text(outage_seconds)}, the "
+            f"run's retry budget of {duration_text(self.budget.seconds)} (shared by its accounts) is spent",
+            hint=_OUTAGE_HINTS[transient.kind],
+        )
 
     def _attempt(
         self,
@@ -396,9 +514,13 @@ class TikTokClient:
                     hint=certificate_hint("TIKTOK_API_URL"),
                 ) from None
             # The type only: the text of a requests error quotes the URL and can grow long.
-            raise _TransientError(type(error).__name__) from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise _TransientError(f"HTTP {response.status_code}")
+            raise _TransientError("TikTok could not be reached", type(error).__name__) from None
+        if response.status_code == 429:
+            raise _TransientError(
+                "TikTok (or a proxy) restricted requests", "HTTP 429", kind=api.ErrorKind.THROTTLED
+            )
+        if response.status_code >= 500:
+            raise _TransientError("TikTok had a server error", f"HTTP {response.status_code}")
         if response.status_code != 200:
             raise TikTokApiError(
                 accounts=accounts,
@@ -418,14 +540,21 @@ class TikTokClient:
             envelope = _Envelope.model_validate(decoded)
         except (ValueError, ValidationError):
             # Truncated or HTML bodies come from proxies in trouble: worth another try.
-            raise _TransientError("the answer was not TikTok's JSON envelope") from None
-        if envelope.code != api.OK:
+            raise _TransientError("TikTok's answer was garbled", "not TikTok's JSON envelope") from None
+        if envelope.code is None and envelope.data is None:
+            raise _TransientError("TikTok's answer was garbled", "neither code nor data") from None
+        if envelope.code not in (None, api.OK):
             kind, hint = api.error_kind(envelope.code)
-            if kind is api.ErrorKind.RETRY:
-                raise _TransientError(f"code {envelope.code}: {envelope.message}", envelope.code)
+            if kind.waits:
+                raise _TransientError(
+                    hint,
+                    f"{envelope.message or 'no message'} (request_id {envelope.request_id})",
+                    code=envelope.code,
+                    kind=kind,
+                )
             detail = f"{envelope.message or 'no message'} (request_id {envelope.request_id})"
             if envelope.code == api.PARAMETER_ERROR:
-                named = named_parameter(envelope.message, params)
+                named = named_parameter(envelope.message or "", params)
                 detail = (
                     f"TikTok refused the parameter {named}: {detail}"
                     if named
@@ -436,7 +565,7 @@ class TikTokClient:
         try:
             data = _ListData.model_validate(envelope.data or {})
         except ValidationError:
-            raise _TransientError("the answer had code 0 but no data.list") from None
+            raise _TransientError("TikTok's answer was garbled", "a success without data.list") from None
         self.calls[path] += 1
         return data
 

@@ -15,8 +15,10 @@ of days and TikTok's answers happens here:
    others out without saying so (10,000 ads, 20,000 in CHUNK mode, per the SDK's ReportingApi
    notes; bigger accounts must filter by campaign, ad group or ad ids, at most 100 per query). The
    cap is never assumed here: an answer is suspected cut when the ad rows of a day fall short of the
-   account total of that day, or when one answer holds as many distinct ads as an answer that was
-   cut before in this run. A suspected window is asked again in parts small enough to fit: the
+   account total of that day, when one answer holds as many distinct ads as an answer that was cut
+   before in this run, or when the account has as many ads as an account whose answer was cut (the
+   cap counts the ads in a query's scope, delivering or not, so a cut answer may hold fewer ads
+   than the cap). A suspected window is asked again in parts small enough to fit: the
    account's ads (``ad/get``, deleted ones included) grouped by campaign into parts of at most as
    many ads as the widest answer held (the cap is at least that), a campaign too big for one part
    split by its ad groups, an ad group too big by its ad ids. The parts are combined and checked
@@ -25,7 +27,15 @@ of days and TikTok's answers happens here:
 6. **Placing rows.** Each row goes to its day; a row without a usable day or ad id fails the account
    naming the field and the days. These are the only checks of rows here: the client validates an
    answer's envelope, ``core/ad_metrics.py`` validates each row's content.
-7. **Ad metadata** (``ad/get``) of the window's ads, each ad fetched once per run.
+7. **Ad metadata** (``ad/get``) of the window's ads, each ad fetched once per run. Smart+ ads keep
+   their landing pages on an endpoint of their own: ``ad/get`` names a Smart+ ad's creative with its
+   ``smart_plus_ad_id`` and no landing page (airbytehq/airbyte PR 81448; Fivetran's dbt_tiktok_ads
+   takes Smart+ ads' URLs from ``/smart_plus/ad/get/`` only), so those Smart+ ads are read from
+   ``/smart_plus/ad/get/`` and attached to the ad's item as ``smart_plus_ad``, as received. An ad
+   the report names and ``ad/get`` does not return is looked up there too, by its id (the
+   tolerant guess: no public source says which id a report row of a Smart+ ad carries); found, its
+   item is made from the Smart+ ad's names and ids, the Smart+ item attached as received; not
+   found, the ad keeps the report's attributes, as before.
 """
 
 from __future__ import annotations
@@ -67,8 +77,10 @@ class _Account:
 
     advertiser_id: str
     ads_by_id: dict[str, dict[str, Any]] = field(default_factory=dict)  # ad/get items, each fetched once
+    smart_plus_asked: set[str] = field(default_factory=set)  # ids asked of /smart_plus/ad/get/ this run
     listing: Rows | None = None  # every ad of the account, fetched when a window must be asked in parts
     in_parts: bool = False  # a window of this account was cut: ask the later ones in parts at once
+    ad_count: int | None = None  # every ad of the account, deleted ones included, once known
 
 
 @dataclass(frozen=True)
@@ -109,12 +121,16 @@ class TikTokExtraction:
         # The fewest ads an answer held when it turned out cut: the cap is at least this. Learnt
         # from the data (never assumed) and shared by the run's accounts, as TikTok's cap is.
         self._cut_at: int | None = None
+        # The fewest ads an account had whose unfiltered answer turned out cut: the cap is below it.
+        self._cut_scope: int | None = None
         self.stats = ExtractionFigures()
 
     def figures(self) -> dict[str, int]:
         return {
             "run_tiktok_calls": sum(self._client.calls.values()),
             "run_tiktok_retries": self._client.retries,
+            # Seconds spent waiting out restrictions, maintenance and server errors (the retry budget).
+            "run_tiktok_outage_wait_seconds": round(self._client.budget.waited_seconds),
             "run_tiktok_windows": self.stats.windows,
             "run_tiktok_narrowed_queries": self.stats.narrowed_queries,
             "run_tiktok_windows_in_parts": self.stats.windows_in_parts,
@@ -192,6 +208,13 @@ class TikTokExtraction:
             widest = max((_distinct_ads(answer) for answer in answers), default=0)
             short = _short_days(rows_by_day, totals_by_day)
             limit = self._part_size(widest, short)
+            reason = (
+                f"ad rows short of the account totals on {_days_label(short)}"
+                if short
+                else "as many ads as a cut answer held"
+            )
+            if limit is None and widest and self._as_big_as_a_cut_account(account):
+                limit, reason = self._cut_at, "the account has as many ads as one whose answer was cut"
             if limit is None:
                 if short:
                     self._warn_short(key, short, "though the answer does not look cut")
@@ -202,9 +225,7 @@ class TikTokExtraction:
                     advertiser_id,
                     start,
                     end,
-                    f"ad rows short of the account totals on {_days_label(short)}"
-                    if short
-                    else "as many ads as a cut answer held",
+                    reason,
                     widest,
                     limit,
                 )
@@ -219,17 +240,42 @@ class TikTokExtraction:
                 # (rows missing for another reason, then found on asking again, teach nothing).
                 if whole and _distinct_ads(rows) > widest:
                     self._cut_at = limit if self._cut_at is None else min(self._cut_at, limit)
+                    scope = self._ad_count(account)  # the query's scope: every ad, deleted ones too
+                    self._cut_scope = scope if self._cut_scope is None else min(self._cut_scope, scope)
                     account.in_parts = True
 
         self._fetch_ads(account, {str(row["dimensions"]["ad_id"]) for row in rows}, key)
         return Window(advertiser_id, start, end, rows_by_day, totals_by_day, account.ads_by_id)
 
+    def _as_big_as_a_cut_account(self, account: _Account) -> bool:
+        """Whether the account has at least as many ads as one whose unfiltered answer was found cut
+        this run: TikTok caps the advertisements a query reports on (SDK java_sdk/README.md), so such
+        an account's answer is cut too, even where no totals can show it."""
+        return (
+            self._cut_scope is not None
+            and self._cut_at is not None
+            and self._ad_count(account) >= self._cut_scope
+        )
+
+    def _ad_count(self, account: _Account) -> int:
+        """How many ads the account has, deleted ones included (its listing's length, else one
+        ``ad/get`` call's ``page_info``), counted once per run."""
+        if account.ad_count is None:
+            account.ad_count = (
+                len(account.listing)
+                if account.listing is not None
+                else self._client.ad_count(account.advertiser_id)
+            )
+        return account.ad_count
+
     def _part_size(self, widest: int, short: list[str]) -> int | None:
         """How many ads a part may hold when the answer looks cut, or None when it does not.
 
-        A cut answer holds exactly as many ads as TikTok's cap, so the cap is at least ``widest``: an
-        answer narrower than one already found cut was not cut, and an answer without rows was not
-        cut either (nothing to size parts by).
+        A cut answer holds the rows of at most as many ads as TikTok's cap, so the cap is at least
+        ``widest``, and an answer as wide as one found cut is suspect. TikTok counts the ads in a
+        query's scope, delivering or not, so a cut answer may also be narrower: the account totals
+        (``short``), or the account's number of ads (:meth:`_as_big_as_a_cut_account`), show it then.
+        An answer without rows was not cut (nothing to size parts by).
         """
         if widest == 0:
             return None
@@ -293,6 +339,30 @@ class TikTokExtraction:
         for item in self._client.ads(account.advertiser_id, new_ad_ids):
             _check_ad_item(item, key)
             account.ads_by_id[str(item["ad_id"])] = item
+        self._fetch_smart_plus_ads(account, ad_ids)
+
+    def _fetch_smart_plus_ads(self, account: _Account, ad_ids: set[str]) -> None:
+        """Attach the Smart+ ad of each ad that is one's creative, or that ad/get did not return (step 7)."""
+        wanted: dict[str, list[str]] = defaultdict(list)  # Smart+ ad id -> the report's ad ids
+        for ad_id in sorted(ad_ids - account.smart_plus_asked):
+            item = account.ads_by_id.get(ad_id)
+            if item is None:
+                wanted[ad_id].append(ad_id)
+            elif _usable_id(item.get("smart_plus_ad_id")) and "smart_plus_ad" not in item:
+                wanted[str(item["smart_plus_ad_id"])].append(ad_id)
+        account.smart_plus_asked |= ad_ids
+        if not wanted:
+            return
+        for smart_plus in self._client.smart_plus_ads(account.advertiser_id, wanted):
+            for ad_id in wanted.get(str(smart_plus.get("smart_plus_ad_id")), ()):
+                item = account.ads_by_id.get(ad_id)
+                if item is None:
+                    # Not in ad/get: the Smart+ ad's own names and ids stand in for ad/get's.
+                    item = {
+                        "ad_id": ad_id,
+                        **{name: smart_plus[name] for name in _SMART_PLUS_NAMES if name in smart_plus},
+                    }
+                account.ads_by_id[ad_id] = {**item, "smart_plus_ad": smart_plus}
 
     def _warn_if_short(
         self, key: WindowKey, rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[str, Any]], how: str
@@ -310,6 +380,10 @@ class TikTokExtraction:
             _days_label(short),
             how,
         )
+
+
+# What a Smart+ ad's item names that ad/get's would (SDK yml_files/smart_plus_ad_get.yml).
+_SMART_PLUS_NAMES = ("ad_name", "adgroup_id", "adgroup_name", "campaign_id", "campaign_name", "advertiser_id")
 
 
 # -- planning the parts of a cut answer -------------------------------------------------------------

@@ -18,8 +18,10 @@ one pass into columns; the checks and conversions then run on whole columns. Rul
 - ``landing_page_url`` comes from the ``ad/get`` item; when it is absent or blank, the first usable
   entry of the item's ``landing_page_urls`` (ads with several landing pages carry them there: an
   array of URLs, or of ``{"landing_page_url": ...}`` objects as in the SDK's models; a lone string
-  counts as one): the first http(s) URL with a host, else the first non-blank entry; null when
-  neither field has one (:func:`landing_page`). The UTMs follow :mod:`tiktok_amp_assets.core.utms`.
+  counts as one), else of its Smart+ ad's ``landing_page_url_list``: the first http(s) URL with a
+  host, else the first non-blank entry; null when none has one (:func:`landing_page`). The ad's
+  ``utm_params`` are appended to it as TikTok does at click time, and the UTMs read from the
+  result (:mod:`tiktok_amp_assets.core.utms`).
 - Currency: the account's (``advertiser/info`` ``currency``); a ``currency`` on the report row,
   which the client no longer asks for (no public schema lists it as a report metric), is read
   first when present, as in raw files stored before (:func:`row_currencies`).
@@ -63,7 +65,13 @@ from tiktok_amp_assets.core.tiktok_contract import (
     SPEND,
     STAT_TIME_DAY_FORMAT,
 )
-from tiktok_amp_assets.core.utms import UTM_KEYS, is_web_url, landing_page_utms
+from tiktok_amp_assets.core.utms import (
+    UTM_KEYS,
+    is_web_url,
+    landing_page_utms,
+    utm_params_of,
+    with_utm_params,
+)
 
 # TikTok ids are 64-bit numbers written as strings; letters are allowed so ids from other sources
 # or future formats still pass, but never anything that would need escaping.
@@ -99,7 +107,12 @@ METRICS_SCHEMA = pa.schema(
         _column("impressions", COUNT_TYPE, "null: not reported (never 0)", nullable=True),
         _column("clicks", COUNT_TYPE, "null: not reported (never 0)", nullable=True),
         _column("conversions", COUNT_TYPE, "null: not reported (never 0)", nullable=True),
-        _column("landing_page_url", pa.string(), "the ad's landing page (ad/get); null: none", nullable=True),
+        _column(
+            "landing_page_url",
+            pa.string(),
+            "the ad's landing page as a click reaches it (ad/get's, its utm_params appended); null: none",
+            nullable=True,
+        ),
         _column("utm_source", pa.string(), "from the landing page URL, else inferred"),
         _column("utm_medium", pa.string(), "from the landing page URL, else inferred"),
         _column("utm_campaign", pa.string(), "from the landing page URL, else inferred"),
@@ -324,6 +337,8 @@ def landing_page(ad_item: Mapping[str, Any]) -> str | None:
     if single is not None:
         return single
     several = ad_item.get("landing_page_urls")
+    if not several and isinstance(smart_plus := ad_item.get("smart_plus_ad"), Mapping):
+        several = smart_plus.get("landing_page_url_list")  # a Smart+ ad: [{"landing_page_url": ...}]
     entries = [several] if isinstance(several, str) else several if isinstance(several, list) else []
     candidates = (entry.get("landing_page_url") if isinstance(entry, Mapping) else entry for entry in entries)
     texts = [
@@ -334,9 +349,11 @@ def landing_page(ad_item: Mapping[str, Any]) -> str | None:
 
 
 def landing_page_urls(ad_items: Sequence[Mapping[str, Any]]) -> pa.Array:
-    """Each ad's landing page (:func:`landing_page`) from its ``ad/get`` item; null when it has none
-    (or there is no item)."""
-    return _ad_get_column([landing_page(item) if item else None for item in ad_items])
+    """Each ad's landing page (:func:`landing_page`) from its ``ad/get`` item, with its ``utm_params``
+    appended as a click carries them; null when it has none (or there is no item)."""
+    return _ad_get_column(
+        [with_utm_params(landing_page(item), utm_params_of(item)) if item else None for item in ad_items]
+    )
 
 
 @functools.lru_cache(maxsize=65_536)  # an ad's URL and names repeat on every day of a backfill

@@ -1,7 +1,16 @@
-"""UTM parameters of an ad, read from its landing page URL.
+"""UTM parameters of an ad, read from its landing page URL as a click reaches it.
 
 Amplitude's marketing dashboards join ad spend to product events by the ``utm_*`` values, so the
 values here must be the ones the site's own tracking records when someone clicks the ad. Rules:
+
+- The URL is the ad's landing page with the ad's ``utm_params`` appended, as TikTok appends them at
+  click time (:func:`with_utm_params`): parameters set with TikTok's URL-parameter builder, a list of
+  ``{key, value}`` on ``ad/get`` items (singer-io/tap-tiktok-ads ``schemas/ads.json``, the SDK's
+  ``AdcreateUtmParams``) and in ``ad_configuration`` of Smart+ ads (the SDK's
+  ``smart_plus_ad_get.yml``; :func:`utm_params_of`). A key the landing page already has is left as
+  the URL writes it and not appended again: were both sent, the URL's own value would come first in
+  the query, and the first occurrence is the one browsers' ``URLSearchParams.get`` and analytics
+  SDKs read (and the rule below).
 
 - The query string of the URL is read (``https://shop.example/p?utm_source=tiktok``). A query inside
   the fragment (``https://shop.example/#/p?utm_source=tiktok``, single-page apps) is read too, but
@@ -27,7 +36,9 @@ from __future__ import annotations
 
 import functools
 import re
-from urllib.parse import parse_qsl, urlsplit
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -36,6 +47,8 @@ UTM_MEDIUM = "utm_medium"
 UTM_CAMPAIGN = "utm_campaign"
 UTM_CONTENT = "utm_content"
 UTM_KEYS = (UTM_SOURCE, UTM_MEDIUM, UTM_CAMPAIGN, UTM_CONTENT)
+# An ad's URL-parameter builder pairs, in TikTok's order: (key, value).
+UtmParams = tuple[tuple[str, str], ...]
 
 DEFAULT_UTM_SOURCE = "tiktok"
 DEFAULT_UTM_MEDIUM = "paid_social"
@@ -143,3 +156,57 @@ def landing_page_utms(
         utm_content=resolved.get(UTM_CONTENT, defaults[UTM_CONTENT]),
         inferred=inferred,
     )
+
+
+def utm_params_of(ad_item: Mapping[str, Any] | None) -> UtmParams:
+    """The ad's URL-parameter builder pairs: ``utm_params`` of its ``ad/get`` item, else
+    ``ad_configuration.utm_params`` of the Smart+ ad the extraction attached as ``smart_plus_ad``.
+
+    Read tolerantly: entries that are no ``{key, value}`` of strings, or whose key is blank, are
+    skipped; a null value counts as empty."""
+    if not ad_item:
+        return ()
+    entries = ad_item.get("utm_params")
+    if not entries:
+        smart_plus = ad_item.get("smart_plus_ad")
+        configuration = smart_plus.get("ad_configuration") if isinstance(smart_plus, Mapping) else None
+        entries = configuration.get("utm_params") if isinstance(configuration, Mapping) else None
+    if not isinstance(entries, list):
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            continue
+        key, value = entry.get("key"), entry.get("value")
+        if isinstance(key, str) and key.strip() and isinstance(value, str | None):
+            pairs.append((key, value or ""))
+    return tuple(pairs)
+
+
+def with_utm_params(landing_page_url: str | None, params: UtmParams) -> str | None:
+    """``landing_page_url`` as a click reaches it: the ``params`` whose key the URL does not have yet
+    (in its query, or in a query inside its fragment; keys compared as the rules above match them)
+    appended to the query, form-encoded, before any fragment. No URL stays no URL; text that is not
+    a URL is left as it is."""
+    if not landing_page_url or not params:
+        return landing_page_url
+    try:
+        parts = urlsplit(landing_page_url)
+    except ValueError:
+        return landing_page_url
+    present = {
+        key.strip().lower()
+        for query in _query_parts(landing_page_url)
+        for key, _ in parse_qsl(query, keep_blank_values=True)
+    }
+    added: list[tuple[str, str]] = []
+    for key, value in params:
+        name = key.strip().lower()
+        if name not in present:
+            present.add(name)
+            added.append((key, value))
+    if not added:
+        return landing_page_url
+    # Macros (__CAMPAIGN_NAME__) keep their underscores; spaces become "+", as forms encode them.
+    query = "&".join(part for part in (parts.query, urlencode(added)) if part)
+    return urlunsplit(parts._replace(query=query))
