@@ -52,6 +52,7 @@ from typing import Any
 
 from tiktok_amp_assets.clients.tiktok import QueryTooLargeError, TikTokApiError, TikTokClient
 from tiktok_amp_assets.core import tiktok_contract as api
+from tiktok_amp_assets.core.account_failures import without_request_id
 from tiktok_amp_assets.core.report_windows import report_windows
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class TikTokExtraction:
                 if error.code in api.APP_OR_TOKEN_CODES:
                     raise
                 failures[advertiser_id] = error
-        if not infos and len({(error.code, error.detail) for error in failures.values()}) == 1:
+        if not infos and len({_cause(error) for error in failures.values()}) == 1:
             first = next(iter(failures.values()))
             raise TikTokApiError(
                 accounts=advertiser_ids, endpoint=first.endpoint, code=first.code, detail=first.detail,
@@ -399,6 +400,11 @@ class TikTokExtraction:
         for item in self._client.ads(account.advertiser_id, new_ad_ids):
             _check_ad_item(item, key)
             account.ads_by_id[str(item["ad_id"])] = item
+
+
+def _cause(error: TikTokApiError) -> tuple[int | None, str, str]:
+    """What went wrong, whichever request it was: code, endpoint and message without its request id."""
+    return error.code, error.endpoint, without_request_id(error.detail)
 
 
 # -- planning the parts of a cut answer -------------------------------------------------------------

@@ -10,6 +10,7 @@ one check, grouped so that one cause shared by several accounts or days is said 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, timedelta
@@ -50,15 +51,24 @@ class AccountDayFailure:
         )
 
     def cause(self) -> str:
-        """What went wrong, without the account or the day (shared by every account-day it hit)."""
+        """What went wrong, without the account, the day or TikTok's request id (shared by every
+        account-day it hit; the record keeps the request id)."""
         where = f"{self.endpoint} refused" if self.endpoint else "failed"
         code = f" (code {self.code})" if self.code is not None else ""
-        return f"{where}{code}: {self.message}. What to do: {self.what_to_do}"
+        return f"{where}{code}: {without_request_id(self.message)}. What to do: {self.what_to_do}"
 
     def short(self) -> str:
         """A line for a day's metadata."""
         code = f"code {self.code}: " if self.code is not None else ""
         return f"{code}{self.message}"
+
+
+_REQUEST_ID = re.compile(r" \(request_id [^)]*\)")
+
+
+def without_request_id(message: str) -> str:
+    """TikTok's message without the request id the client appends (one per request)."""
+    return _REQUEST_ID.sub("", message)
 
 
 def days_label(days: Iterable[date]) -> str:
