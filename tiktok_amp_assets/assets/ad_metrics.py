@@ -11,7 +11,6 @@ DataFrame of their partitions' days (``io_managers.py``)."""
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
-from decimal import Decimal
 
 import dagster as dg
 import pyarrow as pa
@@ -24,7 +23,11 @@ from tiktok_amp_assets.clients.tiktok_extraction import SETTLING, UNATTRIBUTED
 from tiktok_amp_assets.core.account_failures import AccountDayFailure
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.core.reconciliation import TotalsGap
-from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.core.summaries import (
+    ad_metrics_figures,
+    top_campaigns_markdown,
+    unattributed_spend_figures,
+)
 from tiktok_amp_assets.garbage_collection import collecting_less_often
 from tiktok_amp_assets.normalize import NormalizationError, NormalizedDay, normalize_days
 from tiktok_amp_assets.partitions import partition_days
@@ -154,11 +157,8 @@ def _gap_figures(gaps: list[TotalsGap]) -> dict[str, object]:
     account-day's gaps in every metric."""
     if not gaps:
         return {}
-    spend: dict[str, Decimal] = defaultdict(Decimal)
-    for gap in gaps:
-        spend[gap.currency or "unknown"] += gap.not_in_ad_rows.cost
     return {
-        **{f"unattributed_spend_{currency}": float(amount) for currency, amount in sorted(spend.items())},
+        **unattributed_spend_figures(gaps),
         "totals_gaps": dg.MetadataValue.json([gap.as_record() for gap in gaps]),
     }
 

@@ -101,7 +101,11 @@ def materialize_raw_reports(
                         context, error, advertiser_id, [d for d in account_days if d not in done]
                     )
         except TikTokApiError as error:
-            # The app or its token was refused: no account can be read, so the run stops here, once.
+            # No account can be read (the app or its token refused, or advertiser/info failing for
+            # every account alike): the run stops here, saying it once. Only a passing cause (TikTok
+            # unavailable past the retry budget) is worth retrying.
+            if error.code is None or api.error_kind(error.code)[0] is api.ErrorKind.RETRY:
+                retry_all_steps_if_the_run_fails(context)
             raise dg.Failure(description=str(error)) from None
         run_figures = extraction.figures()
     for failure in failures:
