@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
@@ -134,7 +135,10 @@ def test_one_account_out_for_a_day_costs_the_other_29_nothing_and_the_retry_impo
                 temp_dir=str(tmp_path / "daemon_home"),
                 synchronous_run_coordinator=True,
                 synchronous_run_launcher=True,
-                overrides={"run_retries": {"enabled": True, "max_retries": 2}},
+                # The run retries of the project's own instance file (dagster.yaml), as dagster dev uses it.
+                overrides={
+                    "run_retries": yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())["run_retries"]
+                },
             ) as instance,
             create_test_daemon_workspace_context(daemon_target(), instance) as workspace,
         ):
