@@ -22,6 +22,7 @@ from tiktok_amp_assets.assets.wiring import configured, require_variables
 from tiktok_amp_assets.clients.tiktok_extraction import SETTLING, UNATTRIBUTED
 from tiktok_amp_assets.core.account_failures import AccountDayFailure
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
+from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.reconciliation import TotalsGap
 from tiktok_amp_assets.core.summaries import (
     ad_metrics_figures,
@@ -182,8 +183,7 @@ def _reconciliation_check(gaps: list[TotalsGap]) -> dg.AssetCheckResult:
     description = None
     if gaps:
         listed = "; ".join(
-            f"ad account {gap.advertiser_id} on {gap.stat_date}: {_amount(gap)} {_GAP_MEANING.get(gap.kind, gap.kind)}"
-            for gap in gaps[:5]
+            f"ad account {gap.advertiser_id} on {gap.stat_date}: {_gap_text(gap)}" for gap in gaps[:5]
         )
         description = (
             f"{len(gaps)} account-days do not add up to TikTok's account totals; their ad rows are delivered as "
@@ -208,9 +208,15 @@ _GAP_MEANING = {
 }
 
 
-def _amount(gap: TotalsGap) -> str:
+def _gap_text(gap: TotalsGap) -> str:
     missing = gap.not_in_ad_rows
-    spend = f"{missing.cost} {gap.currency or ''}".strip() + " spend"
+    if gap.kind == UNATTRIBUTED and missing.cost < 0:
+        return f"{_amount(MetricTotals.zero() - missing, gap.currency)} more in the ad rows than in the account totals"
+    return f"{_amount(missing, gap.currency)} {_GAP_MEANING.get(gap.kind, gap.kind)}"
+
+
+def _amount(missing: MetricTotals, currency: str | None) -> str:
+    spend = f"{missing.cost} {currency or ''}".strip() + " spend"
     others = [
         f"{value} {name}"
         for name, value in (("impressions", missing.impressions), ("clicks", missing.clicks),
