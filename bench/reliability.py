@@ -8,12 +8,16 @@ Both emulators run in this process and fail a share of requests (rate limits, 5x
 connections, truncated bodies; 413/429 and "ingested, then 500" on Amplitude); TikTok also restricts
 the whole app for minutes as the first run starts ("requests from App ... are temporarily
 restricted", code 40100) and is under maintenance (60001) for half as long as the last run starts,
-outages the runs wait out within their retry budget. The backfill runs as
+outages the runs wait out within their retry budget. Accounts misbehave too: a third account the
+token cannot read (40001 on every endpoint), and spend in one account's totals that no ad row holds
+on every seventh day (as GMV Max campaigns). Every run then ends failed at the upload's check
+``every_account_day_imported`` naming the unreadable account, after delivering the others: that is
+the expected end of a run here; any other failure stops the script. The backfill runs as
 users run it (`dagster asset materialize --partition-range`, one run for the range) in a child
 process; this script SIGKILLs that process at chosen points (mid TikTok pagination, mid Amplitude
 upload, mid write of a partition's files), runs it again, and at the end compares, for every ad-day,
-what Amplitude counted with what TikTok reports, to the cent. Prints one table; exits 1 on any
-discrepancy.
+what Amplitude counted with what TikTok reports, to the cent, for every ad-day the readable accounts
+can deliver (and nothing of the unreadable one). Prints one table; exits 1 on any discrepancy.
 
 ``--state cluster`` keeps the state as a cluster does: the data folder in S3 (moto's S3 server on
 127.0.0.1) and the ledger in PostgreSQL (Debian's server, started as the tests start it), so every
@@ -40,7 +44,7 @@ from pathlib import Path
 
 from cluster_state import cluster_state as started_cluster_state
 from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
-from tiktok_amp_emulators.catalogue import Catalogue, generate_catalogue
+from tiktok_amp_emulators.catalogue import DEFAULT_ADVERTISERS, AdvertiserSpec, Catalogue, generate_catalogue
 from tiktok_amp_emulators.demo import demo_environment, prepare_home
 from tiktok_amp_emulators.faults import Fault, FaultInjector
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
@@ -52,6 +56,11 @@ TOKEN = "reliability-token"
 API_KEY = "reliability-api-key"
 FIRST_DAY = date(2025, 2, 1)
 METRICS = ("cost", "impressions", "clicks", "conversions")
+# The account TikTok refuses throughout, and the spend no ad row holds on every seventh day of the
+# first account.
+UNREADABLE = AdvertiserSpec("7000000000000000003", "Closed Client", "USD", "UTC")
+UNATTRIBUTED_SPEND = "12.34"
+UNATTRIBUTED_EVERY_DAYS = 7
 
 # A "slow" fault answers after the clients' timeout: a timeout, retried.
 SLOW_SECONDS = 1.5
@@ -94,6 +103,9 @@ class Report:
     discrepancies: list[str] = field(default_factory=list)
     duplicates: int = 0
     outage_seconds: float = 0.0
+    unreadable_accounts_named: int = 0  # runs whose check named the unreadable account
+    unreadable_ad_days_counted: int = 0  # must stay 0: nothing of an account TikTok refused
+    unattributed_account_days: int = 0  # account-days delivered with spend no ad row holds
 
     def table(self) -> str:
         rows = [
@@ -104,7 +116,10 @@ class Report:
             ("runs started", self.runs),
             ("kills survived", len(self.kills)),
             ("kill points", ", ".join(self.kills) or "-"),
-            ("ad-days checked", self.ad_days_checked),
+            ("unreadable account: runs naming it", self.unreadable_accounts_named),
+            ("unreadable account: ad-days counted", self.unreadable_ad_days_counted),
+            ("account-days with unattributed spend (delivered)", self.unattributed_account_days),
+            ("ad-days checked (deliverable)", self.ad_days_checked),
             ("duplicate events counted", self.duplicates),
             ("discrepancies", len(self.discrepancies)),
         ]
@@ -190,6 +205,13 @@ RETRY_LINE = re.compile(
 )
 
 
+# How a run ends when all it could not import is the unreadable account's days (dagster's log).
+ACCOUNTS_CHECK_FAILED = (
+    "blocking asset check failed with ERROR severity:\namplitude_upload_results: every_account_day_imported"
+)
+STEP_FAILURE = re.compile(r" - (\w+) - STEP_FAILURE - ")
+
+
 def run_backfill(
     env: dict[str, str],
     config: Path,
@@ -198,8 +220,8 @@ def run_backfill(
     kill_when: Callable[[], bool] | None,
     log: Path,
 ) -> bool:
-    """One run of the range, its output in ``log``; True if it was killed, False if it finished
-    (raises if it failed)."""
+    """One run of the range, its output in ``log``; True if it was killed, False if it finished,
+    delivering every readable account (raises on any other failure)."""
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
         "--select", "*", "--partition-range", f"{first.isoformat()}...{last.isoformat()}", "--config", str(config),
@@ -221,8 +243,11 @@ def run_backfill(
                 return True
             time.sleep(0.005)
     if process.returncode != 0:
-        tail = log.read_text(errors="replace")[-4000:]
-        raise RuntimeError(f"the backfill failed (exit {process.returncode}), see {log}:\n{tail}")
+        text = log.read_text(errors="replace")
+        if ACCOUNTS_CHECK_FAILED not in text or set(STEP_FAILURE.findall(text)) != {
+            "amplitude_upload_results"
+        }:
+            raise RuntimeError(f"the backfill failed (exit {process.returncode}), see {log}:\n{text[-4000:]}")
     return False
 
 
@@ -265,6 +290,9 @@ def check(
                         "clicks": Decimal(metrics[tiktok_api.CLICKS]),
                         "conversions": Decimal(metrics[tiktok_api.CONVERSIONS]),
                     }
+    for key in [key for key in counted if key[0] == UNREADABLE.advertiser_id]:
+        report.unreadable_ad_days_counted += 1
+        del counted[key]
     for key in sorted(truth.keys() | counted.keys()):
         report.ad_days_checked += 1
         if truth.get(key, dict.fromkeys(METRICS, Decimal(0))) != counted.get(
@@ -283,8 +311,16 @@ def run(
     state: str = "local",
     restriction_seconds: float = RESTRICTION_SECONDS,
 ) -> Report:
-    catalogue = generate_catalogue(seed=seed, ads_per_advertiser=ads, start=date(2025, 1, 1))
+    catalogue = generate_catalogue(
+        seed=seed,
+        advertisers=[*DEFAULT_ADVERTISERS, UNREADABLE],
+        ads_per_advertiser=ads,
+        start=date(2025, 1, 1),
+    )
     advertiser_ids = sorted(catalogue.advertisers)
+    readable = [
+        advertiser_id for advertiser_id in advertiser_ids if advertiser_id != UNREADABLE.advertiser_id
+    ]
     day_list = [FIRST_DAY + timedelta(days=offset) for offset in range(days)]
     home = Path(tempfile.mkdtemp(prefix="reliability-"))
     prepare_home(home)
@@ -323,6 +359,10 @@ def run(
             where = (
                 servers.enter_context(cluster_state()) if state == "cluster" else local_state(home / "data")
             )
+            tiktok.refuse_account(UNREADABLE.advertiser_id, code=40001)
+            for day in day_list[::UNATTRIBUTED_EVERY_DAYS]:
+                tiktok.add_unattributed_spend(readable[0], day, UNATTRIBUTED_SPEND)
+                report.unattributed_account_days += 1
             env = {
                 **os.environ,
                 **demo_environment(
@@ -353,10 +393,15 @@ def run(
                 tiktok_faults.inject_for(Fault.MAINTENANCE, seconds=restriction_seconds / 2)
             run_backfill(env, config, day_list[0], day_list[-1], None, logs / f"run-{report.runs}.log")
             report.outage_seconds = restriction_seconds * 1.5
+            report.unreadable_accounts_named = sum(
+                f"ad account {UNREADABLE.advertiser_id}: {day_list[0]} to {day_list[-1]}"
+                in log.read_text(errors="replace")
+                for log in logs.glob("*.log")
+            )
             report.retries = retries_logged(logs)
             report.faults_tiktok = tiktok_faults.total_injected
             report.faults_amplitude = amplitude_faults.total_injected
-            check(report, catalogue, amplitude, advertiser_ids, day_list)
+            check(report, catalogue, amplitude, readable, day_list)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return report
@@ -365,7 +410,7 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--ads", type=int, default=40, help="ads per account (2 accounts)")
+    parser.add_argument("--ads", type=int, default=40, help="ads per account (3 accounts, one unreadable)")
     parser.add_argument("--kills", type=int, default=6, help="kill points, at most 6")
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=8)
@@ -394,7 +439,7 @@ def main() -> None:
     print(report.table())
     for line in report.discrepancies[:20]:
         print(line)
-    sys.exit(1 if report.discrepancies or report.duplicates else 0)
+    sys.exit(1 if report.discrepancies or report.duplicates or report.unreadable_ad_days_counted else 0)
 
 
 if __name__ == "__main__":

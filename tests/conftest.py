@@ -159,3 +159,23 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
             env=env,
             data_dir=tmp_path / "data",
         )
+
+
+def accounts_check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    """The run's ``every_account_day_imported`` check, which lists the account-days not imported."""
+    return next(
+        evaluation
+        for evaluation in result.get_asset_check_evaluations()
+        if evaluation.check_name == "every_account_day_imported"
+    )
+
+
+def ended_failed_after_delivering(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    """Assert the run ended failed only at the upload's blocking check, once the healthy accounts
+    were delivered; the check's evaluation."""
+    assert not result.success
+    failed_steps = [str(event.step_key) for event in result.all_events if event.is_step_failure]
+    assert failed_steps == ["amplitude_upload_results"], failed_steps
+    check = accounts_check(result)
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    return check

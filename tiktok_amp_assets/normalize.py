@@ -2,8 +2,9 @@
 
 Decoding TikTok's JSON and normalizing it holds the GIL, so a range of days is spread over worker
 processes (spawned; they only read raw files and compute), while the caller receives the days in
-order and writes them itself: a bad day still stops the range with every earlier day whole and no
-later day written. Short ranges (a daily run) are normalized in the caller's process, where a
+order and writes them itself. An account whose rows cannot be normalized is left out of its day and
+named (the account-day is the unit of failure); a day whose raw reports were never stored stops the
+range with every earlier day whole and no later day written. Short ranges (a daily run) are normalized in the caller's process, where a
 worker's start (importing pyarrow and pandas, about a second) would cost more than it saves.
 """
 
@@ -11,15 +12,21 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import pyarrow as pa
 
-from tiktok_amp_assets.clients.tiktok_extraction import ACCOUNT_TOTALS_KEY
-from tiktok_amp_assets.core.ad_metrics import ReportRowError, normalize_account_day
-from tiktok_amp_assets.core.reconciliation import Mismatch, reconcile_account_day
+from tiktok_amp_assets.clients.tiktok_extraction import ACCOUNT_TOTALS_KEY, TOTALS_GAP_KEY
+from tiktok_amp_assets.core.ad_metrics import (
+    METRICS_SCHEMA,
+    ReportRowError,
+    normalize_account_day,
+    with_day_facts,
+)
+from tiktok_amp_assets.core.reconciliation import UNEXAMINED, TotalsGap, reconcile_account_day
 from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
 from tiktok_amp_assets.worker_processes import in_worker_processes
 
@@ -32,54 +39,102 @@ _DAYS_AHEAD = 2 * WORKERS
 
 
 class NormalizationError(Exception):
-    """A day that cannot be normalized; the message says which account, day, ad and field, and what
-    to do. A plain message, so that it crosses from a worker process unchanged."""
+    """A day that cannot be normalized at all (its raw reports were never stored); the message says
+    which day and what to do. A plain message, so that it crosses from a worker process unchanged."""
 
 
 @dataclass(frozen=True)
 class NormalizedDay:
     day: date
-    table: pa.Table  # every account's rows of the day (core.ad_metrics.METRICS_SCHEMA)
-    mismatches: list[Mismatch]  # accounts whose rows do not add up to TikTok's account totals
+    # Every imported account's rows of the day (core.ad_metrics.METRICS_SCHEMA); its metadata says
+    # which accounts it holds and the day's gaps (core.ad_metrics.with_day_facts).
+    table: pa.Table
+    gaps: list[TotalsGap]  # accounts whose rows do not add up to TikTok's account totals (delivered)
+    # Accounts whose rows could not be normalized this time: account -> what and what to do.
+    failures: dict[str, str] = field(default_factory=dict)
+    # Accounts left out because their day is recorded as failed upstream (not fetched).
+    withheld: list[str] = field(default_factory=list)
 
 
-def normalize_day(base_dir: str, advertiser_ids: Sequence[str], day: date) -> NormalizedDay:
-    """Read and normalize one day of every account; raises :class:`NormalizationError`. ``base_dir``:
-    the data folder as text (a local path or an object-store URL), which crosses to a worker process."""
+def normalize_day(
+    base_dir: str,
+    advertiser_ids: Sequence[str],
+    day: date,
+    failed: Mapping[date, frozenset[str]] | None = None,
+) -> NormalizedDay:
+    """Read and normalize one day of every account but those ``failed`` holds for ``day`` (recorded
+    as failed upstream). An account whose rows cannot be normalized is left out and named in
+    ``failures``: the others go on. Raises :class:`NormalizationError` when a raw report is
+    missing. ``base_dir``: the data folder as text (a local path or an object-store URL), which
+    crosses to a worker process."""
     store = ImportStore(base_dir)
+    withheld = (failed or {}).get(day, frozenset())
     tables: list[pa.Table] = []
-    mismatches: list[Mismatch] = []
+    gaps: list[TotalsGap] = []
+    failures: dict[str, str] = {}
+    imported: list[str] = []
     for advertiser_id in advertiser_ids:
+        if advertiser_id in withheld:
+            continue
         try:
             raw = store.read_raw_report(day, advertiser_id)
             account_table = normalize_account_day(raw)
         except MissingPartitionError as error:
             raise NormalizationError(f"{day}: {error}") from None
         except ReportRowError as error:
-            # Nothing of this day is written; earlier days of a range are whole files.
-            raise NormalizationError(
-                f"{day}: {error}. TikTok's answer is kept as received in "
-                f"{store.raw_report_path(day, advertiser_id)}. What to do: run the partition again "
-                "later; if TikTok keeps sending this, report it to TikTok, or to the maintainers of "
-                "tiktok-amp-assets if the value looks valid."
-            ) from None
-        mismatch = reconcile_account_day(advertiser_id, day, account_table, raw.get(ACCOUNT_TOTALS_KEY))
-        if mismatch is not None:
-            mismatches.append(mismatch)
+            failures[advertiser_id] = (
+                f"{error}. TikTok's answer is kept as received in {store.raw_report_path(day, advertiser_id)}"
+            )
+            continue
+        gap = reconcile_account_day(
+            advertiser_id,
+            day,
+            account_table,
+            raw.get(ACCOUNT_TOTALS_KEY),
+            raw.get(TOTALS_GAP_KEY),
+            currency=_currency(raw),
+        )
+        if gap is not None and gap.kind == UNEXAMINED:
+            # Not judged when fetched (a raw day stored by an earlier version, or changed since): the
+            # rows are not known whole, so this account-day waits for a fresh fetch.
+            failures[advertiser_id] = (
+                f"its ad rows of {day} do not add up to TikTok's account totals ({gap.as_record()['ad_rows']} "
+                f"against {gap.as_record()['account_totals']}) and were not examined when fetched"
+            )
+            continue
+        if gap is not None:
+            gaps.append(gap)
         tables.append(account_table)
-    return NormalizedDay(day, pa.concat_tables(tables), mismatches)
+        imported.append(advertiser_id)
+    table = pa.concat_tables(tables) if tables else METRICS_SCHEMA.empty_table()
+    return NormalizedDay(
+        day,
+        with_day_facts(table, imported, [gap.as_record() for gap in gaps]),
+        gaps,
+        failures,
+        sorted(withheld & set(advertiser_ids)),
+    )
+
+
+def _currency(raw: Mapping[str, Any]) -> str | None:
+    info = raw.get("advertiser_info")
+    currency = info.get("currency") if isinstance(info, Mapping) else None
+    return currency if isinstance(currency, str) else None
 
 
 def normalize_days(
-    base_dir: str, advertiser_ids: Sequence[str], days: Sequence[date]
+    base_dir: str,
+    advertiser_ids: Sequence[str],
+    days: Sequence[date],
+    failed: Mapping[date, frozenset[str]] | None = None,
 ) -> Iterator[NormalizedDay]:
     """:func:`normalize_day` of each day, yielded in order (rules: module docstring)."""
     if len(days) * len(advertiser_ids) < PARALLEL_FROM_ACCOUNT_DAYS or (os.cpu_count() or 1) < WORKERS:
         for day in days:
-            yield normalize_day(base_dir, advertiser_ids, day)
+            yield normalize_day(base_dir, advertiser_ids, day, failed)
         return
     yield from in_worker_processes(
-        functools.partial(normalize_day, base_dir, list(advertiser_ids)),
+        functools.partial(normalize_day, base_dir, list(advertiser_ids), failed=dict(failed or {})),
         days,
         workers=WORKERS,
         ahead=_DAYS_AHEAD,

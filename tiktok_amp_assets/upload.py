@@ -31,7 +31,7 @@ from datetime import date
 from typing import Any, TypeVar
 
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient, Delivery
-from tiktok_amp_assets.core.ad_metrics import table_rows
+from tiktok_amp_assets.core.ad_metrics import imported_accounts, table_rows
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.reconciliation import Mismatch, undelivered_ad_days
 from tiktok_amp_assets.core.upload_plan import (
@@ -114,9 +114,13 @@ class DayPlanner:
         other run is still sending them or died."""
         for attempt in range(1, MAX_PLANNING_ATTEMPTS + 1):
             # Read again on each attempt: the run that won may have read newer figures.
-            rows = table_rows(self._store.read_ad_metrics(day), shared_texts=self._shared_texts)
+            table = self._store.read_ad_metrics(day)
+            imported = imported_accounts(table)
+            rows = table_rows(table, shared_texts=self._shared_texts)
             record = self._ledger.day_record(day)
-            planned = plan_events(rows, record.recorded, [day], policy=self._policy)
+            planned = plan_events(
+                rows, record.recorded, [day], policy=self._policy, imported_accounts=imported
+            )
             if not self._sending:
                 break
             try:
@@ -138,6 +142,11 @@ class DayPlanner:
             key = (row.advertiser_id, row.ad_id, row.stat_date)
             if key not in current:
                 current[key] = row.totals()
+        if imported is not None:
+            # An account not imported this day: what Amplitude counted stands until it is.
+            for key, ad_day in record.recorded.items():
+                if key[0] not in imported:
+                    current.setdefault(key, ad_day.totals)
         return PlannedDay(
             day,
             current=current,

@@ -1,5 +1,6 @@
 """The CI-sized run of bench/reliability.py: faults at 20% on both APIs, TikTok restricting the app and
-in maintenance for seconds (minutes in the script), six SIGKILLs, one re-run.
+in maintenance for seconds (minutes in the script), an account TikTok refuses, spend no ad row holds,
+six SIGKILLs, one re-run.
 
 The script is the proof users read (60 days, its table in the closing note); this runs the same
 code on a month, so a change that loses or doubles an ad-day under faults and kills turns CI red.
@@ -42,6 +43,9 @@ def test_faults_and_kills_lose_nothing_and_double_nothing() -> None:
     assert report.ad_days_checked > 31 * 2 * 20  # most ads run on most days
     assert report.duplicates == 0
     assert report.discrepancies == []
+    # The unreadable account: named by the final run (and any run that got that far), never counted.
+    assert report.unreadable_accounts_named >= 1 and report.unreadable_ad_days_counted == 0
+    assert report.unattributed_account_days == 5
 
 
 def test_faults_and_kills_on_s3_and_postgres_lose_nothing_and_double_nothing() -> None:
@@ -55,3 +59,4 @@ def test_faults_and_kills_on_s3_and_postgres_lose_nothing_and_double_nothing() -
     assert report.faults_tiktok > 0 and report.faults_amplitude > 0
     assert report.duplicates == 0
     assert report.discrepancies == []
+    assert report.unreadable_ad_days_counted == 0

@@ -238,6 +238,7 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
         "tiktok_ad_metrics": {"rows_add_up_to_account_totals": "SUCCEEDED"},
         "amplitude_upload_results": {
             "amplitude_counts_equal_tiktok": "SUCCEEDED",
+            "every_account_day_imported": "SUCCEEDED",
             "freshness_check": "SUCCEEDED",
         },
     }

@@ -45,7 +45,7 @@ from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.core.utms import UTM_KEYS
 from tiktok_amp_assets.storage.import_store import ImportStore
 
-from ..conftest import API_KEY, Project
+from ..conftest import API_KEY, Project, ended_failed_after_delivering
 
 ACME = "7000000000000000001"
 SAKURA = "7000000000000000002"
@@ -351,16 +351,17 @@ def tiktok_figures(project: Project, day: date, advertiser_id: str) -> dict[str,
     }
 
 
-def assert_nothing_half_written(project: Project, day: date) -> None:
-    """No metrics or upload results for ``day``, no temporary file anywhere, nothing sent to Amplitude."""
-    store = ImportStore(project.data_dir)
-    assert not store.metrics_path(day).exists()
-    assert not store.upload_results_path(day).exists()
+def of_account(sums: dict[tuple[str, str], Any], advertiser_id: str) -> dict[tuple[str, str], Any]:
+    return {key: value for key, value in sums.items() if key[0] == advertiser_id}
+
+
+def assert_only_the_other_account_delivered(project: Project, day: date, failed: str, other: str) -> None:
+    """``other``'s day is in Amplitude exactly as TikTok reports it; nothing of ``failed``'s, which is
+    recorded as failed for the next runs (and no temporary file is left)."""
+    assert of_account(project.amplitude_sums(day), other) == of_account(project.tiktok_truth(day), other)
+    assert of_account(project.amplitude_sums(day), failed) == {}
+    assert ImportStore(project.data_dir).account_day_failures([day]).keys() == {(day, failed)}
     assert [path for path in project.data_dir.rglob("*") if path.name.endswith(".tmp")] == []
-    assert project.amplitude.requests_count() == 0
-    assert day.isoformat() not in project.instance.get_materialized_partitions(
-        dg.AssetKey("tiktok_ad_metrics")
-    )
 
 
 def _html_page(envelope: dict[str, Any], touched: list[str]) -> Response:
@@ -416,16 +417,15 @@ def test_a_malformed_answer_fails_its_account_by_name_and_keeps_the_other(
     project: Project, change: Change, named: str
 ) -> None:
     touched = on_report(project, change)
-    where, message = failure(run(project, DAY))
+    check = ended_failed_after_delivering(run(project, DAY))
     assert touched, "the malformed answer was never served"
-    assert where == "tiktok_raw_reports"
-    assert f"ad account {ACME}" in message and named in message
-    assert f"Not imported for this account: {DAY}" in message
+    message = str(check.description)
+    assert f"ad account {ACME}: {DAY}" in message and named in message
     assert SAKURA not in message
     assert not ImportStore(project.data_dir).raw_report_path(DAY, ACME).exists()
-    # The other account's day is stored whole, exactly as TikTok reports it.
+    # The other account's day is stored whole, exactly as TikTok reports it, and delivered.
     assert raw_figures(project, DAY, SAKURA) == tiktok_figures(project, DAY, SAKURA)
-    assert_nothing_half_written(project, DAY)
+    assert_only_the_other_account_delivered(project, DAY, ACME, SAKURA)
 
 
 @pytest.mark.parametrize(
@@ -436,20 +436,20 @@ def test_a_malformed_answer_fails_its_account_by_name_and_keeps_the_other(
     ],
     ids=["spend-of-wrong-type", "negative-count"],
 )
-def test_a_malformed_value_fails_the_day_naming_account_day_ad_and_field(
+def test_a_malformed_value_fails_the_account_day_naming_account_day_ad_and_field(
     project: Project, change: Change, field: str
 ) -> None:
     touched = on_report(project, change)
-    where, message = failure(run(project, DAY))
+    check = ended_failed_after_delivering(run(project, DAY))
     (ad_id,) = touched
-    assert where == "tiktok_ad_metrics"
+    message = str(check.description)
     assert f"TikTok advertiser {ACME}, day {DAY}, ad {ad_id}: field {field!r}" in message
     assert "kept as received" in message
     # The raw reports are whole, as TikTok sent them: the evidence to look at or report.
     raw = ImportStore(project.data_dir).read_raw_report(DAY, ACME)
     assert ad_id in {row["dimensions"]["ad_id"] for row in raw["report_rows"]}
     assert raw_figures(project, DAY, SAKURA) == tiktok_figures(project, DAY, SAKURA)
-    assert_nothing_half_written(project, DAY)
+    assert_only_the_other_account_delivered(project, DAY, ACME, SAKURA)
 
 
 def test_a_field_missing_from_the_row_and_from_ad_get_is_named(project: Project) -> None:
@@ -465,20 +465,19 @@ def test_a_field_missing_from_the_row_and_from_ad_get_is_named(project: Project)
 
     touched = on_report(project, drop_from_report)
     served = project.tiktok.rewrite_answers(AD_PATH, drop_from_ad_get, advertiser_id=ACME)
-    where, message = failure(run(project, DAY))
+    check = ended_failed_after_delivering(run(project, DAY))
     assert served.applied and touched
-    assert where == "tiktok_ad_metrics"
     assert (
         f"TikTok advertiser {ACME}, day {DAY}, ad {touched[0]}: field 'campaign_name': "
         "missing in the report row and in ad/get"
-    ) in message
-    assert_nothing_half_written(project, DAY)
+    ) in str(check.description)
+    assert_only_the_other_account_delivered(project, DAY, ACME, SAKURA)
 
 
 @pytest.mark.parametrize(
     "worker_processes", [False, True], ids=["in the run's process", "in worker processes"]
 )
-def test_in_a_range_a_bad_day_stops_the_run_and_the_other_days_stay_whole(
+def test_in_a_range_a_bad_account_day_is_left_out_and_every_other_one_delivered(
     project: Project, monkeypatch: pytest.MonkeyPatch, worker_processes: bool
 ) -> None:
     if worker_processes:  # as a long backfill does (normalize.py)
@@ -486,23 +485,26 @@ def test_in_a_range_a_bad_day_stops_the_run_and_the_other_days_stay_whole(
     days = [DAY + timedelta(days=offset) for offset in range(3)]
     bad_day = days[1]
     on_report(project, metric("spend", "twelve", day=bad_day))  # one report window holds all three days
-    where, message = failure(run(project, days[0], days[-1]))
-    assert where == "tiktok_ad_metrics" and f"{bad_day}: TikTok advertiser {ACME}, day {bad_day}" in message
+    check = ended_failed_after_delivering(run(project, days[0], days[-1]))
+    assert f"ad account {ACME}: {bad_day}. " in str(check.description)
+    assert f"TikTok advertiser {ACME}, day {bad_day}" in str(check.description)
     for day in days:
         for advertiser_id in (ACME, SAKURA):
             if (day, advertiser_id) != (bad_day, ACME):
                 assert raw_figures(project, day, advertiser_id) == tiktok_figures(project, day, advertiser_id)
-    assert_nothing_half_written(project, bad_day)
-    # The day before is a whole file (no materialization recorded: the step failed); the day after untouched.
-    store = ImportStore(project.data_dir)
-    assert len(store.read_ad_metrics(days[0])) == len(project.tiktok_truth(days[0]))
-    assert not store.metrics_path(days[2]).exists()
+                assert of_account(project.amplitude_sums(day), advertiser_id) == of_account(
+                    project.tiktok_truth(day), advertiser_id
+                )
+    assert of_account(project.amplitude_sums(bad_day), ACME) == {}
+    upload = ImportStore(project.data_dir).read_upload_results(bad_day)
+    assert upload["events_planned"] == len(of_account(project.tiktok_truth(bad_day), SAKURA))
 
     # Once TikTok answers properly again, the same range goes through and Amplitude equals TikTok.
     project.tiktok.answer_rewrites.clear()
     assert run(project, days[0], days[-1]).success
     for day in days:
         assert project.amplitude_sums(day) == project.tiktok_truth(day)
+    assert ImportStore(project.data_dir).account_day_failures(days) == {}
 
 
 def test_the_next_run_removes_temporary_files_that_killed_writes_left(project: Project) -> None:
@@ -547,31 +549,42 @@ def test_a_dash_for_a_metric_is_missing_and_left_out_of_the_event(project: Proje
     assert project.amplitude_sums(DAY) == project.tiktok_truth(DAY)
 
 
-def test_a_dash_for_spend_that_the_account_total_counts_blocks_the_upload(project: Project) -> None:
-    # "-" is missing, not zero: when TikTok's own account total has that spend, the day is incomplete.
+def test_a_dash_for_spend_that_the_account_total_counts_is_delivered_as_missing_and_warned(
+    project: Project,
+) -> None:
+    # "-" is missing, not zero: TikTok's own account total has that spend, so the day has a gap.
+    # Asking again in parts finds no ad the answer lacked: the rows are whole as TikTok wrote them.
     def dash(envelope: dict[str, Any], touched: list[str]) -> dict[str, Any]:
-        pick_row(envelope, touched, where=lambda row: row["metrics"]["spend"] != "0.00")["metrics"][
-            "spend"
-        ] = "-"
+        # One ad, wherever it appears (the window is asked again in parts: each answer dashes it).
+        if not touched:
+            pick_row(envelope, touched, where=lambda row: row["metrics"]["spend"] != "0.00")
+        for row in envelope["data"]["list"]:
+            if row["dimensions"] == {"ad_id": touched[0], "stat_time_day": f"{DAY} 00:00:00"}:
+                row["metrics"]["spend"] = "-"
         return envelope
 
     touched = on_report(project, dash)
     result = run(project, DAY)
-    assert not result.success and touched
+    assert result.success and len(touched) == 1
     (check,) = [
         record.asset_check_evaluation_data
         for record in result.all_events
         if record.event_type_value == "ASSET_CHECK_EVALUATION"
         and record.asset_check_evaluation_data.check_name == "rows_add_up_to_account_totals"
     ]
-    assert not check.passed
-    assert f"(ad account {ACME} on {DAY})" in str(check.description)
-    mismatches = check.metadata["mismatches"].value
-    assert [(mismatch["advertiser_id"], mismatch["stat_date"]) for mismatch in mismatches] == [
-        (ACME, DAY.isoformat())
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert f"ad account {ACME} on {DAY}: " in str(check.description) and "'-'" in str(check.description)
+    gaps = check.metadata["gaps"].value
+    dashed = project.catalogue.daily_metrics(touched[0], DAY)
+    assert dashed is not None
+    assert [(gap["advertiser_id"], gap["stat_date"], gap["unattributed_spend"]) for gap in gaps] == [
+        (ACME, DAY.isoformat(), dashed["spend"])
     ]
-    assert project.amplitude.requests_count() == 0
-    assert not ImportStore(project.data_dir).upload_results_path(DAY).exists()
+    (sent,) = [
+        e for e in project.amplitude.counted_events(API_KEY) if e["event_properties"]["ad_id"] == touched[0]
+    ]
+    assert "ad_metrics.cost" not in sent["event_properties"]
+    assert of_account(project.amplitude_sums(DAY), SAKURA) == of_account(project.tiktok_truth(DAY), SAKURA)
 
 
 def test_a_name_cut_mid_emoji_is_stored_exactly_and_sent_as_valid_text(project: Project) -> None:
@@ -599,19 +612,23 @@ def test_a_name_cut_mid_emoji_is_stored_exactly_and_sent_as_valid_text(project: 
 # ----- 3. bad configuration fails before any data moves
 
 
-def test_an_unknown_account_is_named_and_nothing_reaches_amplitude(
+def test_an_unknown_account_is_named_and_the_other_is_delivered(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     unknown = "7000000000000000099"
     monkeypatch.setenv("TIKTOK_ADVERTISER_IDS", f"{ACME},{unknown}")
-    where, message = failure(run(project, DAY))
-    assert where == "tiktok_raw_reports"
-    assert f"ad account {unknown}" in message and "40001" in message and "TIKTOK_ADVERTISER_IDS" in message
-    assert f"Not imported for this account: {DAY}" in message
+    check = ended_failed_after_delivering(run(project, DAY))
+    message = str(check.description)
+    assert (
+        f"ad account {unknown}: {DAY}" in message
+        and "40001" in message
+        and "TIKTOK_ADVERTISER_IDS" in message
+    )
+    assert message.count("40001") == 1, message
     assert unknown not in {
         entry["advertiser_id"] for entry in project.tiktok.request_log if entry["path"] == REPORT_PATH
     }
-    assert project.amplitude.requests_count() == 0
+    assert project.amplitude_sums(DAY) == of_account(project.tiktok_truth(DAY), ACME)
 
 
 def test_a_revoked_token_stops_at_the_first_call(project: Project) -> None:

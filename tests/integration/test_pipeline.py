@@ -13,10 +13,11 @@ import pytest
 from tiktok_amp_emulators.catalogue import DELETE
 
 from tiktok_amp_assets import normalize
+from tiktok_amp_assets.core.ad_metrics import imported_accounts
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE
 from tiktok_amp_assets.storage.import_store import ImportStore
 
-from ..conftest import API_KEY, TOKEN, Project
+from ..conftest import API_KEY, TOKEN, Project, ended_failed_after_delivering
 
 EVENT_PROPERTIES = {
     "ad_account_id", "ad_group_id", "ad_group_name", "ad_id", "ad_name", "ad_platform", "campaign_id",
@@ -170,21 +171,21 @@ def test_revised_figures_are_corrected_without_double_counting(project: Project)
     assert len(project.amplitude.counted_events(API_KEY)) == counted
 
 
-def test_one_failing_account_is_named_and_the_other_is_kept(
+def test_one_failing_account_is_named_and_the_other_is_delivered(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     allowed, refused = project.advertiser_ids
     project.tiktok.access_tokens[TOKEN] = {allowed}
     day = day_with_deleted_spend(project)
-    result = project.materialize(day, raise_on_error=False)
-    assert not result.success
-    failure = next(event for event in result.all_events if event.is_step_failure)
-    message = failure.step_failure_data.error.message
-    assert refused in message and "40001" in message and allowed not in message.split("failed")[0]
+    check = ended_failed_after_delivering(project.materialize(day, raise_on_error=False))
+    message = str(check.description)
+    assert f"ad account {refused}: {day}" in message and "40001" in message and allowed not in message
     store = ImportStore(project.data_dir)
     assert store.read_raw_report(day, allowed)["report_rows"]
     assert not store.raw_report_path(day, refused).exists()
-    assert project.amplitude.counted_events(API_KEY) == []
+    assert project.amplitude_sums(day) == {
+        key: value for key, value in project.tiktok_truth(day).items() if key[0] == allowed
+    }
 
 
 def test_no_secret_is_written_anywhere(project: Project, capfd: pytest.CaptureFixture[str]) -> None:
@@ -203,3 +204,30 @@ def test_no_secret_is_written_anywhere(project: Project, capfd: pytest.CaptureFi
         for run in project.instance.get_runs():
             for record in project.instance.all_logs(run.run_id):
                 assert secret not in json.dumps(record.user_message)
+
+
+def test_an_account_day_not_imported_is_never_taken_for_ads_removed(project: Project) -> None:
+    """The restatement planner corrects to zero an ad-day TikTok no longer reports. An account whose
+    day could not be imported is absent from the day's rows too, yet its ads were not removed: what
+    Amplitude counted for it must stand."""
+    allowed, refused = project.advertiser_ids
+    day = day_with_deleted_spend(project)
+    assert project.materialize(day).success
+    counted_before = project.amplitude.counted_events(API_KEY)
+    assert {key[0] for key in project.amplitude_sums(day)} == {allowed, refused}
+
+    project.tiktok.refuse_account(refused, code=40001)  # access revoked before the next run
+    ended_failed_after_delivering(project.materialize(day, raise_on_error=False))
+
+    store = ImportStore(project.data_dir)
+    assert imported_accounts(store.read_ad_metrics(day)) == {allowed}
+    results = store.read_upload_results(day)
+    assert results["events_planned"] == results["events_corrections"] == 0 and results["events"] == []
+    assert project.amplitude.counted_events(API_KEY) == counted_before
+    assert project.amplitude_sums(day) == project.tiktok_truth(day)
+
+    # Readable again: the account's day is imported again and nothing is sent (Amplitude had it).
+    project.tiktok.readable_again(refused)
+    assert project.materialize(day).success
+    assert project.amplitude.counted_events(API_KEY) == counted_before
+    assert store.account_day_failures([day]) == {}

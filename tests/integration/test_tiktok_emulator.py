@@ -781,3 +781,53 @@ def test_the_emulators_read_the_apis_on_their_own() -> None:
             elif isinstance(node, ast.ImportFrom):
                 imported.append(node.module or "")
         assert not [name for name in imported if name.startswith("tiktok_amp_assets")], module
+
+
+# ----- knobs for accounts that misbehave as real ones do
+
+
+def test_a_refused_account_gets_40001_or_40002_on_the_endpoints_chosen(catalogue: Catalogue) -> None:
+    with TikTokEmulator(catalogue) as server:
+        server.refuse_account(SAKURA, code=40001, endpoints=["report"])
+        refused = get(server, REPORT_PATH, report_params(SAKURA, START, START))
+        assert refused["code"] == 40001
+        assert refused["message"] == "advertiser does not grant you /report/integrated/get/:GET permission"
+        assert get(server, REPORT_PATH, report_params(ACME, START, START))["code"] == 0
+        assert get(server, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME, SAKURA]})["code"] == 0
+
+        server.refuse_account(SAKURA, code=40002, endpoints=["advertiser_info"])
+        # One refused id refuses the whole request, naming it.
+        both = get(server, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME, SAKURA]})
+        assert both["code"] == 40002 and both["message"] == f"Invalid advertiser_ids: ['{SAKURA}']"
+        assert get(server, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME]})["code"] == 0
+        assert get(server, REPORT_PATH, report_params(SAKURA, START, START))["code"] == 0
+
+        server.readable_again(SAKURA)
+        assert get(server, ADVERTISER_INFO_PATH, {"advertiser_ids": [ACME, SAKURA]})["code"] == 0
+
+
+def test_unattributed_spend_is_in_the_account_totals_and_in_no_ad_row(catalogue: Catalogue) -> None:
+    day = START + timedelta(days=20)
+    with TikTokEmulator(catalogue) as server:
+        ad_rows = all_rows(server, report_params(ACME, day, day, filtering=AD_STATUS_ALL_FILTER))
+        (before,) = all_rows(server, account_params(ACME, day, day))
+        server.add_unattributed_spend(ACME, day, "12.34")
+        (after,) = all_rows(server, account_params(ACME, day, day))
+        assert all_rows(server, report_params(ACME, day, day, filtering=AD_STATUS_ALL_FILTER)) == ad_rows
+    assert Decimal(after["metrics"]["spend"]) - Decimal(before["metrics"]["spend"]) == Decimal("12.34")
+    assert after["metrics"]["impressions"] == before["metrics"]["impressions"]
+    assert sum(Decimal(row["metrics"]["spend"]) for row in ad_rows) == Decimal(before["metrics"]["spend"])
+
+
+def test_a_settling_day_reads_a_little_more_spend_each_time_then_stays() -> None:
+    day = START + timedelta(days=21)
+    with TikTokEmulator(generate_catalogue()) as server:
+        server.settle_day(ACME, day, step="0.25", reads=2)
+        spends = [
+            Decimal(all_rows(server, account_params(ACME, day, day))[0]["metrics"]["spend"]) for _ in range(4)
+        ]
+    assert [spends[1] - spends[0], spends[2] - spends[1], spends[3] - spends[2]] == [
+        Decimal("0.25"),
+        Decimal(0),
+        Decimal(0),
+    ]

@@ -374,3 +374,81 @@ def test_parts_hold_at_most_100_ids() -> None:
         max(len(ids) for _, ids in plan_parts(items(*[(f"{n:04d}", "2", "3") for n in range(250)]), 200))
         == 100
     )
+
+
+# ----- accounts TikTok refuses, and rows that do not add up to the account totals
+
+
+@pytest.mark.parametrize("code", [40001, 40002])
+def test_an_account_refused_on_advertiser_info_is_asked_alone_and_the_others_read(
+    serve: Callable[..., TikTokEmulator], code: int
+) -> None:
+    server = serve()
+    server.refuse_account(BIG, code=code, endpoints=["advertiser_info"])
+    infos, refused = extraction(server).account_facts([BIG, OTHER])
+    assert list(infos) == [OTHER] and list(refused) == [BIG]
+    assert refused[BIG].code == code and refused[BIG].accounts == (BIG,)
+    # The request for both was refused whole, then each account was asked alone.
+    asked = [json.loads(e["params"]["advertiser_ids"]) for e in server.request_log]
+    assert asked == [[BIG, OTHER], [BIG], [OTHER]]
+
+
+def test_every_account_refused_alike_is_one_error_for_all(serve: Callable[..., TikTokEmulator]) -> None:
+    server = serve()
+    for advertiser_id in (BIG, OTHER):
+        server.refuse_account(advertiser_id, code=40001, endpoints=["advertiser_info"])
+    with pytest.raises(TikTokApiError) as raised:
+        extraction(server).account_facts([BIG, OTHER])
+    assert raised.value.accounts == (BIG, OTHER) and raised.value.code == 40001
+    assert "advertiser does not grant you /advertiser/info/:GET permission" in str(raised.value)
+
+
+def test_spend_no_ad_row_holds_is_delivered_and_its_day_marked_unattributed(
+    serve: Callable[..., TikTokEmulator], catalogue: Catalogue
+) -> None:
+    server = serve()
+    gap_day = FIRST + timedelta(days=2)
+    server.add_unattributed_spend(OTHER, gap_day, "12.34")
+    run = extraction(server)
+    (window,) = run.windows(OTHER, FIRST, FIRST + timedelta(days=4))
+    assert fetched([window]) == truth(catalogue, OTHER, FIRST, 5)
+    assert window.gaps == {gap_day.isoformat(): "unattributed"} and window.refused == {}
+    assert window.raw_day(gap_day, {}, "now")["totals_gap"] == "unattributed"
+    assert "totals_gap" not in window.raw_day(FIRST, {}, "now")
+    # Asked again in parts (no ad the first answer lacked), and the totals read a second time.
+    figures = run.figures()
+    assert figures["run_tiktok_windows_in_parts"] == 1 and figures["run_tiktok_totals_read_again"] == 1
+    assert run._cut_at is None
+
+
+def test_a_day_still_settling_is_read_again_once_then_delivered(
+    serve: Callable[..., TikTokEmulator], catalogue: Catalogue
+) -> None:
+    server = serve()
+    last = FIRST + timedelta(days=4)
+    server.settle_day(OTHER, last, step="0.50", reads=10)
+    run = extraction(server)
+    (window,) = run.windows(OTHER, FIRST, last)
+    assert window.gaps == {last.isoformat(): "settling"} and window.refused == {}
+    assert fetched([window]).keys() == truth(catalogue, OTHER, FIRST, 5).keys()
+    # Totals, then rows read later (more spend: nothing looks cut), then the totals again: three reads.
+    assert server.settling_days[(OTHER, last)].done == 3
+    assert run.figures()["run_tiktok_totals_read_again"] == 1
+
+
+def test_a_cut_answer_that_parts_cannot_make_whole_refuses_only_its_short_days(
+    serve: Callable[..., TikTokEmulator], catalogue: Catalogue
+) -> None:
+    server = serve(max_ads_per_query=25)
+    short_day = FIRST + timedelta(days=1)
+    server.add_unattributed_spend(BIG, short_day, "5.00")
+    (window,) = extraction(server).windows(BIG, FIRST, FIRST + timedelta(days=3))
+    assert list(window.refused) == [short_day.isoformat()] and window.gaps == {}
+    assert "cut" in window.refused[short_day.isoformat()]
+    # The other days are whole, as TikTok reports them.
+    expected = {
+        key: value for key, value in truth(catalogue, BIG, FIRST, 4).items() if key[1] != str(short_day)
+    }
+    assert {key: value for key, value in fetched([window]).items() if key[1] != str(short_day)} == expected
+    days = list(extraction(server).account_days(BIG, {}, [FIRST, short_day]))
+    assert isinstance(days[0][1], dict) and isinstance(days[1][1], TikTokApiError)

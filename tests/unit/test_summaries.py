@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import pyarrow as pa
 
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA, AdDayMetrics
-from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.core.metric_values import MetricTotals
+from tiktok_amp_assets.core.reconciliation import TotalsGap
+from tiktok_amp_assets.core.summaries import (
+    ad_metrics_figures,
+    top_campaigns_markdown,
+    unattributed_spend_figures,
+)
 
 from .test_events import make_row
 
@@ -65,3 +72,26 @@ def test_top_campaigns_keep_the_most_costly_ties_by_name_and_count_unreported_as
         ["B tie", "11.00", "1000", "12", "3 |"],  # ties in cost: by campaign name
         ["C11", "11.00", "0", "11", "3 |"],
     ]
+
+
+def test_unattributed_spend_is_summed_per_currency() -> None:
+    day = date(2025, 3, 1)
+
+    def gap(account: str, totals: str, rows: str, currency: str) -> TotalsGap:
+        return TotalsGap(
+            account,
+            day,
+            MetricTotals(Decimal(totals), 10, 1, 0),
+            MetricTotals(Decimal(rows), 10, 1, 0),
+            "unattributed",
+            currency,
+        )
+
+    figures = unattributed_spend_figures(
+        [
+            gap("1", "112.34", "100.00", "USD"),
+            gap("2", "5.00", "4.50", "USD"),
+            gap("3", "1500", "1000", "JPY"),
+        ]
+    )
+    assert figures == {"unattributed_spend_JPY": 500.0, "unattributed_spend_USD": 12.84}

@@ -14,6 +14,7 @@ import dagster as dg
 
 from tiktok_amp_assets.assets.ad_metrics import build_ad_metrics
 from tiktok_amp_assets.assets.names import (
+    ACCOUNTS_CHECK,
     DELIVERY_CHECK,
     GROUP,
     METRICS_IO_MANAGER,
@@ -27,6 +28,7 @@ from tiktok_amp_assets.partitions import daily_partitions
 from tiktok_amp_assets.settings import ProjectSettings
 
 __all__ = [
+    "ACCOUNTS_CHECK",
     "DELIVERY_CHECK",
     "GROUP",
     "METRICS_IO_MANAGER",

@@ -1,23 +1,36 @@
-"""``tiktok_ad_metrics``: the typed metrics table, one Parquet file per day, and the blocking check
-that its rows add up to TikTok's own account totals (a partial import is never uploaded).
-Downstream assets receive it as a pandas DataFrame of their partitions' days (``io_managers.py``)."""
+"""``tiktok_ad_metrics``: the typed metrics table, one Parquet file per day, and the check that its
+rows add up to TikTok's own account totals: a gap (spend no ad row holds, a day still settling) is
+recorded per account-day and warned about, never holding the rows back (the extraction refuses the
+account-days whose rows are not known whole). An account whose rows cannot be normalized is
+recorded as failed for that day; the others go on. Downstream assets receive the table as a pandas
+DataFrame of their partitions' days (``io_managers.py``)."""
 
 # No `from __future__ import annotations` here: Dagster reads the `context` annotation of an asset
 # function when it is defined, and a postponed (string) annotation is refused.
 
+from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
 
 import dagster as dg
 import pyarrow as pa
 from upath import UPath
 
 from tiktok_amp_assets.assets.names import GROUP, METRICS_ASSET, METRICS_IO_MANAGER, RECONCILIATION_CHECK
+from tiktok_amp_assets.assets.reruns import retry_all_steps_if_the_run_fails
 from tiktok_amp_assets.assets.wiring import configured, require_variables
+from tiktok_amp_assets.clients.tiktok_extraction import SETTLING, UNATTRIBUTED
+from tiktok_amp_assets.core.account_failures import AccountDayFailure
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
-from tiktok_amp_assets.core.reconciliation import Mismatch
-from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
+from tiktok_amp_assets.core.metric_values import MetricTotals
+from tiktok_amp_assets.core.reconciliation import TotalsGap
+from tiktok_amp_assets.core.summaries import (
+    ad_metrics_figures,
+    top_campaigns_markdown,
+    unattributed_spend_figures,
+)
 from tiktok_amp_assets.garbage_collection import collecting_less_often
-from tiktok_amp_assets.normalize import NormalizationError, normalize_days
+from tiktok_amp_assets.normalize import NormalizationError, NormalizedDay, normalize_days
 from tiktok_amp_assets.partitions import partition_days
 from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -46,10 +59,10 @@ def build_ad_metrics(
             dg.AssetCheckSpec(
                 RECONCILIATION_CHECK,
                 asset=METRICS_ASSET,
-                blocking=True,
                 description=(
-                    "Per ad account and day, the ad rows add up to TikTok's account-level totals. Blocking: "
-                    "a partial import is never uploaded."
+                    "Per ad account and day, the ad rows add up to TikTok's account-level totals. A gap (spend "
+                    "in the totals that no ad row holds, such as GMV Max campaigns; a day still settling) is "
+                    "delivered and warned about, with the amounts in each day's metadata."
                 ),
             )
         ],
@@ -67,7 +80,12 @@ def materialize_ad_metrics(
 ) -> dg.MaterializeResult:
     require_variables()
     advertiser_ids = configured(tiktok.advertiser_id_list)
-    mismatches: list[Mismatch] = []
+    days = partition_days(context)
+    failed: dict[date, set[str]] = defaultdict(set)
+    for day, advertiser_id in store.account_day_failures(days):
+        failed[day].add(advertiser_id)
+    gaps: list[TotalsGap] = []
+    new_failures = False
     # Days arrive normalized in order (normalize.py: in worker processes for long ranges). Each day's
     # Parquet file is written while the next day is received; at most one write is in flight, and a
     # failed write fails the step. Leaving the block waits for it, also when a later day fails:
@@ -78,16 +96,29 @@ def materialize_ad_metrics(
     ):
         writing: Future[UPath] | None = None
         try:
-            for normalized in normalize_days(str(store.base_dir), advertiser_ids, partition_days(context)):
-                mismatches.extend(normalized.mismatches)
+            for normalized in normalize_days(
+                str(store.base_dir),
+                advertiser_ids,
+                days,
+                {day: frozenset(accounts) for day, accounts in failed.items()},
+            ):
+                gaps.extend(normalized.gaps)
+                new_failures |= _record_failures(context, store, normalized)
                 if writing is not None:
                     writing.result()
                 writing = writer.submit(store.write_ad_metrics, normalized.day, normalized.table)
                 context.add_asset_metadata(
                     {
                         **ad_metrics_figures(normalized.table),
+                        **_gap_figures(normalized.gaps),
                         "dagster/row_count": normalized.table.num_rows,
                         "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(normalized.table)),
+                        "failed_accounts": dg.MetadataValue.json(
+                            {
+                                **dict.fromkeys(normalized.withheld, "not fetched (see tiktok_raw_reports)"),
+                                **normalized.failures,
+                            }
+                        ),
                         "path": dg.MetadataValue.path(str(store.metrics_path(normalized.day))),
                     },
                     partition_key=normalized.day.isoformat(),
@@ -96,7 +127,41 @@ def materialize_ad_metrics(
             raise dg.Failure(description=str(error)) from None
         if writing is not None:
             writing.result()
-    return dg.MaterializeResult(check_results=[_reconciliation_check(mismatches)])
+    if new_failures:
+        retry_all_steps_if_the_run_fails(context)
+    return dg.MaterializeResult(check_results=[_reconciliation_check(gaps)])
+
+
+def _record_failures(
+    context: dg.AssetExecutionContext, store: ImportStore, normalized: NormalizedDay
+) -> bool:
+    """Record the accounts whose rows of the day could not be normalized; whether there were any."""
+    for advertiser_id, problem in normalized.failures.items():
+        context.log.error(f"ad account {advertiser_id}, {normalized.day} not imported: {problem}")
+        failure = AccountDayFailure(
+            advertiser_id=advertiser_id,
+            stat_date=normalized.day,
+            step=METRICS_ASSET,
+            endpoint=None,
+            code=None,
+            message=problem,
+            what_to_do="run the partition again later (its report is fetched again); if TikTok keeps sending "
+            "this, report it to TikTok, or to the maintainers of tiktok-amp-assets if the value looks valid",
+            run_id=context.run.run_id,
+        )
+        store.record_account_day_failure(normalized.day, advertiser_id, failure.as_record())
+    return bool(normalized.failures)
+
+
+def _gap_figures(gaps: list[TotalsGap]) -> dict[str, object]:
+    """A day's gaps between ad rows and account totals: spend per currency (plotted) and each
+    account-day's gaps in every metric."""
+    if not gaps:
+        return {}
+    return {
+        **unattributed_spend_figures(gaps),
+        "totals_gaps": dg.MetadataValue.json([gap.as_record() for gap in gaps]),
+    }
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -114,19 +179,48 @@ def column_schema(schema: pa.Schema) -> dg.TableSchema:
     )
 
 
-def _reconciliation_check(mismatches: list[Mismatch]) -> dg.AssetCheckResult:
+def _reconciliation_check(gaps: list[TotalsGap]) -> dg.AssetCheckResult:
+    description = None
+    if gaps:
+        listed = "; ".join(
+            f"ad account {gap.advertiser_id} on {gap.stat_date}: {_gap_text(gap)}" for gap in gaps[:5]
+        )
+        description = (
+            f"{len(gaps)} account-days do not add up to TikTok's account totals; their ad rows are delivered as "
+            f"TikTok reports them ({listed}{'; ...' if len(gaps) > 5 else ''}). Spend outside the ad rows "
+            "(GMV Max and other shop campaigns, reported apart by TikTok) is not in Amplitude: import it "
+            "separately if you need it. A metric TikTok reports as '-' counts as missing, not zero, and "
+            "shows here too. A settling day is corrected by the next runs' lookback. Each day's metadata "
+            "(totals_gaps, unattributed_spend_<currency>) holds the amounts."
+        )
     return dg.AssetCheckResult(
         check_name=RECONCILIATION_CHECK,
-        passed=not mismatches,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(
-            f"{len(mismatches)} account-days do not add up to TikTok's account totals ("
-            + ", ".join(f"ad account {m.advertiser_id} on {m.stat_date}" for m in mismatches[:5])
-            + (", ..." if len(mismatches) > 5 else "")
-            + "): re-materialize tiktok_raw_reports for those days; if it persists, the report is "
-            "incomplete at TikTok (a metric reported as '-' is counted as missing, not as zero)."
-            if mismatches
-            else None
-        ),
-        metadata={"mismatches": dg.MetadataValue.json([m.as_record() for m in mismatches[:50]])},
+        passed=not gaps,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={"gaps": dg.MetadataValue.json([gap.as_record() for gap in gaps[:50]])},
     )
+
+
+_GAP_MEANING = {
+    SETTLING: "(still settling: TikTok's totals moved between two reads)",
+    UNATTRIBUTED: "in the account totals that no ad row holds",
+}
+
+
+def _gap_text(gap: TotalsGap) -> str:
+    missing = gap.not_in_ad_rows
+    if gap.kind == UNATTRIBUTED and missing.cost < 0:
+        return f"{_amount(MetricTotals.zero() - missing, gap.currency)} more in the ad rows than in the account totals"
+    return f"{_amount(missing, gap.currency)} {_GAP_MEANING.get(gap.kind, gap.kind)}"
+
+
+def _amount(missing: MetricTotals, currency: str | None) -> str:
+    spend = f"{missing.cost} {currency or ''}".strip() + " spend"
+    others = [
+        f"{value} {name}"
+        for name, value in (("impressions", missing.impressions), ("clicks", missing.clicks),
+                            ("conversions", missing.conversions))
+        if value
+    ]  # fmt: skip
+    return ", ".join([spend, *others])

@@ -10,5 +10,6 @@ UPLOAD_ASSET = "amplitude_upload_results"
 TIMEZONE_CHECK = "account_timezone_matches_partitions"
 RECONCILIATION_CHECK = "rows_add_up_to_account_totals"
 DELIVERY_CHECK = "amplitude_counts_equal_tiktok"
+ACCOUNTS_CHECK = "every_account_day_imported"
 # Loads tiktok_ad_metrics as a pandas DataFrame into downstream assets (io_managers.py).
 METRICS_IO_MANAGER = "tiktok_ad_metrics_io_manager"

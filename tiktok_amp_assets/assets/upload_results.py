@@ -5,17 +5,25 @@ materialization: nothing it built is in Amplitude."""
 # No `from __future__ import annotations` here: Dagster reads the `context` annotation of an asset
 # function when it is defined, and a postponed (string) annotation is refused.
 
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
-from tiktok_amp_assets.assets.names import AMPLITUDE_POOL, DELIVERY_CHECK, GROUP, UPLOAD_ASSET
+from tiktok_amp_assets.assets.names import ACCOUNTS_CHECK, AMPLITUDE_POOL, DELIVERY_CHECK, GROUP, UPLOAD_ASSET
+from tiktok_amp_assets.assets.reruns import retry_all_steps_if_the_run_fails
 from tiktok_amp_assets.assets.wiring import configured, require_variables
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError
+from tiktok_amp_assets.core.account_failures import (
+    AccountDayFailure,
+    failures_by_account,
+    failures_summary,
+    reimport_command,
+)
 from tiktok_amp_assets.core.reconciliation import Mismatch
 from tiktok_amp_assets.partitions import partition_days
-from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource
+from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.storage.import_store import MissingPartitionError
 from tiktok_amp_assets.upload import DayUploader, FinishedDay
 
@@ -50,19 +58,38 @@ def build_upload_results(
                     "Per ad-day, what Amplitude acknowledged adds up to TikTok's current figures: nothing lost, "
                     "nothing counted twice (with restatement_policy freeze: every ad-day counted once)."
                 ),
-            )
+            ),
+            dg.AssetCheckSpec(
+                ACCOUNTS_CHECK,
+                asset=UPLOAD_ASSET,
+                # Blocking: the run ends failed once the other accounts are delivered, so that run
+                # retries (all steps: assets/reruns.py) fetch the missing account-days again.
+                blocking=True,
+                description=(
+                    "Every ad account's every day of the run was imported: lists the account-days that could "
+                    "not be (account, days, TikTok's code and message, what to do, the command that imports "
+                    "them again); every other account-day is delivered all the same. Per day, the metadata's "
+                    "accounts_not_imported names them."
+                ),
+            ),
         ],
     )
     def amplitude_upload_results(
-        context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
+        context: dg.AssetExecutionContext,
+        amplitude: AmplitudeResource,
+        tiktok: TikTokResource,
+        import_store: ImportStoreResource,
     ) -> Iterator[dg.MaterializeResult]:
-        yield from upload_to_amplitude(context, amplitude, import_store)
+        yield from upload_to_amplitude(context, amplitude, tiktok, import_store)
 
     return amplitude_upload_results
 
 
 def upload_to_amplitude(
-    context: dg.AssetExecutionContext, amplitude: AmplitudeResource, import_store: ImportStoreResource
+    context: dg.AssetExecutionContext,
+    amplitude: AmplitudeResource,
+    tiktok: TikTokResource,
+    import_store: ImportStoreResource,
 ) -> Iterator[dg.MaterializeResult]:
     if dg.AssetKey(UPLOAD_ASSET) not in context.selected_asset_keys:
         # (Subsetting is on only so that a dry run can skip the materialization.)
@@ -72,6 +99,15 @@ def upload_to_amplitude(
         )
     require_variables()
     days = partition_days(context)
+    advertiser_ids = configured(tiktok.advertiser_id_list)
+    failures = [
+        AccountDayFailure.from_record(record)
+        for (_, advertiser_id), record in sorted(import_store.store().account_day_failures(days).items())
+        if advertiser_id in advertiser_ids
+    ]
+    not_imported: dict[str, list[str]] = defaultdict(list)
+    for failure in failures:
+        not_imported[failure.stat_date.isoformat()].append(failure.advertiser_id)
     client = (
         None
         if amplitude.dry_run
@@ -87,7 +123,7 @@ def upload_to_amplitude(
             rejected_total += finished.results["events_rejected"]
             parked_total += finished.results["events_parked"]
             undelivered.extend(finished.undelivered)
-            _record_day(context, finished, dry_run=client is None)
+            _record_day(context, finished, not_imported, dry_run=client is None)
     except (AmplitudeApiError, MissingPartitionError) as error:
         raise dg.Failure(description=str(error)) from None
     finally:
@@ -103,17 +139,31 @@ def upload_to_amplitude(
         )
     if client is None:
         return  # a dry run: nothing is in Amplitude that was not before, so nothing is materialized
-    yield dg.MaterializeResult(check_results=[_delivery_check(undelivered, parked_total)])
+    if failures:
+        retry_all_steps_if_the_run_fails(context)
+    yield dg.MaterializeResult(
+        check_results=[
+            _delivery_check(undelivered, parked_total),
+            _accounts_check(failures, len(advertiser_ids)),
+        ]
+    )
 
 
-def _record_day(context: dg.AssetExecutionContext, finished: FinishedDay, *, dry_run: bool) -> None:
+def _record_day(
+    context: dg.AssetExecutionContext,
+    finished: FinishedDay,
+    not_imported: dict[str, list[str]],
+    *,
+    dry_run: bool,
+) -> None:
     changes = finished.report.changes_markdown()
+    partition = finished.report.day.isoformat()
     metadata: dict[str, Any] = {
         **finished.report.figures(),
         **({"changes": dg.MetadataValue.md(changes)} if changes else {}),
+        "accounts_not_imported": dg.MetadataValue.json(sorted(not_imported.get(partition, []))),
         "path": dg.MetadataValue.path(finished.path),
     }
-    partition = finished.report.day.isoformat()
     if dry_run:
         context.log_event(
             dg.AssetObservation(
@@ -142,4 +192,23 @@ def _delivery_check(undelivered: list[Mismatch], parked: int) -> dg.AssetCheckRe
         severity=dg.AssetCheckSeverity.ERROR,
         description=description,
         metadata={"differences": dg.MetadataValue.json([m.as_record() for m in undelivered[:50]])},
+    )
+
+
+def _accounts_check(failures: list[AccountDayFailure], accounts: int) -> dg.AssetCheckResult:
+    """One result for the run (a check result carries no partition in Dagster 1.13): every failed
+    account-day, grouped by cause; each day's own list is in its metadata (accounts_not_imported)."""
+    return dg.AssetCheckResult(
+        check_name=ACCOUNTS_CHECK,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=failures_summary(failures, accounts) if failures else None,
+        metadata={
+            "failed_account_days": dg.MetadataValue.json(failures_by_account(failures)),
+            **(
+                {"reimport_command": dg.MetadataValue.text(reimport_command(f.stat_date for f in failures))}
+                if failures
+                else {}
+            ),
+        },
     )

@@ -24,10 +24,22 @@ of days and TikTok's answers happens here:
    split by its ad groups, an ad group too big by its ad ids. The parts are combined and checked
    against the totals again; once a window of an account needed parts, its later windows are asked
    in parts straight away.
-6. **Placing rows.** Each row goes to its day; a row without a usable day or ad id fails the account
+6. **Rows that do not add up.** Days whose ad rows still differ from the account totals are read
+   again once (the totals, moments later) and then judged, per account-day:
+
+   - *cut*: the parts found ads the first answer lacked and the day still falls short: the rows are
+     not known to be whole, so that account-day is refused (yielded as an error, the account's
+     other days go on);
+   - *settling*: TikTok's totals moved between the two reads (the latest day, still being
+     processed): the rows are delivered, the gap recorded; the next runs' lookback corrects it;
+   - *unattributed*: stable totals that hold spend no ad row holds (GMV Max and other shop
+     campaigns are reported apart from auction ads: singer-io/tap-tiktok-ads issue 32), and asking
+     again in parts showed no ad the first answer lacked: the rows are whole, delivered, and the gap
+     recorded (``TOTALS_GAP_KEY`` in the raw day; ``core/reconciliation.py`` sums it).
+7. **Placing rows.** Each row goes to its day; a row without a usable day or ad id fails the account
    naming the field and the days. These are the only checks of rows here: the client validates an
    answer's envelope, ``core/ad_metrics.py`` validates each row's content.
-7. **Ad metadata** (``ad/get``) of the window's ads, each ad fetched once per run. Smart+ ads keep
+8. **Ad metadata** (``ad/get``) of the window's ads, each ad fetched once per run. Smart+ ads keep
    their landing pages on an endpoint of their own: ``ad/get`` names a Smart+ ad's creative with its
    ``smart_plus_ad_id`` and no landing page (airbytehq/airbyte PR 81448; Fivetran's dbt_tiktok_ads
    takes Smart+ ads' URLs from ``/smart_plus/ad/get/`` only), so those Smart+ ads are read from
@@ -50,12 +62,19 @@ from typing import Any
 
 from tiktok_amp_assets.clients.tiktok import QueryTooLargeError, TikTokApiError, TikTokClient
 from tiktok_amp_assets.core import tiktok_contract as api
+from tiktok_amp_assets.core.account_failures import without_request_id
 from tiktok_amp_assets.core.report_windows import report_windows
 
 log = logging.getLogger(__name__)
 
 # Where a raw day keeps TikTok's account total of the day (None: no delivery), for reconciliation.
 ACCOUNT_TOTALS_KEY = "account_totals"
+# Where a raw day says why its ad rows do not add up to the totals (absent when they do): one of
+# TOTALS_GAP_KINDS, judged by the extraction (module docstring, point 6).
+TOTALS_GAP_KEY = "totals_gap"
+SETTLING = "settling"
+UNATTRIBUTED = "unattributed"
+TOTALS_GAP_KINDS = (SETTLING, UNATTRIBUTED)
 
 Rows = list[dict[str, Any]]
 WindowKey = tuple[str, date, date]  # (advertiser_id, first day, last day), for messages
@@ -69,6 +88,7 @@ class ExtractionFigures:
     narrowed_queries: int = 0  # queries TikTok found too large (40067), asked again in halves
     windows_in_parts: int = 0  # windows whose answer looked cut, asked again in parts
     part_queries: int = 0  # report queries of those parts
+    totals_read_again: int = 0  # windows whose rows did not add up, their totals read a second time
 
 
 @dataclass
@@ -93,6 +113,8 @@ class Window:
     rows_by_day: dict[str, Rows]
     totals_by_day: dict[str, dict[str, Any]]
     ads_by_id: dict[str, dict[str, Any]]
+    gaps: dict[str, str] = field(default_factory=dict)  # day -> TOTALS_GAP_KINDS: delivered, with a gap
+    refused: dict[str, str] = field(default_factory=dict)  # day -> why its rows are not known whole
 
     def days(self) -> list[date]:
         return [self.start + timedelta(days=offset) for offset in range((self.end - self.start).days + 1)]
@@ -107,6 +129,7 @@ class Window:
             "fetched_at": fetched_at,
             "advertiser_info": advertiser_info,
             ACCOUNT_TOTALS_KEY: self.totals_by_day.get(day.isoformat()),
+            **({TOTALS_GAP_KEY: self.gaps[day.isoformat()]} if day.isoformat() in self.gaps else {}),
             "report_rows": rows,
             "ads": [self.ads_by_id[ad_id] for ad_id in ad_ids if ad_id in self.ads_by_id],
         }
@@ -135,37 +158,55 @@ class TikTokExtraction:
             "run_tiktok_narrowed_queries": self.stats.narrowed_queries,
             "run_tiktok_windows_in_parts": self.stats.windows_in_parts,
             "run_tiktok_part_queries": self.stats.part_queries,
+            "run_tiktok_totals_read_again": self.stats.totals_read_again,
         }
 
     # -- accounts -------------------------------------------------------------------------------
 
-    def account_facts(self, advertiser_ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-        """Each account's ``advertiser/info`` item, and the accounts whose facts TikTok refused.
+    def account_facts(
+        self, advertiser_ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, TikTokApiError]]:
+        """Each account's ``advertiser/info`` item, and the error of each account TikTok refused.
 
-        One request serves up to 100 accounts; when TikTok refuses it, each account is asked on its
-        own so that one account without permission does not stop the others.
+        One request serves up to 100 accounts; when TikTok refuses it (40001, or 40002 naming one
+        id, refuse the whole request), each account is asked on its own so that one account the
+        token cannot read does not stop the others. Raises :class:`TikTokApiError` when the refusal
+        is about the app or its token (``APP_OR_TOKEN_CODES``), or when every account is refused
+        alike: then it is no account's own problem, and one message says it once.
         """
         try:
             items = self._client.advertiser_info(advertiser_ids)
             return {str(item["advertiser_id"]): item for item in items}, {}
         except TikTokApiError as error:
-            # Only a refusal about some accounts is worth asking account by account; a revoked token
-            # or an exhausted retry budget would fail the same way for each of them.
-            if len(advertiser_ids) == 1 or error.code not in (api.NO_PERMISSION, None):
-                return {}, dict.fromkeys(advertiser_ids, str(error))
+            # A revoked token or an exhausted retry budget fails the same way for each account.
+            if error.code in api.APP_OR_TOKEN_CODES or (
+                error.code not in (api.NO_PERMISSION, api.PARAMETER_ERROR, None)
+            ):
+                raise
+            if len(advertiser_ids) == 1:
+                return {}, {advertiser_ids[0]: error}
         infos: dict[str, dict[str, Any]] = {}
-        failures: dict[str, str] = {}
+        failures: dict[str, TikTokApiError] = {}
         for advertiser_id in advertiser_ids:
             try:
                 infos[advertiser_id] = self._client.advertiser_info([advertiser_id])[0]
             except TikTokApiError as error:
-                failures[advertiser_id] = str(error)
+                if error.code in api.APP_OR_TOKEN_CODES:
+                    raise
+                failures[advertiser_id] = error
+        if not infos and len({_cause(error) for error in failures.values()}) == 1:
+            first = next(iter(failures.values()))
+            raise TikTokApiError(
+                accounts=advertiser_ids, endpoint=first.endpoint, code=first.code, detail=first.detail,
+                hint=first.hint,
+            )  # fmt: skip
         return infos, failures
 
     def account_days(
         self, advertiser_id: str, advertiser_info: dict[str, Any], days: Sequence[date]
-    ) -> Iterator[tuple[date, dict[str, Any]]]:
-        """Each of ``days`` (in order) with what the raw asset stores for it, window by window.
+    ) -> Iterator[tuple[date, dict[str, Any] | TikTokApiError]]:
+        """Each of ``days`` (in order) with what the raw asset stores for it, window by window, or
+        the error that refused that one day (a cut answer that parts could not make whole).
 
         Raises :class:`TikTokApiError` naming the account when TikTok refuses or keeps failing; the
         days yielded before are whole.
@@ -174,7 +215,22 @@ class TikTokExtraction:
         for window in self.windows(advertiser_id, min(days), max(days)):
             fetched_at = datetime.now(UTC).isoformat(timespec="seconds")
             for day in window.days():
-                if day in wanted:
+                if day not in wanted:
+                    continue
+                refused = window.refused.get(day.isoformat())
+                if refused is not None:
+                    yield (
+                        day,
+                        TikTokApiError(
+                            accounts=[advertiser_id],
+                            endpoint=api.REPORT_PATH,
+                            code=None,
+                            detail=refused,
+                            hint="run the partition again; if it persists, TikTok's report of this account is "
+                            "incomplete: report it to TikTok with the day and the account",
+                        ),
+                    )
+                else:
                     yield day, window.raw_day(day, advertiser_info, fetched_at)
             # Let go of this window before the next one is fetched: the loop variable would keep it
             # alive until then, and two windows of decoded rows at once doubled the step's memory.
@@ -195,12 +251,12 @@ class TikTokExtraction:
         client = self._client
         totals = self._narrowed(key, lambda s, e: client.account_day_totals(advertiser_id, s, e))
         totals_by_day = {day: rows[-1] for day, rows in _rows_by_day(_flat(totals), key).items()}
+        found_ads_it_lacked = False  # parts held ads the first answer did not: that answer was cut
 
         if account.in_parts and self._cut_at is not None:
             self.stats.windows_in_parts += 1
             rows = self._in_parts(account, key, self._cut_at)
             rows_by_day = _rows_by_day(rows, key, ad_level=True)
-            self._warn_if_short(key, rows_by_day, totals_by_day, "even asked in parts")
         else:
             answers = self._narrowed(key, lambda s, e: client.ad_day_report(advertiser_id, s, e))
             rows = _flat(answers)
@@ -215,10 +271,7 @@ class TikTokExtraction:
             )
             if limit is None and widest and self._as_big_as_a_cut_account(account):
                 limit, reason = self._cut_at, "the account has as many ads as one whose answer was cut"
-            if limit is None:
-                if short:
-                    self._warn_short(key, short, "though the answer does not look cut")
-            else:
+            if limit is not None:
                 self._log.warning(
                     "TikTok's answer for ad account %s, %s to %s looks cut (%s; its widest answer holds %s "
                     "ads): asking again in parts of at most %s ads",
@@ -229,13 +282,15 @@ class TikTokExtraction:
                     widest,
                     limit,
                 )
+                first_ads = _ad_ids(rows)
                 # The cut answer can be as big as the whole window: let it go before the parts fetch
                 # the window again, rather than hold both.
                 del answers, rows, rows_by_day
                 rows = self._in_parts(account, key, limit)
                 rows_by_day = _rows_by_day(rows, key, ad_level=True)
                 self.stats.windows_in_parts += 1
-                whole = not self._warn_if_short(key, rows_by_day, totals_by_day, "even asked in parts")
+                found_ads_it_lacked = bool(_ad_ids(rows) - first_ads)
+                whole = not _short_days(rows_by_day, totals_by_day)
                 # A cap leaves ads out: only parts holding more ads than the widest answer prove one
                 # (rows missing for another reason, then found on asking again, teach nothing).
                 if whole and _distinct_ads(rows) > widest:
@@ -244,8 +299,60 @@ class TikTokExtraction:
                     self._cut_scope = scope if self._cut_scope is None else min(self._cut_scope, scope)
                     account.in_parts = True
 
+        gaps: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        if _differing_days(rows_by_day, totals_by_day):
+            totals_by_day, gaps, refused = self._judge_gaps(
+                key, rows_by_day, totals_by_day, found_ads_it_lacked
+            )
         self._fetch_ads(account, {str(row["dimensions"]["ad_id"]) for row in rows}, key)
-        return Window(advertiser_id, start, end, rows_by_day, totals_by_day, account.ads_by_id)
+        return Window(advertiser_id, start, end, rows_by_day, totals_by_day, account.ads_by_id, gaps, refused)
+
+    def _judge_gaps(
+        self,
+        key: WindowKey,
+        rows_by_day: dict[str, Rows],
+        first_totals: dict[str, dict[str, Any]],
+        found_ads_it_lacked: bool,
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, str]]:
+        """The window's totals read once more, and each day whose rows still differ from them judged
+        (module docstring, point 6): the totals to keep, the days delivered with a gap and their kind,
+        and the days refused with the reason."""
+        advertiser_id = key[0]
+        self.stats.totals_read_again += 1
+        totals = self._narrowed(key, lambda s, e: self._client.account_day_totals(advertiser_id, s, e))
+        totals_by_day = {day: rows[-1] for day, rows in _rows_by_day(_flat(totals), key).items()}
+        short = set(_short_days(rows_by_day, totals_by_day))
+        gaps: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for day in _differing_days(rows_by_day, totals_by_day):
+            if day in short and found_ads_it_lacked:
+                refused[day] = (
+                    f"the ad rows of {day} fall short of TikTok's account totals: its answer was cut (asking "
+                    "again in parts found ads it lacked) and the parts still do not add up, so the rows are "
+                    "not known to be whole"
+                )
+            elif _figures(first_totals.get(day)) != _figures(totals_by_day.get(day)):
+                gaps[day] = SETTLING
+            else:
+                gaps[day] = UNATTRIBUTED
+        if gaps:
+            self._log.warning(
+                "ad account %s: the ad rows of %s differ from TikTok's account totals (%s); they are delivered "
+                "as TikTok reports them and the gap is recorded (check %s)",
+                advertiser_id,
+                _days_label(sorted(gaps)),
+                ", ".join(f"{day}: {kind}" for day, kind in sorted(gaps.items())[:4]),
+                "rows_add_up_to_account_totals",
+            )
+        if refused:
+            self._log.error(
+                "ad account %s: %s not imported: TikTok's answer was cut and asking again in parts did not "
+                "make it whole",
+                advertiser_id,
+                _days_label(sorted(refused)),
+            )
+        return totals_by_day, gaps, refused
 
     def _as_big_as_a_cut_account(self, account: _Account) -> bool:
         """Whether the account has at least as many ads as one whose unfiltered answer was found cut
@@ -364,22 +471,10 @@ class TikTokExtraction:
                     }
                 account.ads_by_id[ad_id] = {**item, "smart_plus_ad": smart_plus}
 
-    def _warn_if_short(
-        self, key: WindowKey, rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[str, Any]], how: str
-    ) -> bool:
-        short = _short_days(rows_by_day, totals_by_day)
-        if short:
-            self._warn_short(key, short, how)
-        return bool(short)
 
-    def _warn_short(self, key: WindowKey, short: list[str], how: str) -> None:
-        self._log.warning(
-            "ad account %s: the ad rows of %s fall short of TikTok's account totals (%s); the "
-            "reconciliation check will stop these days before any upload",
-            key[0],
-            _days_label(short),
-            how,
-        )
+def _cause(error: TikTokApiError) -> tuple[int | None, str, str]:
+    """What went wrong, whichever request it was: code, endpoint and message without its request id."""
+    return error.code, error.endpoint, without_request_id(error.detail)
 
 
 # What a Smart+ ad's item names that ad/get's would (SDK yml_files/smart_plus_ad_get.yml).
@@ -442,7 +537,11 @@ def _flat(answers: list[Rows]) -> Rows:
 
 
 def _distinct_ads(rows: Rows) -> int:
-    return len({_dimension(row, "ad_id") for row in rows})
+    return len(_ad_ids(rows))
+
+
+def _ad_ids(rows: Rows) -> set[Any]:
+    return {_dimension(row, "ad_id") for row in rows}
 
 
 def _dimension(row: Any, name: str) -> Any:
@@ -498,9 +597,32 @@ def _short_days(rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[str,
     return short
 
 
+def _differing_days(rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[str, Any]]) -> list[str]:
+    """Days whose ad rows add up to something else than TikTok's account total in one of the four
+    metrics (more or less; a day with rows and no total counts too). A metric some row holds as no
+    number is not compared, as in :func:`_short_days`."""
+    differing = []
+    for day in sorted(totals_by_day.keys() | {day for day, rows in rows_by_day.items() if rows}):
+        expected = _figures(totals_by_day.get(day))
+        found: list[Decimal | None] = [_ZERO] * len(expected)
+        for row in rows_by_day.get(day, []):
+            found = [
+                None if have is None or add is None else have + add
+                for have, add in zip(found, _figures(row), strict=True)
+            ]
+        if any(
+            have is not None and want is not None and have != want
+            for have, want in zip(found, expected, strict=True)
+        ):
+            differing.append(day)
+    return differing
+
+
 def _figures(row: Any) -> list[Decimal | None]:
     """The four metrics of a row as numbers: a missing-value marker is 0, anything that is no
     non-negative number is None (judging values is ``core/metric_values.py``'s job)."""
+    if row is None:  # no total row: no delivery that day
+        return [_ZERO] * len(api.PERFORMANCE_METRICS)
     metrics = row.get("metrics") if isinstance(row, dict) else None
     if not isinstance(metrics, dict):
         return [None] * len(api.PERFORMANCE_METRICS)

@@ -36,6 +36,7 @@ field, so a failed run says which account and ad to look at.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
@@ -571,3 +572,32 @@ def normalize_account_day(raw: Mapping[str, Any]) -> pa.Table:
         schema=METRICS_SCHEMA,
     )
     return table.take(pc.sort_indices(ad_id_column))
+
+
+# A day's metrics table says which accounts it holds whole (Parquet key-value metadata, kept with the
+# file): an account missing from it could not be imported that day, and its ad-days are then neither
+# "no longer reported" for the restatement planner (core/upload_plan.py) nor zero.
+IMPORTED_ACCOUNTS_KEY = b"tiktok_amp.imported_accounts"
+# The day's gaps between ad rows and account totals (core/reconciliation.py), as JSON records.
+TOTALS_GAPS_KEY = b"tiktok_amp.totals_gaps"
+
+
+def with_day_facts(
+    table: pa.Table, imported_accounts: Sequence[str], totals_gaps: Sequence[Mapping[str, Any]]
+) -> pa.Table:
+    """``table`` (a day's metrics) carrying which accounts it holds and the day's totals gaps."""
+    return table.replace_schema_metadata(
+        {
+            IMPORTED_ACCOUNTS_KEY: json.dumps(sorted(imported_accounts)).encode(),
+            TOTALS_GAPS_KEY: json.dumps(list(totals_gaps)).encode(),
+        }
+    )
+
+
+def imported_accounts(table: pa.Table) -> frozenset[str] | None:
+    """The accounts a day's metrics table holds whole; None for tables written before it said so
+    (then every account it was built for)."""
+    metadata = table.schema.metadata or {}
+    if IMPORTED_ACCOUNTS_KEY not in metadata:
+        return None
+    return frozenset(json.loads(metadata[IMPORTED_ACCOUNTS_KEY]))

@@ -1,5 +1,6 @@
-"""Comparing figures that must agree: ad-level rows against TikTok's account totals, and what
-Amplitude has counted against what TikTok reports now."""
+"""Comparing figures: ad-level rows against TikTok's account totals (a gap is recorded and reported,
+not blocking: the extraction refuses only account-days whose rows are not known whole), and what
+Amplitude has counted against what TikTok reports now (those must agree)."""
 
 from __future__ import annotations
 
@@ -49,17 +50,63 @@ def account_totals(totals_row: Mapping[str, Any] | None) -> MetricTotals:
     )
 
 
+@dataclass(frozen=True)
+class TotalsGap:
+    """An account-day whose ad rows do not add up to TikTok's account totals, delivered as reported.
+
+    ``kind`` is the extraction's judgement (``clients/tiktok_extraction.py``): ``unattributed`` (the
+    totals hold spend no ad row holds, e.g. GMV Max or shop campaigns) or ``settling`` (TikTok's
+    figures moved between two reads, the latest day); ``unexamined`` when the raw day carries no
+    judgement (stored by an earlier version, or changed since): ``normalize.py`` then refuses the
+    account-day rather than deliver rows not known whole.
+    """
+
+    advertiser_id: str
+    stat_date: date
+    account_totals: MetricTotals
+    ad_rows: MetricTotals
+    kind: str
+    currency: str | None = None
+
+    @property
+    def not_in_ad_rows(self) -> MetricTotals:
+        """What the totals hold beyond the ad rows (negative where the rows hold more)."""
+        return self.account_totals - self.ad_rows
+
+    def as_record(self) -> dict[str, Any]:
+        gap = self.not_in_ad_rows
+        return {
+            "advertiser_id": self.advertiser_id,
+            "stat_date": self.stat_date.isoformat(),
+            "kind": self.kind,
+            "currency": self.currency,
+            "unattributed_spend": str(gap.cost),
+            "unattributed_impressions": gap.impressions,
+            "unattributed_clicks": gap.clicks,
+            "unattributed_conversions": gap.conversions,
+            "account_totals": self.account_totals.as_record(),
+            "ad_rows": self.ad_rows.as_record(),
+        }
+
+
+UNEXAMINED = "unexamined"
+
+
 def reconcile_account_day(
-    advertiser_id: str, stat_date: date, table: pa.Table, totals_row: Mapping[str, Any] | None
-) -> Mismatch | None:
-    """A mismatch when the ad-level rows of one account and day (a metrics table) do not add up to
-    TikTok's own total (a partial import: rows lost in paging, deleted ads left out, a truncated raw
-    file)."""
+    advertiser_id: str,
+    stat_date: date,
+    table: pa.Table,
+    totals_row: Mapping[str, Any] | None,
+    kind: str | None,
+    currency: str | None = None,
+) -> TotalsGap | None:
+    """The gap when the ad-level rows of one account and day (a metrics table) do not add up to
+    TikTok's own total; ``kind`` is the extraction's judgement stored with the raw day."""
     expected = account_totals(totals_row)
     found = table_totals(table)
     if expected == found:
         return None
-    return Mismatch(advertiser_id, stat_date, expected, found)
+    return TotalsGap(advertiser_id, stat_date, expected, found, kind or UNEXAMINED, currency)
 
 
 def undelivered_ad_days(

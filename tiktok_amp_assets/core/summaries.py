@@ -7,6 +7,8 @@ stays an exact decimal through every sum, and a year's range spends ~1 ms a day 
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tiktok_amp_assets.core.currencies import format_amount
+from tiktok_amp_assets.core.reconciliation import TotalsGap
 
 TOP_CAMPAIGNS = 10
 _COUNTS = ("impressions", "clicks", "conversions")
@@ -40,6 +43,15 @@ def ad_metrics_figures(metrics: pa.Table) -> dict[str, float | int]:
         # float for the UI's plots; the exact sums stay in the stored table.
         figures[f"cost_{currency}"] = float(cost if cost is not None else Decimal(0))
     return figures
+
+
+def unattributed_spend_figures(gaps: Iterable[TotalsGap]) -> dict[str, float]:
+    """Spend in the account totals that no ad row holds, per currency (``unattributed_spend_USD``...),
+    over a day's gaps (core/reconciliation.py); negative where the rows hold more."""
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    for gap in gaps:
+        spend[gap.currency or "unknown"] += gap.not_in_ad_rows.cost
+    return {f"unattributed_spend_{currency}": float(amount) for currency, amount in sorted(spend.items())}
 
 
 def top_campaigns_markdown(metrics: pa.Table, limit: int = TOP_CAMPAIGNS) -> str:

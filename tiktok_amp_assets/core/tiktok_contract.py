@@ -225,6 +225,21 @@ ERROR_CODES: dict[int, tuple[ErrorKind, str]] = {
 _AUTH_CODES = frozenset(range(40103, 40132)) | {70001}
 
 
+# Codes about the app or its token, never about one ad account: every account would fail alike, so
+# the run stops at once with one message rather than recording each account as failed. Any other
+# refusal (40001 for an account the token cannot read, 40002 naming an id, a malformed answer, a
+# retry budget spent) is the account's own: the other accounts go on (assets/raw_reports.py).
+APP_OR_TOKEN_CODES = frozenset(
+    {
+        APP_CREDENTIALS_INVALID,
+        ACCESS_TOKEN_EXPIRED,
+        ACCESS_TOKEN_EMPTY,
+        ACCESS_TOKEN_INVALID,
+        AUTH_CODE_INVALID,
+    }
+)
+
+
 def error_kind(code: int) -> tuple[ErrorKind, str]:
     """How to treat a non-zero ``code``, and what is happening (waited codes) or what to do."""
     if code in ERROR_CODES:

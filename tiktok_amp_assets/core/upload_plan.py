@@ -8,12 +8,16 @@ each ad-day gets one of:
   (current − counted) under a new revision, so the sum over the ad-day becomes current;
 - ``removal``: counted, but TikTok no longer reports the ad-day: a correction down to zero;
 - nothing: counted and unchanged, or changed while the policy is ``freeze``.
+
+An account whose day could not be imported is absent from the rows, yet TikTok did not stop
+reporting its ads: only accounts the day's table holds whole (``imported_accounts``) can have
+ad-days removed. Amplitude keeps what it counted for the others until their day is imported.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -88,9 +92,11 @@ def plan_events(
     stat_dates: Iterable[date],
     *,
     policy: RestatementPolicy = "correct",
+    imported_accounts: Collection[str] | None = None,
 ) -> list[PlannedEvent]:
     """The events to send for ``stat_dates``, given current ``rows`` (a metrics table's,
-    :func:`~tiktok_amp_assets.core.ad_metrics.table_rows`) and the ledger's ``counted``."""
+    :func:`~tiktok_amp_assets.core.ad_metrics.table_rows`) and the ledger's ``counted``;
+    ``imported_accounts``: the accounts the rows hold whole (None: every account)."""
     days = set(stat_dates)
     planned: list[PlannedEvent] = []
     seen: set[AdDayKey] = set()
@@ -119,6 +125,8 @@ def plan_events(
         for key, already in sorted(counted.items()):
             if key in seen or key[2] not in days or already.totals.is_zero():
                 continue
+            if imported_accounts is not None and key[0] not in imported_accounts:
+                continue  # the account's day was not imported: its ads were not removed
             difference = MetricTotals.zero() - already.totals
             event = _correction_of(already.last_payload(), key, difference, already.next_revision)
             planned.append(

@@ -7,6 +7,8 @@ The data folder is local or an object store (``storage/locations.py``). Layout u
     uploads/<YYYY-MM-DD>.json               amplitude_upload_results: what was sent and what came back
     uploads/<YYYY-MM-DD>.dry-run.json       the same for a dry run (built, not sent), kept apart so a
                                             dry run never hides what a real run sent
+    failed/<YYYY-MM-DD>/<advertiser_id>.json  an account-day that could not be imported (what TikTok said,
+                                            what to do); removed once a run imports that account-day
     amplitude_ledger.sqlite                 what Amplitude has counted, per event (see ledger.py), when
                                             the folder is local and TIKTOK_AMP_LEDGER_URL is unset
 
@@ -19,6 +21,7 @@ partitions in one step; downstream assets read the metrics through ``io_managers
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,32 @@ class ImportStore:
                 f"tiktok_raw_reports for partition {day} first"
             )
         return read_json(path)
+
+    # account-days that could not be imported (raw or metrics step): what re-runs import again
+
+    def account_day_failure_path(self, day: date, advertiser_id: str) -> UPath:
+        return self.base_dir / "failed" / day.isoformat() / f"{advertiser_id}.json"
+
+    def record_account_day_failure(self, day: date, advertiser_id: str, failure: dict[str, Any]) -> None:
+        atomic_write_json(self.account_day_failure_path(day, advertiser_id), failure)
+
+    def clear_account_day_failure(self, day: date, advertiser_id: str) -> None:
+        self.account_day_failure_path(day, advertiser_id).unlink(missing_ok=True)
+
+    def account_day_failures(self, days: Iterable[date]) -> dict[tuple[date, str], dict[str, Any]]:
+        """The recorded failures of ``days``, by (day, advertiser id): one listing of the folder."""
+        wanted = {day.isoformat() for day in days}
+        folder = self.base_dir / "failed"
+        if not wanted or not folder.exists():
+            return {}
+        failures: dict[tuple[date, str], dict[str, Any]] = {}
+        for path in folder.glob("*/*.json"):
+            if path.parent.name in wanted:
+                try:
+                    failures[(date.fromisoformat(path.parent.name), path.stem)] = read_json(path)
+                except FileNotFoundError:
+                    continue  # cleared by a run that imported it meanwhile
+        return failures
 
     # tiktok_ad_metrics
 
