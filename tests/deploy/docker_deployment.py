@@ -21,11 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
@@ -38,9 +37,6 @@ BUILD_SCRIPT = PROJECT_ROOT / "deploy" / "build-images.sh"
 SIOCGIFADDR = 0x8915
 # The label the DockerRunLauncher puts on each run's container.
 RUN_ID_LABEL = "dagster/run_id"
-
-_Result = TypeVar("_Result")
-
 
 # ------------------------------------------------------------------------------ phase timings
 
@@ -203,25 +199,6 @@ class Compose:
     def logs(self, tail: int = 60) -> str:
         done = self.run("logs", "--no-color", "--tail", str(tail), timeout=60, check=False)
         return done.stdout[-12000:] + done.stderr[-2000:]
-
-
-def wait_for(
-    what: str, check: Callable[[], _Result | None], timeout: float, diagnostics: Callable[[], str]
-) -> _Result:
-    """``check()``'s first truthy answer, polled every second; the test fails with ``diagnostics()``
-    (the services' logs) after ``timeout`` seconds. Errors while the services start count as "not
-    yet" (requests' errors are OSErrors)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (OSError, KeyError, TypeError, ValueError) as error:
-            last = error
-        time.sleep(1)
-    pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})\n{diagnostics()}", pytrace=False)
 
 
 def unique_name(prefix: str) -> str:

@@ -41,7 +41,7 @@ from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
 from ..conftest import API_KEY, START_DATE, TOKEN, amplitude_sums, tiktok_truth
 from ..e2e.test_upload_exactly_once import amplitude_config
-from ..processes import code_location_loaded, dagster_graphql, free_ports
+from ..processes import code_location_loaded, dagster_graphql, free_ports, wait_for
 from ..s3_server import S3Server, started_s3_server
 from .docker_deployment import (
     NOTES,
@@ -55,7 +55,6 @@ from .docker_deployment import (
     run_containers,
     skip_or_fail_without_docker,
     unique_name,
-    wait_for,
 )
 
 # Building the images on a fresh machine is most of the first test's time.
