@@ -9,8 +9,8 @@
 #              (debootstrap --variant=minbase, security updates applied), then `docker import`.
 # 2. postgres: the same minimal system with Debian's postgresql-15, plus deploy/postgres/ (the
 #              official image's POSTGRES_* variables and /docker-entrypoint-initdb.d; a UTF8 cluster).
-# 3. wheels:   the project and every dependency ('.[k8s,docker,s3]') as wheels, built on this host
-#              by its Python (the base's minor version: 3.11 on Debian 12).
+# 3. wheels:   every dependency of '.[k8s,docker,s3]', and the project itself, as wheels built on
+#              this host by its Python (the base's minor version: 3.11 on Debian 12).
 # 4. image:    deploy/Dockerfile on the base, installing those wheels with `pip install --no-index`:
 #              nothing is downloaded inside a container, and the image holds exactly these wheels.
 #
@@ -26,7 +26,7 @@
 #   PIP_CONSTRAINT        pip's own: pins for the wheels' versions (e.g. `pip freeze` of a tested venv)
 #   DEBIAN_MIRROR         Debian's archive                         (http://deb.debian.org/debian)
 #   DEBIAN_SECURITY       Debian's security archive                (http://deb.debian.org/debian-security)
-#   BUILD_DIR             scratch space: root file systems, wheels (/var/tmp/tiktok-amp-build)
+#   BUILD_DIR             root file systems, wheels (kept), build context (/var/tmp/tiktok-amp-build)
 #   REBUILD_BASE_IMAGES=1 build the base and postgres images even if their tags exist
 # Each step prints its seconds ("phase NAME: N s").
 set -euo pipefail
@@ -136,30 +136,47 @@ build_postgres() {
     docker rmi "$POSTGRES_ROOTFS_IMAGE" >/dev/null
 }
 
-build_wheels() {
+python_version() { "$@" -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+
+build_dependency_wheels() {  # every dependency of '.[k8s,docker,s3]' as a wheel, into $DEPENDENCIES
     local host_python image_python
-    host_python=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    image_python=$(docker run --rm "$BASE_IMAGE" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    host_python=$(python_version "$PYTHON")
+    image_python=$(python_version docker run --rm "$BASE_IMAGE" python3)
     [ "$host_python" = "$image_python" ] \
         || fail "$PYTHON is Python $host_python, the base image's is $image_python: build the wheels with the same minor version (set PYTHON)"
-    rm -rf "$WHEELHOUSE"
-    mkdir -p "$WHEELHOUSE"
-    # SOURCE_DATE_EPOCH: the project's wheel has fixed timestamps (the same sources, the same bytes).
-    SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel --quiet --wheel-dir "$WHEELHOUSE" '.[k8s,docker,s3]' \
+    rm -rf "$DEPENDENCIES.new" "$BUILD_DIR"/dependencies-*
+    "$PYTHON" -m pip wheel --quiet --wheel-dir "$DEPENDENCIES.new" '.[k8s,docker,s3]' >"$BUILD_DIR/wheels.log" 2>&1 \
+        || { tail -20 "$BUILD_DIR/wheels.log" >&2; fail "pip wheel failed (log: $BUILD_DIR/wheels.log)"; }
+    rm -f "$DEPENDENCIES.new"/tiktok_amp_assets-*.whl
+    mv "$DEPENDENCIES.new" "$DEPENDENCIES"
+}
+
+build_project_wheel() {  # the project's own wheel, and the build context: dependencies/ and project/
+    rm -rf "$CONTEXT"
+    mkdir -p "$CONTEXT"
+    # SOURCE_DATE_EPOCH: fixed timestamps, so the same sources make the same wheel.
+    SOURCE_DATE_EPOCH=315532800 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$CONTEXT/project" . \
         >"$BUILD_DIR/wheels.log" 2>&1 \
         || { tail -20 "$BUILD_DIR/wheels.log" >&2; fail "pip wheel failed (log: $BUILD_DIR/wheels.log)"; }
+    cp -al "$DEPENDENCIES" "$CONTEXT/dependencies"
 }
 
 build_image() {
     docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -f deploy/Dockerfile -t "$PRODUCT_SOURCE_IMAGE" \
-        "$WHEELHOUSE" >/dev/null
+        "$CONTEXT" >/dev/null
 }
 
 BASE_IMAGE=tiktok-amp-base:$SUITE-$(recipe_hash "$SUITE" "$DEBIAN_MIRROR" "$DEBIAN_SECURITY" "$BASE_PACKAGES")
 POSTGRES_IMAGE=tiktok-amp-postgres:15-$(recipe_hash "$SUITE" "$DEBIAN_MIRROR" "$DEBIAN_SECURITY" \
     "$POSTGRES_PACKAGES" "$(cat deploy/postgres/Dockerfile deploy/postgres/docker-entrypoint.sh)")
 POSTGRES_ROOTFS_IMAGE=${POSTGRES_IMAGE/tiktok-amp-postgres/tiktok-amp-postgres-rootfs}
-WHEELHOUSE=$BUILD_DIR/wheelhouse
+# The dependencies' wheels, kept while what decides them is the same: pyproject.toml, the pins,
+# the Python that builds them. A change to the project's code then builds one small wheel.
+DEPENDENCIES=$BUILD_DIR/dependencies-$(
+    { cat pyproject.toml; if [ -n "${PIP_CONSTRAINT:-}" ]; then cat "$PIP_CONSTRAINT"; fi; python_version "$PYTHON"; } \
+        | sha256sum | cut -c1-12
+)
+CONTEXT=$BUILD_DIR/context
 
 rebuild() { [ "${REBUILD_BASE_IMAGES:-}" = 1 ] || ! image_exists "$1"; }
 if rebuild "$BASE_IMAGE" || rebuild "$POSTGRES_IMAGE"; then
@@ -186,7 +203,8 @@ PRODUCT_SOURCE_IMAGE=${TIKTOK_AMP_IMAGE%:*}:src-$(
 if image_exists "$PRODUCT_SOURCE_IMAGE"; then
     say "image: $PRODUCT_SOURCE_IMAGE exists (same code, pins, Dockerfile and base), reused"
 else
-    timed wheels build_wheels
+    if [ ! -d "$DEPENDENCIES" ]; then timed dependency-wheels build_dependency_wheels; fi
+    timed project-wheel build_project_wheel
     timed image build_image
 fi
 docker tag "$PRODUCT_SOURCE_IMAGE" "$TIKTOK_AMP_IMAGE"
