@@ -95,36 +95,44 @@ class Project:
         )
 
     def tiktok_truth(self, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
-        """Every ad-day TikTok reports for ``day`` (deleted ads included): (account, ad) -> figures,
-        read from the emulator's catalogue in the emulator's own terms (not the client's)."""
-        truth: dict[tuple[str, str], dict[str, Decimal]] = {}
-        for advertiser_id in self.advertiser_ids:
-            for ad in self.catalogue.ads_of(advertiser_id):
-                metrics = self.catalogue.daily_metrics(ad.ad_id, day)
-                if metrics is not None:
-                    truth[(advertiser_id, ad.ad_id)] = {
-                        "cost": Decimal(metrics[SPEND]),
-                        "impressions": Decimal(metrics[IMPRESSIONS]),
-                        "clicks": Decimal(metrics[CLICKS]),
-                        "conversions": Decimal(metrics[CONVERSIONS]),
-                    }
-        return truth
+        return tiktok_truth(self.catalogue, day)
 
     def amplitude_sums(self, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
-        """What Amplitude counted for ``day``, summed per (account, ad) as its charts would."""
-        sums: dict[tuple[str, str], dict[str, Decimal]] = {}
-        for event in self.amplitude.counted_events(API_KEY):
-            properties = event["event_properties"]
-            if properties["stat_date"] != day.isoformat():
-                continue
-            key = (properties["ad_account_id"], properties["ad_id"])
-            totals = sums.setdefault(
-                key, dict.fromkeys(("cost", "impressions", "clicks", "conversions"), Decimal(0))
-            )
-            for name in totals:
-                # str() of the JSON float gives the decimal the sender meant (12.3 for "12.30").
-                totals[name] += Decimal(str(properties.get(f"ad_metrics.{name}", 0)))
-        return sums
+        return amplitude_sums(self.amplitude, day)
+
+
+def tiktok_truth(catalogue: Catalogue, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
+    """Every ad-day TikTok reports for ``day`` (deleted ads included): (account, ad) -> figures,
+    read from the emulator's catalogue in the emulator's own terms (not the client's)."""
+    truth: dict[tuple[str, str], dict[str, Decimal]] = {}
+    for advertiser_id in sorted(catalogue.advertisers):
+        for ad in catalogue.ads_of(advertiser_id):
+            metrics = catalogue.daily_metrics(ad.ad_id, day)
+            if metrics is not None:
+                truth[(advertiser_id, ad.ad_id)] = {
+                    "cost": Decimal(metrics[SPEND]),
+                    "impressions": Decimal(metrics[IMPRESSIONS]),
+                    "clicks": Decimal(metrics[CLICKS]),
+                    "conversions": Decimal(metrics[CONVERSIONS]),
+                }
+    return truth
+
+
+def amplitude_sums(amplitude: AmplitudeEmulator, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
+    """What Amplitude counted for ``day``, summed per (account, ad) as its charts would."""
+    sums: dict[tuple[str, str], dict[str, Decimal]] = {}
+    for event in amplitude.counted_events(API_KEY):
+        properties = event["event_properties"]
+        if properties["stat_date"] != day.isoformat():
+            continue
+        key = (properties["ad_account_id"], properties["ad_id"])
+        totals = sums.setdefault(
+            key, dict.fromkeys(("cost", "impressions", "clicks", "conversions"), Decimal(0))
+        )
+        for name in totals:
+            # str() of the JSON float gives the decimal the sender meant (12.3 for "12.30").
+            totals[name] += Decimal(str(properties.get(f"ad_metrics.{name}", 0)))
+    return sums
 
 
 @pytest.fixture

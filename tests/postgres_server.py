@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from .prerequisites import skip_or_fail
+
 SERVER_USER = "postgres"
 
 
@@ -64,11 +66,8 @@ def _missing_prerequisite() -> str | None:
 
 def skip_or_fail_without_postgres() -> None:
     reason = _missing_prerequisite()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI must run the PostgreSQL tests, but {reason}", pytrace=False)
-    pytest.skip(reason)
+    if reason is not None:
+        skip_or_fail("the PostgreSQL tests", reason)
 
 
 def _free_port() -> int:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import pytest
 from tiktok_amp_emulators.demo import code_location_loaded, dagster_graphql, with_sigint_restored
 from tiktok_amp_emulators.processes import process_tree, stop_process_tree
 
@@ -18,9 +22,12 @@ __all__ = [
     "process_tree",
     "start_process_group",
     "stop_process_tree",
+    "wait_for",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+_Result = TypeVar("_Result")
 
 
 def start_process_group(
@@ -59,3 +66,22 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def wait_for(
+    what: str, check: Callable[[], _Result | None], timeout: float, diagnostics: Callable[[], str]
+) -> _Result:
+    """``check()``'s first truthy answer, polled every second. Errors while a server starts count as
+    "not yet" (requests' errors are OSErrors); after ``timeout`` seconds the test fails, naming
+    ``what`` and the last answer, with ``diagnostics()`` (the servers' logs)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, KeyError, TypeError, ValueError) as error:
+            last = error
+        time.sleep(1)
+    pytest.fail(f"{what} not reached within {timeout:.0f} s (last: {last!r})\n{diagnostics()}", pytrace=False)

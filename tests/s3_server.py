@@ -54,13 +54,14 @@ class S3Server:
 
 
 @contextmanager
-def started_s3_server() -> Iterator[S3Server]:
+def started_s3_server(host: str = "127.0.0.1") -> Iterator[S3Server]:
+    """The server on ``host`` (loopback; tests/deploy/ gives the address containers reach the host at)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         port = sock.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     try:
-        yield S3Server(f"http://127.0.0.1:{port}")
+        yield S3Server(f"http://{host}:{port}")
     finally:
         server.stop()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -205,8 +206,9 @@ class AmplitudeEmulator(EmulatorServer):
         clock: Callable[[], float] = time.time,
         daily_quota_per_id: int = DAILY_QUOTA_PER_ID,
         echo_invalid_api_key: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(host=host, port=port, faults=faults)
+        super().__init__(host=host, port=port, faults=faults, tls=tls)
         if throttle_window_seconds <= 0:
             raise ValueError(f"throttle_window_seconds must be positive, got {throttle_window_seconds}")
         if daily_quota_per_id <= 0:

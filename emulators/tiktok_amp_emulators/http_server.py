@@ -3,6 +3,10 @@
 Each emulator subclasses :class:`EmulatorServer`, implements ``handle(request) -> Response`` and is
 started with ``with Emulator(...) as emulator: emulator.url``. The server runs in a daemon thread
 on 127.0.0.1 (port 0 picks a free port), so tests and the demo talk to it over real sockets.
+
+With ``tls`` (a server-side ``ssl.SSLContext`` holding a certificate) it speaks HTTPS, as the real
+APIs do: the project refuses plain ``http://`` to any host but loopback, so a client in a container
+(tests/deploy/) reaches an emulator on another address only this way.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import gzip
 import json
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -136,10 +141,20 @@ class _Server(ThreadingHTTPServer):
         self.emulator = emulator
         super().__init__(address, _Handler)
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        tls = self.emulator.tls
+        if tls is None:
+            super().finish_request(request, client_address)
+            return
+        # The TLS handshake runs here, in the connection's own thread, not in the accepting one.
+        with tls.wrap_socket(request, server_side=True) as tls_request:
+            super().finish_request(tls_request, client_address)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hangs up (timed out, killed) is routine for an API server: one debug line,
-        # not socketserver's traceback on stderr. Anything else is an emulator bug: shown in full.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+        # not socketserver's traceback on stderr; so is a TLS handshake the client broke off (it
+        # does not trust the certificate). Anything else is an emulator bug: shown in full.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, ssl.SSLError)):
             log.debug("client %s hung up mid-request", client_address)
             return
         super().handle_error(request, client_address)
@@ -149,9 +164,15 @@ class EmulatorServer:
     """Base class: a real HTTP server on loopback running in a background thread."""
 
     def __init__(
-        self, *, host: str = "127.0.0.1", port: int = 0, faults: FaultInjector | None = None
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: FaultInjector | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.faults = faults or FaultInjector()
+        self.tls = tls
         self._host = host
         self._port = port
         self._server: _Server | None = None
@@ -172,7 +193,7 @@ class EmulatorServer:
         if self._server is None:
             raise RuntimeError("emulator is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def start(self) -> Self:
         self._server = _Server((self._host, self._port), self)

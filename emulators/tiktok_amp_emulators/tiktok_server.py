@@ -35,6 +35,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -403,8 +404,9 @@ class TikTokEmulator(EmulatorServer):
         qps_limit: float | None = None,
         max_ads_per_query: int = DEFAULT_MAX_ADS_PER_QUERY,
         query_too_large_days: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(host=host, port=port, faults=faults)
+        super().__init__(host=host, port=port, faults=faults, tls=tls)
         self.catalogue = catalogue
         self.access_tokens: dict[str, set[str] | None] = (
             {DEFAULT_ACCESS_TOKEN: None} if access_tokens is None else dict(access_tokens)

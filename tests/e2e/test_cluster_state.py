@@ -8,6 +8,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED, ConcurrentPlanError
+from tiktok_amp_assets.storage.locations import StorageConfigurationError
 from tiktok_amp_assets.upload import DayUploader
 from tiktok_amp_assets.worker_processes import in_worker_processes
 
@@ -240,6 +242,47 @@ def test_a_wrong_ledger_password_fails_the_run_without_showing_the_password(
     run_logs = [record.user_message for record in project.instance.all_logs(result.run_id)]
     assert wrong not in json.dumps(run_logs)
     assert wrong not in json.dumps(project.instance.get_run_by_id(result.run_id).run_config, default=str)
+
+
+def test_a_ledger_database_not_encoded_in_utf8_is_refused_with_how_to_create_one(
+    project: Project, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database created SQL_ASCII (initdb in the C locale without --encoding=UTF8 makes them so)
+    would fail the ledger's first non-ASCII name mid-upload: it is refused where the ledger first
+    connects, before anything is sent, and the CREATE DATABASE the message gives works."""
+    name = f"ledger_ascii_{secrets.token_hex(6)}"
+    admin = postgres.connect()
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' TEMPLATE template0")
+        url = postgres.url(name)
+        with pytest.raises(StorageConfigurationError) as refused:
+            ImportStore(project.data_dir, ledger_url=url).ledger()
+        message = str(refused.value)
+        assert f"{name!r}" in message and "encoded SQL_ASCII" in message and "needs UTF8" in message
+        assert postgres.password not in message
+
+        # A run stops at the upload step, with the same message, before any request to Amplitude.
+        monkeypatch.setenv("TIKTOK_AMP_LEDGER_URL", url)
+        project.rebuild()
+        result = project.materialize(FIRST, raise_on_error=False)
+        assert not result.success
+        failure = next(event for event in result.all_events if event.is_step_failure)
+        assert "encoded SQL_ASCII" in failure.step_failure_data.error.to_string()
+        assert project.amplitude.request_log == []
+
+        # What the message says to run makes a database the ledger takes.
+        create = re.search(r"CREATE DATABASE [^;]+;", message)
+        assert create is not None, message
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE {name}")
+            cursor.execute(create.group(0))
+        assert ImportStore(project.data_dir, ledger_url=url).ledger().rows() == []
+        assert project.materialize(FIRST).success
+        assert project.amplitude_sums(FIRST) == project.tiktok_truth(FIRST)
+    finally:
+        admin.close()
 
 
 # ------------------------------------------------------------------ settings, checked at load

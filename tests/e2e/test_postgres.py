@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from tiktok_amp_assets.storage.import_store import ImportStore
 
 from ..conftest import API_KEY, Project
 from ..postgres_server import PostgresServer
-from ..processes import dagster_graphql, process_tree, start_process_group, stop_process_tree
+from ..processes import dagster_graphql, process_tree, start_process_group, stop_process_tree, wait_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
@@ -159,25 +158,12 @@ def _graphql(port: int, query: str, variables: dict[str, Any] | None = None) -> 
 
 
 def _wait_for(what: str, check, timeout: float, logs: list[Path]) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (
-            OSError,
-            KeyError,
-            TypeError,
-            ValueError,
-        ) as error:  # not up yet (requests' errors are OSErrors)
-            last = error
-        time.sleep(1)
-    tails = "\n".join(
-        f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists()
-    )
-    pytest.fail(f"{what} not reached within {timeout:.0f}s (last: {last!r})\n{tails}")
+    def tails() -> str:
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in logs if log.exists()
+        )
+
+    return wait_for(what, check, timeout, tails)
 
 
 LOCATION_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"

@@ -28,6 +28,7 @@ import pytest
 import requests
 from tiktok_amp_emulators.demo import DEMO_START_DATE, FIRST_BACKFILL_DAYS
 
+from ..prerequisites import skip_or_fail
 from ..processes import (
     code_location_loaded,
     dagster_graphql,
@@ -65,11 +66,8 @@ def _skip_or_fail_without_prerequisites() -> None:
             import playwright.sync_api  # noqa: F401
         except ImportError:
             reason = "the playwright Python package is not installed: pip install -e '.[test]'"
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI must run the browser test, but {reason}", pytrace=False)
-    pytest.skip(reason)
+    if reason is not None:
+        skip_or_fail("the browser test", reason)
 
 
 # ---------------------------------------------------------------------------------------- the demo

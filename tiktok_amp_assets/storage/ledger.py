@@ -68,6 +68,7 @@ from tiktok_amp_assets.core.events import joined_event, split_event
 from tiktok_amp_assets.core.json_codec import dump_json, load_json
 from tiktok_amp_assets.core.metric_values import MetricTotals
 from tiktok_amp_assets.core.upload_plan import AdDayEvent, AdDayKey, CountedAdDay
+from tiktok_amp_assets.storage.locations import LEDGER_URL_VAR, StorageConfigurationError
 
 PENDING = "pending"
 ACKNOWLEDGED = "acknowledged"
@@ -155,18 +156,23 @@ class AmplitudeLedger:
         an error, for a ledger that must exist already)."""
         self.url = url
         self._engine = _engine(url)
-        with self._engine.begin() as connection:
-            if not create and not inspect(connection).has_table(EVENTS.name):
-                raise FileNotFoundError(f"{url.database} holds no ledger (no {EVENTS.name} table)")
-            if connection.dialect.name == "postgresql":
-                # Two runs starting at once would both find no table, and one CREATE would fail.
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-            schema = inspect(connection)
-            if schema.has_table(EVENTS.name) and EVENTS.c.description.name not in {
-                column["name"] for column in schema.get_columns(EVENTS.name)
-            }:  # a ledger of an earlier version
-                connection.execute(text(f"ALTER TABLE {EVENTS.name} ADD COLUMN description TEXT"))
-            METADATA.create_all(connection)
+        try:
+            with self._engine.begin() as connection:
+                if not create and not inspect(connection).has_table(EVENTS.name):
+                    raise FileNotFoundError(f"{url.database} holds no ledger (no {EVENTS.name} table)")
+                if connection.dialect.name == "postgresql":
+                    _require_utf8(connection, url)
+                    # Two runs starting at once would both find no table, and one CREATE would fail.
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                schema = inspect(connection)
+                if schema.has_table(EVENTS.name) and EVENTS.c.description.name not in {
+                    column["name"] for column in schema.get_columns(EVENTS.name)
+                }:  # a ledger of an earlier version
+                    connection.execute(text(f"ALTER TABLE {EVENTS.name} ADD COLUMN description TEXT"))
+                METADATA.create_all(connection)
+        except BaseException:
+            self._engine.dispose()  # a refused ledger keeps no connection open
+            raise
         # Digests of descriptions known to be stored (committed): each is written once per run.
         self._stored_descriptions: set[str] = set()
 
@@ -386,6 +392,24 @@ def _descriptions(connection: Connection, digests: set[str]) -> dict[str, str]:
     for chunk in _chunks(sorted(digests)):
         texts.update((digest, text) for digest, text in connection.execute(query, {"digests": chunk}))
     return texts
+
+
+def _require_utf8(connection: Connection, url: URL) -> None:
+    """Refuses a PostgreSQL database whose encoding is not UTF8. Ad, campaign and account names
+    are any Unicode text; in a SQL_ASCII database (what initdb makes in the C locale, unless given
+    --encoding=UTF8) psycopg2 encodes them as ASCII and the first en dash fails a run's recording
+    with a UnicodeEncodeError, after its events were planned."""
+    encoding = connection.execute(text("SHOW server_encoding")).scalar()
+    if encoding == "UTF8":
+        return
+    database = url.database or "the ledger's database"
+    raise StorageConfigurationError(
+        f"the ledger's PostgreSQL database {database!r} on {url.host}:{url.port or 5432} is encoded "
+        f"{encoding}, and the ledger needs UTF8 (ad and campaign names are any Unicode text). Create "
+        f"a UTF8 database and point {LEDGER_URL_VAR} at it: CREATE DATABASE {database} ENCODING 'UTF8' "
+        "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0; (a server initialised with "
+        "initdb --encoding=UTF8 makes UTF8 databases by default)"
+    )
 
 
 def _insert_new(connection: Connection, table: Table) -> Any:
