@@ -26,7 +26,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import requests
-from tiktok_amp_emulators.demo import FIRST_BACKFILL_DAYS
+from tiktok_amp_emulators.demo import DEMO_START_DATE, FIRST_BACKFILL_DAYS
 
 from ..processes import (
     code_location_loaded,
@@ -47,9 +47,11 @@ CHROMIUM_FLAGS = [
 LOCATION = "tiktok_amp_assets"
 ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
 SCHEDULE = "tiktok_amp_daily"
-# The demo's partitions start on 2026-09-01 (fixed): back-fill its first three days by clicking
-# (the demo itself fills the last FIRST_BACKFILL_DAYS days when it starts).
-BACKFILL_DAYS = ("2026-09-01", "2026-09-02", "2026-09-03")
+# Days back-filled by clicking: the three before the last FIRST_BACKFILL_DAYS days (which the demo
+# fills by itself when it starts). Not the demo's first days: its start date is fixed, and on
+# 2026-12-03, with 93 partitions, the launch dialog no longer knew its oldest ones (Dagster 1.13's UI
+# answered "Could not find partitions for provided range: 2026-09-01...2026-09-03").
+UI_BACKFILL_DAY_COUNT = 3
 
 pytestmark = pytest.mark.timeout(480)
 
@@ -225,7 +227,9 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
     partition_keys = demo.graphql(PARTITIONS_QUERY, {"path": ["tiktok_raw_reports"]})["assetNodeOrError"][
         "partitionKeys"
     ]
-    assert partition_keys[: len(BACKFILL_DAYS)] == list(BACKFILL_DAYS)
+    assert partition_keys[0] == DEMO_START_DATE
+    backfill_days = partition_keys[-FIRST_BACKFILL_DAYS - UI_BACKFILL_DAY_COUNT : -FIRST_BACKFILL_DAYS]
+    assert len(backfill_days) == UI_BACKFILL_DAY_COUNT, partition_keys
 
     # The demo filled the last two weeks by itself, and every check passes.
     checks = _wait_until_full_and_green(demo)
@@ -321,7 +325,7 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
                     continue
             expect(dialog).to_be_visible()
             selection = dialog.get_by_placeholder("No matching partitions")
-            selection.fill(f"[{BACKFILL_DAYS[0]}...{BACKFILL_DAYS[-1]}]")
+            selection.fill(f"[{backfill_days[0]}...{backfill_days[-1]}]")
             selection.press("Enter")
             expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
             shot("04-launch-backfill-dialog")
@@ -344,13 +348,13 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
                 run_tags["dagster/asset_partition_range_start"],
                 run_tags["dagster/asset_partition_range_end"],
             ) == (
-                BACKFILL_DAYS[0],
-                BACKFILL_DAYS[-1],
+                backfill_days[0],
+                backfill_days[-1],
             )
 
             # 4. The UI shows it done: the backfill page, and three materialized days per asset.
             page.goto(f"{demo.url}/runs/b/{backfill_id}")
-            expect(page.get_by_text(f"{BACKFILL_DAYS[0]}...{BACKFILL_DAYS[-1]}")).to_be_visible()
+            expect(page.get_by_text(f"{backfill_days[0]}...{backfill_days[-1]}")).to_be_visible()
             expect(page.get_by_text("Succeeded", exact=True).first).to_be_visible()
             expect(page.get_by_text("100% completed")).to_have_count(len(ASSETS))
             shot("06-backfill-succeeded")
@@ -381,7 +385,7 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
     instance = dg.DagsterInstance.from_config(str(demo.home / "dagster_home"))
     try:
         for asset in ASSETS:
-            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {*BACKFILL_DAYS, *recent_days}
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {*backfill_days, *recent_days}
     finally:
         instance.dispose()
     selector = {
@@ -394,6 +398,6 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
     # And the events reached Amplitude (the demo's emulator), for exactly those days.
     events = requests.get(f"http://127.0.0.1:{demo.amplitude_port}/emulator/events", timeout=10).json()
     assert events and {event["event_properties"]["stat_date"] for event in events} == {
-        *BACKFILL_DAYS,
+        *backfill_days,
         *recent_days,
     }
