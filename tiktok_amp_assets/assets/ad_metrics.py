@@ -5,19 +5,17 @@ Downstream assets receive it as a pandas DataFrame of their partitions' days (``
 # No `from __future__ import annotations` here: Dagster reads the `context` annotation of an asset
 # function when it is defined, and a postponed (string) annotation is refused.
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 
 import dagster as dg
 import pyarrow as pa
-from upath import UPath
 
 from tiktok_amp_assets.assets.names import GROUP, METRICS_ASSET, METRICS_IO_MANAGER, RECONCILIATION_CHECK
 from tiktok_amp_assets.assets.wiring import configured, require_variables
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.core.reconciliation import Mismatch
 from tiktok_amp_assets.core.summaries import ad_metrics_figures, top_campaigns_markdown
-from tiktok_amp_assets.garbage_collection import collecting_less_often
-from tiktok_amp_assets.normalize import NormalizationError, normalize_days
+from tiktok_amp_assets.normalize import NormalizationError, normalize_days, store_days
 from tiktok_amp_assets.partitions import partition_days
 from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -68,34 +66,24 @@ def materialize_ad_metrics(
     require_variables()
     advertiser_ids = configured(tiktok.advertiser_id_list)
     mismatches: list[Mismatch] = []
-    # Days arrive normalized in order (normalize.py: in worker processes for long ranges). Each day's
-    # Parquet file is written while the next day is received; at most one write is in flight, and a
-    # failed write fails the step. Leaving the block waits for it, also when a later day fails:
-    # earlier days are whole files, later ones not written.
-    with (
-        collecting_less_often(),  # short ranges are normalized in this process
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer") as writer,
-    ):
-        writing: Future[UPath] | None = None
-        try:
-            for normalized in normalize_days(str(store.base_dir), advertiser_ids, partition_days(context)):
-                mismatches.extend(normalized.mismatches)
-                if writing is not None:
-                    writing.result()
-                writing = writer.submit(store.write_ad_metrics, normalized.day, normalized.table)
+    # Days arrive normalized and written, in order (normalize.py); a day that fails leaves every
+    # earlier day a whole file and no later day written.
+    written = store_days(store, normalize_days(str(store.base_dir), advertiser_ids, partition_days(context)))
+    try:
+        with closing(written):  # the stages stop with the step, also when it fails
+            for day in written:
+                mismatches.extend(day.mismatches)
                 context.add_asset_metadata(
                     {
-                        **ad_metrics_figures(normalized.table),
-                        "dagster/row_count": normalized.table.num_rows,
-                        "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(normalized.table)),
-                        "path": dg.MetadataValue.path(str(store.metrics_path(normalized.day))),
+                        **ad_metrics_figures(day.table),
+                        "dagster/row_count": day.table.num_rows,
+                        "top_campaigns": dg.MetadataValue.md(top_campaigns_markdown(day.table)),
+                        "path": dg.MetadataValue.path(str(store.metrics_path(day.day))),
                     },
-                    partition_key=normalized.day.isoformat(),
+                    partition_key=day.day.isoformat(),
                 )
-        except NormalizationError as error:
-            raise dg.Failure(description=str(error)) from None
-        if writing is not None:
-            writing.result()
+    except NormalizationError as error:
+        raise dg.Failure(description=str(error)) from None
     return dg.MaterializeResult(check_results=[_reconciliation_check(mismatches)])
 
 

@@ -22,7 +22,6 @@ from tiktok_amp_assets.clients.tiktok import TikTokApiError
 from tiktok_amp_assets.clients.tiktok_extraction import TikTokExtraction
 from tiktok_amp_assets.core.ad_metrics import account_timezone
 from tiktok_amp_assets.core.timezones import timezone_mismatches
-from tiktok_amp_assets.garbage_collection import collecting_less_often
 from tiktok_amp_assets.partitions import partition_days
 from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
 from tiktok_amp_assets.settings import ProjectSettings
@@ -63,7 +62,7 @@ def materialize_raw_reports(
     days = partition_days(context)
     advertiser_ids = configured(tiktok.advertiser_id_list)
     rows_per_day: dict[date, int] = defaultdict(int)
-    with collecting_less_often(), closing(configured(lambda: tiktok.client(logger=context.log))) as client:
+    with closing(configured(lambda: tiktok.client(logger=context.log))) as client:
         extraction = TikTokExtraction(client, logger=context.log)
         infos, refused = extraction.account_facts(advertiser_ids)
         failures = {
