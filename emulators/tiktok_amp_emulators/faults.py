@@ -33,9 +33,6 @@ class Fault(str, Enum):
     QUERY_TOO_LARGE = "query_too_large"  # TikTok only: code 40067 ("please narrow the date range")
 
 
-TRANSPORT_FAULTS = (Fault.SLOW, Fault.DROP_CONNECTION, Fault.TRUNCATED_BODY, Fault.HTTP_503)
-
-
 class FaultInjector:
     """Draws a fault (or none) for each request.
 
