@@ -358,9 +358,13 @@ def test_a_recording_waits_for_another_runs_uncommitted_one_then_is_refused(
         holder.autocommit = False
         with holder.cursor() as cursor:  # the first run's insert, not yet committed
             cursor.execute(
+                "INSERT INTO amplitude_event_descriptions (digest, description) "
+                "VALUES ('d', '{\"event_properties\": {}}')"
+            )
+            cursor.execute(
                 "INSERT INTO amplitude_events (insert_id, advertiser_id, ad_id, stat_date, revision, cost, "
-                "impressions, clicks, conversions, status, payload, recorded_at) "
-                "VALUES (%s, 'a', 'b', %s, 0, '0', 0, 0, 0, 'pending', '{}', 'now')",
+                "impressions, clicks, conversions, status, payload, recorded_at, description) "
+                "VALUES (%s, 'a', 'b', %s, 0, '0', 0, 0, 0, 'pending', '{\"event_properties\": {}}', 'now', 'd')",
                 (events[0].insert_id, day.isoformat()),
             )
 
