@@ -5,7 +5,6 @@ without importing (and freezing) the code location's environment."""
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import dagster as dg
@@ -15,7 +14,7 @@ from tiktok_amp_assets.core import amplitude_contract, tiktok_contract
 from tiktok_amp_assets.io_managers import AdMetricsIOManager
 from tiktok_amp_assets.resources import AmplitudeResource, ImportStoreResource, TikTokResource
 from tiktok_amp_assets.schedules import build_daily_schedule
-from tiktok_amp_assets.settings import ProjectSettings
+from tiktok_amp_assets.settings import ProjectSettings, environment_value
 from tiktok_amp_assets.storage.locations import LEDGER_URL_VAR
 
 JOB_NAME = "tiktok_amp_job"
@@ -25,7 +24,7 @@ def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
     """Read through EnvVar when set (resolved at launch), else the default. Required variables
     default to empty, so that a run without them starts and fails at its first step with one line
     naming them all (resources.check_required_variables), not with Dagster's config traceback."""
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+    return dg.EnvVar(name) if environment_value(name) else default
 
 
 def build_definitions(settings: ProjectSettings) -> dg.Definitions:
@@ -33,7 +32,7 @@ def build_definitions(settings: ProjectSettings) -> dg.Definitions:
     import_store = ImportStoreResource(
         base_dir=settings.data_dir,
         # A secret, like the API keys: the UI and the run's config show the variable's name.
-        ledger_url=dg.EnvVar(LEDGER_URL_VAR) if os.environ.get(LEDGER_URL_VAR, "").strip() else None,
+        ledger_url=dg.EnvVar(LEDGER_URL_VAR) if environment_value(LEDGER_URL_VAR) else None,
     )
     job = dg.define_asset_job(JOB_NAME, selection=dg.AssetSelection.groups(GROUP))
     # Yesterday's upload must exist by the deadline. These checks are "superseded" by FreshnessPolicy,

@@ -5,8 +5,8 @@ step, which an I/O manager cannot store), and returns a ``MaterializeResult``, s
 it an output to store. What this I/O manager does is the other half: for an asset that depends on
 ``tiktok_ad_metrics``, it reads the Parquet days of the partitions that asset asks for (one day, a
 backfill's range, or every day for an unpartitioned asset) into one DataFrame
-(:func:`~tiktok_amp_assets.core.ad_metrics.metrics_frame`: cost as exact ``Decimal``, counts as
-nullable ``Int64``).
+(:func:`metrics_frame`: cost as exact ``Decimal``, counts as nullable ``Int64``). The only module that
+imports pandas: the metrics path itself works on Arrow tables.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
-from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA, metrics_frame
+from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.resources import ImportStoreResource
 from tiktok_amp_assets.storage.import_store import MissingPartitionError
 
@@ -59,3 +59,10 @@ class AdMetricsIOManager(dg.ConfigurableIOManager):
                 )
             )
         return metrics_frame(pa.concat_tables(tables) if tables else METRICS_SCHEMA.empty_table())
+
+
+def metrics_frame(table: pa.Table) -> pd.DataFrame:
+    """A metrics table as pandas, exactly: cost as ``Decimal`` objects (never float), counts as
+    nullable ``Int64`` (a metric TikTok did not report is ``<NA>``, not 0 or NaN), ``stat_date`` as
+    ``datetime.date``, ids and names as strings."""
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)

@@ -14,7 +14,6 @@ copy into a ledger that holds events, and prints the destination with its passwo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
+from tiktok_amp_assets.settings import environment_value
 from tiktok_amp_assets.storage.ledger import AmplitudeLedger, LedgerNotEmptyError
 from tiktok_amp_assets.storage.locations import (
     LEDGER_FILE_NAME,
@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         copied, destination = copy_ledger(
-            arguments.source, arguments.destination or os.environ.get(LEDGER_URL_VAR)
+            arguments.source, arguments.destination or environment_value(LEDGER_URL_VAR)
         )
     except (StorageConfigurationError, LedgerNotEmptyError, FileNotFoundError) as error:
         print(f"tiktok-amp-ledger: {error}", file=sys.stderr)

@@ -1,18 +1,18 @@
-"""Normalizing stored raw days into metrics tables: in order, and for long ranges in two processes.
+"""Normalizing stored raw days into metrics tables and storing them: in order, as two pipeline stages.
 
-Decoding TikTok's JSON and normalizing it holds the GIL, so a range of days is spread over worker
-processes (spawned; they only read raw files and compute), while the caller receives the days in
-order and writes them itself. An account whose rows cannot be normalized is left out of its day and
-named (the account-day is the unit of failure); a day whose raw reports were never stored stops the
-range with every earlier day whole and no later day written. Short ranges (a daily run) are normalized in the caller's process, where a
-worker's start (importing pyarrow and pandas, about a second) would cost more than it saves.
+Decoding TikTok's JSON and normalizing it holds the GIL, so a long range is normalized in worker
+processes (spawned; they only read raw files and compute), a short one (a daily run) in a thread,
+where a process's start would cost more than it saves. Each day's Parquet file is written by a
+second stage while the step takes the day before (``pipeline.py``). An account whose rows cannot be
+normalized is left out of its day and named (the account-day is the unit of failure); a day whose
+raw reports were never stored stops the range with every earlier day whole and no later day written.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -27,14 +27,14 @@ from tiktok_amp_assets.core.ad_metrics import (
     with_day_facts,
 )
 from tiktok_amp_assets.core.reconciliation import UNEXAMINED, TotalsGap, reconcile_account_day
+from tiktok_amp_assets.pipeline import stage
 from tiktok_amp_assets.storage.import_store import ImportStore, MissingPartitionError
-from tiktok_amp_assets.worker_processes import in_worker_processes
 
-# Account-days from which worker processes pay for their start (measured: ~35 ms of work per
-# account-day of 2,000 ads, ~1.5 s to start a worker).
+# Account-days from which worker processes pay for their start (bench/RESULTS.md: the work of an
+# account-day against a worker's start).
 PARALLEL_FROM_ACCOUNT_DAYS = 90
 WORKERS = 2
-# Days handed out ahead of the one being written: bounds memory to a few days' tables.
+# Days normalized ahead of the one being written: bounds memory to a few days' tables.
 _DAYS_AHEAD = 2 * WORKERS
 
 
@@ -128,14 +128,29 @@ def normalize_days(
     days: Sequence[date],
     failed: Mapping[date, frozenset[str]] | None = None,
 ) -> Iterator[NormalizedDay]:
-    """:func:`normalize_day` of each day, yielded in order (rules: module docstring)."""
-    if len(days) * len(advertiser_ids) < PARALLEL_FROM_ACCOUNT_DAYS or (os.cpu_count() or 1) < WORKERS:
-        for day in days:
-            yield normalize_day(base_dir, advertiser_ids, day, failed)
-        return
-    yield from in_worker_processes(
-        functools.partial(normalize_day, base_dir, list(advertiser_ids), failed=dict(failed or {})),
-        days,
-        workers=WORKERS,
-        ahead=_DAYS_AHEAD,
-    )
+    """:func:`normalize_day` of each day, yielded in order (module docstring)."""
+    long_range = len(days) * len(advertiser_ids) >= PARALLEL_FROM_ACCOUNT_DAYS
+    processes = WORKERS if long_range and (os.cpu_count() or 1) >= WORKERS else 0
+    work = functools.partial(_normalize_each, base_dir, list(advertiser_ids), dict(failed or {}))
+    return stage(work, days, depth=_DAYS_AHEAD, processes=processes)
+
+
+def store_days(store: ImportStore, normalized: Iterator[NormalizedDay]) -> Iterator[NormalizedDay]:
+    """Each normalized day once its Parquet file is written, in order (module docstring)."""
+    return stage(functools.partial(_write_each, store), normalized, depth=1)
+
+
+def _normalize_each(
+    base_dir: str,
+    advertiser_ids: list[str],
+    failed: dict[date, frozenset[str]],
+    days: Iterable[date],
+) -> Iterator[NormalizedDay]:
+    for day in days:
+        yield normalize_day(base_dir, advertiser_ids, day, failed)
+
+
+def _write_each(store: ImportStore, normalized: Iterable[NormalizedDay]) -> Iterator[NormalizedDay]:
+    for day in normalized:
+        store.write_ad_metrics(day.day, day.table)
+        yield day

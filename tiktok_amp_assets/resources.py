@@ -6,7 +6,6 @@ kept out of ``repr``. Each resource builds the plain client the assets use.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Literal
 
@@ -24,7 +23,7 @@ from tiktok_amp_assets.clients.http import (
 from tiktok_amp_assets.clients.tiktok import DEFAULT_RETRY_BUDGET_SECONDS, TikTokClient
 from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
-from tiktok_amp_assets.settings import ConfigurationError
+from tiktok_amp_assets.settings import ConfigurationError, environment_value
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.locations import StorageConfigurationError
 
@@ -40,7 +39,7 @@ def check_required_variables() -> None:
     The definitions read an unset required variable as an empty value (not ``EnvVar``): Dagster
     would otherwise fail the run while resolving its config, with a traceback per variable.
     """
-    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name, "").strip()]
+    missing = [name for name in REQUIRED_VARIABLES if environment_value(name) is None]
     if missing:
         raise ConfigurationError(
             f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set "
@@ -154,7 +153,7 @@ class AmplitudeResource(dg.ConfigurableResource):
     )
     gzip_requests: bool = Field(
         default=True,
-        description="Compress request bodies (Content-Encoding: gzip): about 10x fewer bytes on the wire.",
+        description="Compress request bodies (Content-Encoding: gzip): several times fewer bytes on the wire.",
     )
     timeout_seconds: float = Field(default=60.0, gt=0)
     allow_insecure_http: bool = Field(default=False, description="Allow http:// to a non-loopback host.")

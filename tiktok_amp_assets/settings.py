@@ -100,6 +100,12 @@ class ProjectSettings(BaseModel):
         )
 
 
+def environment_value(name: str) -> str | None:
+    """A variable of this process's environment, stripped; None when unset or blank. The one place
+    the project reads its environment (here and in :meth:`ProjectSettings.from_env`)."""
+    return _value(os.environ, name)
+
+
 def _value(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     return value or None

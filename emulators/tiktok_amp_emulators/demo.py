@@ -46,6 +46,12 @@ def prepare_home(home: Path) -> None:
     (home / "workspace.yaml").write_bytes((INSTANCE_FILES / "workspace.yaml").read_bytes())
 
 
+# Settings of the run's process, read when it starts (the project's docs/performance.md says why):
+# Arrow allocates from the system allocator, whose freed memory the rest of the process reuses, and
+# glibc keeps one malloc arena for all threads. What the user's own environment sets wins.
+PROCESS_SETTINGS = {"ARROW_DEFAULT_MEMORY_POOL": "system", "MALLOC_ARENA_MAX": "1"}
+
+
 def demo_environment(
     home: Path,
     tiktok_url: str,
@@ -58,8 +64,10 @@ def demo_environment(
     timezone: str = DEMO_TIMEZONE,
 ) -> dict[str, str]:
     """The environment variables that point the project at the emulators (the demo's, and the
-    benchmark scripts' with their own credentials, start and zone)."""
+    benchmark scripts' with their own credentials, start and zone), with the process settings
+    (:data:`PROCESS_SETTINGS`) that the caller's environment does not set."""
     return {
+        **{name: value for name, value in PROCESS_SETTINGS.items() if name not in os.environ},
         "DAGSTER_HOME": str(home / "dagster_home"),
         "TIKTOK_ACCESS_TOKEN": token,
         "TIKTOK_ADVERTISER_IDS": ",".join(advertiser_ids),

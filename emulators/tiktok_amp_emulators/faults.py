@@ -41,9 +41,6 @@ class Fault(str, Enum):
     TOO_MANY_REQUESTS_BLOCKED = "too_many_requests_blocked"  # TikTok only: 61000 (..._TOO_MANY_REQUESTS_BL)
 
 
-TRANSPORT_FAULTS = (Fault.SLOW, Fault.DROP_CONNECTION, Fault.TRUNCATED_BODY, Fault.HTTP_503)
-
-
 class FaultInjector:
     """Draws a fault (or none) for each request.
 

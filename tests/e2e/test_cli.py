@@ -77,20 +77,22 @@ def test_the_workspace_loads_the_code_location(project: Project) -> None:
     assert listed.returncode == 0, listed.stderr[-3000:]
 
 
-def readme_commands() -> list[str]:
-    """Every line of the README's ``bash`` blocks, continuation lines joined."""
-    readme = (PROJECT_ROOT / "README.md").read_text()
+def readme_commands(page: Path = PROJECT_ROOT / "README.md") -> list[str]:
+    """Every line of a page's ``bash`` blocks (the README's unless told), continuation lines joined."""
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL):
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL):
         lines.extend(line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip())
     return lines
 
 
-def test_every_readme_command_runs_from_the_virtualenv_it_sets_up() -> None:
+@pytest.mark.parametrize(
+    "page", [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))], ids=lambda p: p.name
+)
+def test_every_documented_command_runs_from_the_virtualenv_it_sets_up(page: Path) -> None:
     # After the README's set-up only .venv/bin has Dagster's commands: a bare `dagster` is not on PATH.
     bare = [
         line
-        for line in readme_commands()
+        for line in readme_commands(page)
         if re.match(r"(dagster|dagster-webserver|dagster-daemon|python|pytest)\b", line)
     ]
     assert bare == []

@@ -29,12 +29,12 @@ from tiktok_amp_assets import ledger_command, upload
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
 from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.upload_plan import plan_events
+from tiktok_amp_assets.pipeline import stage
 from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED, ConcurrentPlanError
 from tiktok_amp_assets.storage.locations import StorageConfigurationError
 from tiktok_amp_assets.upload import DayUploader
-from tiktok_amp_assets.worker_processes import in_worker_processes
 
 from ..conftest import API_KEY, Project
 from ..integration.test_restatements import restate_three_ads
@@ -401,9 +401,13 @@ def test_a_recording_waits_for_another_runs_uncommitted_one_then_is_refused(
         holder.autocommit = False
         with holder.cursor() as cursor:  # the first run's insert, not yet committed
             cursor.execute(
+                "INSERT INTO amplitude_event_descriptions (digest, description) "
+                "VALUES ('d', '{\"event_properties\": {}}')"
+            )
+            cursor.execute(
                 "INSERT INTO amplitude_events (insert_id, advertiser_id, ad_id, stat_date, revision, cost, "
-                "impressions, clicks, conversions, status, payload, recorded_at) "
-                "VALUES (%s, 'a', 'b', %s, 0, '0', 0, 0, 0, 'pending', '{}', 'now')",
+                "impressions, clicks, conversions, status, payload, recorded_at, description) "
+                "VALUES (%s, 'a', 'b', %s, 0, '0', 0, 0, 0, 'pending', '{\"event_properties\": {}}', 'now', 'd')",
                 (events[0].insert_id, day.isoformat()),
             )
 
@@ -476,18 +480,18 @@ def test_a_long_upload_planned_by_two_processes_counts_once_and_leaves_no_connec
     days = [FIRST + timedelta(days=offset) for offset in range(5)]
     assert cluster.project.materialize(days[0], days[-1], amplitude_config={"dry_run": True}).success
     monkeypatch.setattr(upload, "PLANNING_PROCESS_FROM_DAYS", 2)
-    processes: list[int] = []
+    stages: list[int] = []  # each stage's processes (0: a thread)
 
-    def counted_workers(*args: Any, workers: int, **kwargs: Any) -> Any:
-        processes.append(workers)
-        return in_worker_processes(*args, workers=workers, **kwargs)
+    def counted_stage(*args: Any, processes: int = 0, **kwargs: Any) -> Any:
+        stages.append(processes)
+        return stage(*args, processes=processes, **kwargs)
 
-    monkeypatch.setattr(upload, "in_worker_processes", counted_workers)
+    monkeypatch.setattr(upload, "stage", counted_stage)
     client = AmplitudeClient(cluster.project.amplitude.url, API_KEY, max_events=BATCH)
     uploader = DayUploader(cluster.store(), client, policy="correct", logger=logging.getLogger(__name__))
     with closing(client):
         assert [day.report.day for day in uploader.upload(days)] == days
-    assert processes == [2]
+    assert stages == [2, 0]  # planning in two processes, sending in a thread
     for day in days:
         assert cluster.project.amplitude_sums(day) == cluster.project.tiktok_truth(day)
     counted_ids = [event["insert_id"] for event in cluster.project.amplitude.counted_events(API_KEY)]

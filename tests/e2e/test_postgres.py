@@ -1,5 +1,5 @@
 """Dagster on a real PostgreSQL server: the daily job and a backfill, deploy/dagster.production.yaml
-with the README's pool commands, and the README's `dagster-webserver` + `dagster-daemon run` running
+with docs/deployment.md's pool commands, and its `dagster-webserver` + `dagster-daemon run` running
 the schedule and a backfill.
 
 The PostgreSQL server is this module's own, started by ``tests/postgres_server.py``.
@@ -31,6 +31,7 @@ from ..processes import dagster_graphql, process_tree, start_process_group, stop
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
+DEPLOYMENT_PAGE = PROJECT_ROOT / "docs" / "deployment.md"
 ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
 
 
@@ -101,7 +102,7 @@ def test_the_daily_job_and_a_backfill_store_their_materializations_in_postgres(
 def test_the_production_instance_config_runs_the_job_with_its_pools(
     project: Project, postgres: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """deploy/dagster.production.yaml as shipped, with the README's pool commands run against it."""
+    """deploy/dagster.production.yaml as shipped, with docs/deployment.md's pool commands run against it."""
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
     db_name = postgres.create_database("dagster_production")
@@ -122,11 +123,14 @@ def test_the_production_instance_config_runs_the_job_with_its_pools(
         assert concurrency.run_queue_config is not None
         assert concurrency.run_queue_config.max_concurrent_runs == 4
 
-        # The README's commands, as an operator runs them (the CLI reads $DAGSTER_HOME/dagster.yaml).
+        # docs/deployment.md's commands, as an operator runs them (the CLI reads $DAGSTER_HOME/dagster.yaml).
         cli_env = {**os.environ, "DAGSTER_HOME": str(home)}
+        page = DEPLOYMENT_PAGE.read_text(encoding="utf-8")
         for pool in ("tiktok_api", "amplitude_api"):
+            command = f".venv/bin/dagster instance concurrency set {pool} 1"
+            assert f"\n{command}\n" in page, f"docs/deployment.md no longer sets the pool: {command}"
             done = subprocess.run(
-                [str(Path(sys.executable).parent / "dagster"), "instance", "concurrency", "set", pool, "1"],
+                [str(Path(sys.executable).parent / "dagster"), *command.split()[1:]],
                 check=False, cwd=PROJECT_ROOT, env=cli_env, capture_output=True, text=True, timeout=120,
             )  # fmt: skip
             assert done.returncode == 0, done.stderr[-3000:]
@@ -186,10 +190,13 @@ query ($id: String!) {
 }"""
 
 
-def test_the_readme_production_commands_run_the_schedule_and_a_backfill_on_postgres(
+def test_the_documented_production_commands_run_the_schedule_and_a_backfill_on_postgres(
     project: Project, postgres: PostgresServer, tmp_path: Path
 ) -> None:
-    """`dagster-webserver` + `dagster-daemon run` on deploy/dagster.production.yaml, as the README runs them."""
+    """`dagster-webserver` + `dagster-daemon run` on deploy/dagster.production.yaml, as docs/deployment.md runs them."""
+    page = DEPLOYMENT_PAGE.read_text(encoding="utf-8")
+    assert "\n.venv/bin/dagster-webserver -h 0.0.0.0 -p 3000 -w workspace.yaml " in page
+    assert "\n.venv/bin/dagster-daemon run -w workspace.yaml " in page
     db_name = postgres.create_database("dagster_served")
     home = tmp_path / "served_home"
     home.mkdir()

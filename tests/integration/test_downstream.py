@@ -1,4 +1,4 @@
-"""A user's own asset below tiktok_ad_metrics: the README's example, run as written, against the emulators."""
+"""A user's own asset below tiktok_ad_metrics: docs/results.md's example, run as written, against the emulators."""
 
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ from tiktok_amp_assets.core.tiktok_contract import CONVERSIONS, SPEND
 
 from ..conftest import Project
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+RESULTS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "results.md"
 EXAMPLE_MARKER = "<!-- example: cost_per_conversion"
 DAY = date(2025, 3, 4)
 USER_ASSET = dg.AssetKey("cost_per_conversion_by_campaign")
 
 
-def readme_example(tmp_path: Path) -> ModuleType:
-    """The README's example code block, imported as the module ``my_analytics``."""
-    text = README.read_text(encoding="utf-8")
+def documented_example(tmp_path: Path) -> ModuleType:
+    """docs/results.md's example code block, imported as the module ``my_analytics``."""
+    text = RESULTS_PAGE.read_text(encoding="utf-8")
     after_marker = text[text.index(EXAMPLE_MARKER) :]
     code = re.search(r"```python\n(.*?)```", after_marker, re.DOTALL)
-    assert code is not None, "the README's example has no python block after its marker"
+    assert code is not None, "docs/results.md's example has no python block after its marker"
     path = tmp_path / "my_analytics.py"
     path.write_text(code.group(1), encoding="utf-8")
     spec = importlib.util.spec_from_file_location("my_analytics", path)
@@ -61,11 +61,11 @@ def campaign_truth(project: Project, days: list[date]) -> dict[tuple[str, str], 
     return dict(truth)
 
 
-def test_the_readme_example_computes_cost_per_conversion_by_campaign(
+def test_the_documented_example_computes_cost_per_conversion_by_campaign(
     project: Project, tmp_path: Path
 ) -> None:
     assert project.materialize(DAY).success
-    defs = readme_example(tmp_path).defs
+    defs = documented_example(tmp_path).defs
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
         asset_selection=[USER_ASSET], partition_key=DAY.isoformat(), instance=project.instance

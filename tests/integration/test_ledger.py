@@ -1,4 +1,4 @@
-"""The ledger's storage: lean rows that give back every event exactly, and ledgers of earlier versions.
+"""The ledger's storage: lean rows that give back every event exactly.
 
 A SQLite ledger in a temporary folder (the PostgreSQL ledger runs the same code: tests/e2e).
 """
@@ -10,11 +10,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from tiktok_amp_assets.core.events import daily_ad_metrics_event
 from tiktok_amp_assets.core.json_codec import dump_json
 from tiktok_amp_assets.core.upload_plan import AdDayEvent, plan_events
 from tiktok_amp_assets.storage.import_store import ImportStore
-from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED, PENDING, AmplitudeLedger
+from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED, AmplitudeLedger
 
 from ..unit.test_events import make_row
 
@@ -79,63 +78,6 @@ def test_a_removal_correction_carries_the_last_counted_events_description(tmp_pa
         assert sent["user_properties"] == event.payload["user_properties"]
         assert sent["event_properties"]["ad_metrics.cost"] == -1.1
         assert sent["event_properties"]["ad_metrics_revision"] == 1
-
-
-# The table as versions before lean rows created it: whole payloads, no description column.
-_EARLIER_SCHEMA = """
-CREATE TABLE amplitude_events (
-    insert_id TEXT NOT NULL PRIMARY KEY, advertiser_id TEXT NOT NULL, ad_id TEXT NOT NULL,
-    stat_date TEXT NOT NULL, revision INTEGER NOT NULL, cost TEXT NOT NULL,
-    impressions BIGINT NOT NULL, clicks BIGINT NOT NULL, conversions BIGINT NOT NULL,
-    status TEXT NOT NULL, reason TEXT, payload TEXT NOT NULL, recorded_at TEXT NOT NULL,
-    acknowledged_at TEXT,
-    CONSTRAINT amplitude_events_status CHECK (status IN ('pending', 'acknowledged', 'rejected'))
-);
-CREATE INDEX amplitude_events_by_day ON amplitude_events (stat_date, status);
-"""
-
-
-def test_a_ledger_of_an_earlier_version_is_used_as_it_is(tmp_path: Path) -> None:
-    counted_event, pending_event = day_events(DAY, ads=2)
-    with sqlite3.connect(tmp_path / "amplitude_ledger.sqlite") as database:
-        database.executescript(_EARLIER_SCHEMA)
-        for event, status in ((counted_event, ACKNOWLEDGED), (pending_event, PENDING)):
-            database.execute(
-                "INSERT INTO amplitude_events VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, NULL, ?, 'then', NULL)",
-                (
-                    event.insert_id,
-                    event.advertiser_id,
-                    event.ad_id,
-                    DAY.isoformat(),
-                    str(event.totals.cost),
-                    event.totals.impressions,
-                    event.totals.clicks,
-                    event.totals.conversions,
-                    status,
-                    dump_json(event.payload).decode(),
-                ),
-            )
-
-    ledger = ledger_at(tmp_path)
-
-    # Its pending event goes out again exactly as first recorded.
-    assert [(event.insert_id, event.payload) for event in ledger.pending()] == [
-        (pending_event.insert_id, pending_event.payload)
-    ]
-    # Its counted event is corrected from its whole payload; new rows are lean beside the old ones.
-    recorded = ledger.day_record(DAY).recorded
-    assert recorded[counted_event.ad_day].last_payload() == counted_event.payload
-    changed = make_row(ad_id=counted_event.ad_id, ad_name="Ad 0", stat_date=DAY, cost=Decimal("2.10"))
-    (correction,) = [p for p in plan_events([changed], recorded, [DAY]) if p.kind == "correction"]
-    assert correction.ad_day_event.payload == daily_ad_metrics_event(
-        changed, metrics=correction.ad_day_event.totals, revision=1
-    )
-    ledger.record_pending([correction.ad_day_event])
-    assert {event.insert_id for event in ledger.pending()} == {
-        pending_event.insert_id,
-        correction.ad_day_event.insert_id,
-    }
-    ledger_at(tmp_path)  # opened again: upgraded once, nothing to do
 
 
 def test_a_copied_ledger_gives_back_the_same_events(tmp_path: Path) -> None:

@@ -226,45 +226,42 @@ def test_unparsable_metric_names_the_field() -> None:
 def test_currency_comes_from_the_account() -> None:
     raw = account_day([report_row(AD_LIVE)], currency="EUR")
     assert normalized(raw)[0].currency == "EUR"
-    # Raw files stored before carry a currency on each report row: read first when present.
-    raw = account_day([report_row(AD_LIVE, currency="-")], currency="EUR")
-    assert normalized(raw)[0].currency == "EUR"
+    # A report row carries no currency (no public schema lists it as a metric): one there is ignored.
     raw = account_day([report_row(AD_LIVE, currency="JPY")], currency="EUR")
-    assert normalized(raw)[0].currency == "JPY"
+    assert normalized(raw)[0].currency == "EUR"
+    raw = account_day([report_row(AD_LIVE)], currency=" eur ")
+    assert normalized(raw)[0].currency == "EUR"
 
 
-def test_currency_missing_everywhere_is_an_error() -> None:
-    raw = account_day([report_row(AD_LIVE, currency="")], currency="")
+@pytest.mark.parametrize("currency", ["", "-", "EURO", "€"])
+def test_an_account_without_a_currency_code_is_an_error(currency: str) -> None:
+    raw = account_day([report_row(AD_LIVE)], currency=currency)
     with pytest.raises(ReportRowError, match="currency"):
         normalized(raw)
 
 
-def test_timezone_prefers_timezone_then_display_timezone() -> None:
+def test_the_timezone_is_the_accounts_timezone() -> None:
     # The report days are in "timezone" (a fixed offset all year, per TikTok's help).
-    raw = account_day([report_row(AD_LIVE)], display_timezone="Asia/Tokyo", timezone="Etc/GMT-9")
+    raw = account_day([report_row(AD_LIVE)], timezone="Etc/GMT-9")
     assert normalized(raw)[0].timezone == "Etc/GMT-9"
-    raw = account_day([report_row(AD_LIVE)], display_timezone="(UTC+09:00) Tokyo", timezone="Asia/Tokyo")
+    raw = account_day([report_row(AD_LIVE)], timezone="Asia/Tokyo")
     assert normalized(raw)[0].timezone == "Asia/Tokyo"
-    # display_timezone, no longer asked for, is read from older raw files when timezone is unusable.
-    raw = account_day([report_row(AD_LIVE)], display_timezone="America/Los_Angeles", timezone="GMT-8")
-    assert normalized(raw)[0].timezone == "America/Los_Angeles"
 
 
 def test_account_timezone() -> None:
-    assert account_timezone({"display_timezone": "Asia/Tokyo", "timezone": "Etc/GMT-9"}) == "Etc/GMT-9"
+    assert account_timezone({"timezone": "Etc/GMT-9"}) == "Etc/GMT-9"
     assert account_timezone({"timezone": "Etc/GMT+8"}) == "Etc/GMT+8"
-    assert account_timezone({"display_timezone": "Tokyo", "timezone": "Etc/GMT-9"}) == "Etc/GMT-9"
-    assert account_timezone({"display_timezone": "Asia/Tokyo", "timezone": "UTC+9"}) == "Asia/Tokyo"
-    assert account_timezone({"display_timezone": "America", "timezone": "localtime"}) is None
+    assert account_timezone({"timezone": "UTC+9"}) is None
+    assert account_timezone({"timezone": "localtime"}) is None
     assert account_timezone({}) is None
 
 
 def test_no_iana_timezone_is_an_error() -> None:
-    raw = account_day([report_row(AD_LIVE)], display_timezone="Pacific Time", timezone="GMT-08:00")
+    raw = account_day([report_row(AD_LIVE)], timezone="GMT-08:00")
     with pytest.raises(ReportRowError) as caught:
         normalized(raw)
     assert caught.value.field == "timezone"
-    assert "Pacific Time" in str(caught.value)
+    assert "GMT-08:00" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -340,7 +340,6 @@ def test_an_event_split_for_the_ledger_joins_back_to_the_same_event(row: AdDayMe
     assert joined_event(description, own) == event
     # JSON in between, as the ledger stores both parts.
     assert joined_event(json.loads(json.dumps(description)), json.loads(json.dumps(own))) == event
-    assert joined_event(None, event) == event  # a whole event, as earlier ledgers stored it
 
 
 def test_an_ads_events_of_every_day_and_revision_share_one_description() -> None:

@@ -9,12 +9,11 @@ DataFrame of their partitions' days (``io_managers.py``)."""
 # function when it is defined, and a postponed (string) annotation is refused.
 
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from datetime import date
 
 import dagster as dg
 import pyarrow as pa
-from upath import UPath
 
 from tiktok_amp_assets.assets.names import GROUP, METRICS_ASSET, METRICS_IO_MANAGER, RECONCILIATION_CHECK
 from tiktok_amp_assets.assets.reruns import retry_all_steps_if_the_run_fails
@@ -29,8 +28,7 @@ from tiktok_amp_assets.core.summaries import (
     top_campaigns_markdown,
     unattributed_spend_figures,
 )
-from tiktok_amp_assets.garbage_collection import collecting_less_often
-from tiktok_amp_assets.normalize import NormalizationError, NormalizedDay, normalize_days
+from tiktok_amp_assets.normalize import NormalizationError, NormalizedDay, normalize_days, store_days
 from tiktok_amp_assets.partitions import partition_days
 from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
 from tiktok_amp_assets.storage.import_store import ImportStore
@@ -86,27 +84,22 @@ def materialize_ad_metrics(
         failed[day].add(advertiser_id)
     gaps: list[TotalsGap] = []
     new_failures = False
-    # Days arrive normalized in order (normalize.py: in worker processes for long ranges). Each day's
-    # Parquet file is written while the next day is received; at most one write is in flight, and a
-    # failed write fails the step. Leaving the block waits for it, also when a later day fails:
-    # earlier days are whole files, later ones not written.
-    with (
-        collecting_less_often(),  # short ranges are normalized in this process
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-writer") as writer,
-    ):
-        writing: Future[UPath] | None = None
-        try:
-            for normalized in normalize_days(
-                str(store.base_dir),
-                advertiser_ids,
-                days,
-                {day: frozenset(accounts) for day, accounts in failed.items()},
-            ):
+    # Days arrive normalized and written, in order (normalize.py); a day that fails leaves every
+    # earlier day a whole file and no later day written.
+    written = store_days(
+        store,
+        normalize_days(
+            str(store.base_dir),
+            advertiser_ids,
+            days,
+            {day: frozenset(accounts) for day, accounts in failed.items()},
+        ),
+    )
+    try:
+        with closing(written):  # the stages stop with the step, also when it fails
+            for normalized in written:
                 gaps.extend(normalized.gaps)
                 new_failures |= _record_failures(context, store, normalized)
-                if writing is not None:
-                    writing.result()
-                writing = writer.submit(store.write_ad_metrics, normalized.day, normalized.table)
                 context.add_asset_metadata(
                     {
                         **ad_metrics_figures(normalized.table),
@@ -123,10 +116,8 @@ def materialize_ad_metrics(
                     },
                     partition_key=normalized.day.isoformat(),
                 )
-        except NormalizationError as error:
-            raise dg.Failure(description=str(error)) from None
-        if writing is not None:
-            writing.result()
+    except NormalizationError as error:
+        raise dg.Failure(description=str(error)) from None
     if new_failures:
         retry_all_steps_if_the_run_fails(context)
     return dg.MaterializeResult(check_results=[_reconciliation_check(gaps)])

@@ -27,7 +27,6 @@ from tiktok_amp_assets.core import tiktok_contract as api
 from tiktok_amp_assets.core.account_failures import AccountDayFailure, days_label
 from tiktok_amp_assets.core.ad_metrics import account_timezone
 from tiktok_amp_assets.core.timezones import timezone_mismatches
-from tiktok_amp_assets.garbage_collection import collecting_less_often
 from tiktok_amp_assets.partitions import partition_days
 from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
 from tiktok_amp_assets.settings import ProjectSettings
@@ -72,7 +71,7 @@ def materialize_raw_reports(
     rows_per_day: dict[date, int] = defaultdict(int)
     stored_per_day: dict[date, int] = defaultdict(int)
     failures: list[AccountDayFailure] = []
-    with collecting_less_often(), closing(configured(lambda: tiktok.client(logger=context.log))) as client:
+    with closing(configured(lambda: tiktok.client(logger=context.log))) as client:
         extraction = TikTokExtraction(client, logger=context.log)
         try:
             infos, refused = extraction.account_facts(sorted(wanted))
@@ -104,7 +103,7 @@ def materialize_raw_reports(
             # No account can be read (the app or its token refused, or advertiser/info failing for
             # every account alike): the run stops here, saying it once. Only a passing cause (TikTok
             # unavailable past the retry budget) is worth retrying.
-            if error.code is None or api.error_kind(error.code)[0] is api.ErrorKind.RETRY:
+            if error.code is None or api.error_kind(error.code)[0].waits:
                 retry_all_steps_if_the_run_fails(context)
             raise dg.Failure(description=str(error)) from None
         run_figures = extraction.figures()

@@ -19,7 +19,7 @@ How each answer is handled (``shared/specs/amplitude_http_api.md``):
 - 5xx, timeouts, dropped connections: retried with exponential back-off.
 
 Bodies go gzip-compressed (``Content-Encoding: gzip``, optional): these events repeat their keys,
-so about 10x fewer bytes travel. Size limits are applied to the JSON before compression, which is
+so several times fewer bytes travel. Size limits are applied to the JSON before compression, which is
 what Amplitude counts.
 
 ``events_per_second`` paces the whole client (Amplitude's Starter plan asks HTTP V2 uploads to stay
@@ -52,7 +52,7 @@ from tiktok_amp_assets.core.json_codec import dump_json
 log = logging.getLogger(__name__)
 
 _REDACTED = "<redacted>"
-# gzip level of request bodies: see _post for the measurements behind it.
+# gzip level of request bodies: see _post for why.
 GZIP_LEVEL = 1
 _ID_FIELDS = (("device", "device_id"), ("user", "user_id"))
 # The request may or may not have reached Amplitude: retried like a 5xx.
@@ -454,11 +454,9 @@ class AmplitudeClient:
         body = self._head + b",".join(event.body for event in events) + self._tail
         headers = {"Content-Type": "application/json"}
         if self._gzip:
-            # Event JSON repeats its keys: gzip cuts the bytes on the wire several times over.
-            # Measured on one /batch request (20,000 Daily Ad Metrics events, 18.3 MB of JSON): level 1
-            # gives 2.55 MB in 58 ms, 6 gives 1.96 MB in 128 ms, 9 gives 1.85 MB in 315 ms. 6 saves
-            # 0.59 MB for 70 ms more, which pays only below ~67 Mbit/s of upload; 9 never pays. The
-            # compression sits on the path of every request, so the fastest level wins.
+            # Event JSON repeats its keys: gzip cuts the bytes on the wire several times over. The
+            # compression sits on the path of every request, and higher levels save few bytes for
+            # much more time (bench/RESULTS.md, "Figures behind the code's choices"): the fastest wins.
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)
             headers["Content-Encoding"] = "gzip"
         started = time.monotonic()

@@ -57,12 +57,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tiktok_amp_assets.clients.tiktok import QueryTooLargeError, TikTokApiError, TikTokClient
 from tiktok_amp_assets.core import tiktok_contract as api
 from tiktok_amp_assets.core.account_failures import without_request_id
+from tiktok_amp_assets.core.metric_values import MetricParseError, parse_count, parse_money
 from tiktok_amp_assets.core.report_windows import report_windows
 
 log = logging.getLogger(__name__)
@@ -619,32 +620,26 @@ def _differing_days(rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[
 
 
 def _figures(row: Any) -> list[Decimal | None]:
-    """The four metrics of a row as numbers: a missing-value marker is 0, anything that is no
-    non-negative number is None (judging values is ``core/metric_values.py``'s job)."""
+    """The four metrics of a row as numbers: a missing-value marker is 0, anything the metrics'
+    parser refuses is None (judging values is ``core/ad_metrics.py``'s job, with the same parser)."""
     if row is None:  # no total row: no delivery that day
         return [_ZERO] * len(api.PERFORMANCE_METRICS)
     metrics = row.get("metrics") if isinstance(row, dict) else None
     if not isinstance(metrics, dict):
         return [None] * len(api.PERFORMANCE_METRICS)
-    return [_number(metrics.get(name)) for name in api.PERFORMANCE_METRICS]
+    return [_number(metrics.get(name), name) for name in api.PERFORMANCE_METRICS]
 
 
 _ZERO = Decimal(0)
 
 
-def _number(value: object) -> Decimal | None:
-    if value is None or (isinstance(value, str) and value.strip() in api.MISSING_METRIC_VALUES):
-        return _ZERO
-    if isinstance(value, str):
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            return None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = Decimal(str(value))
-    else:
+def _number(value: object, field: str) -> Decimal | None:
+    parse = parse_money if field == api.SPEND else parse_count
+    try:
+        number = parse(value, field=field)
+    except MetricParseError:
         return None
-    return number if number.is_finite() and number >= 0 else None
+    return _ZERO if number is None else Decimal(number)
 
 
 def _days_label(days: list[str]) -> str:

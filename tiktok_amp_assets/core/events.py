@@ -178,10 +178,8 @@ def split_event(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return description, own
 
 
-def joined_event(description: dict[str, Any] | None, own: dict[str, Any]) -> dict[str, Any]:
-    """The event :func:`split_event` split (``description`` None: ``own`` is a whole event already)."""
-    if description is None:
-        return own
+def joined_event(description: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """The event :func:`split_event` split."""
     return {
         **description,
         **own,

@@ -1,7 +1,7 @@
 """Compact JSON for what the project writes itself: events, ledger payloads, metrics rows, results.
 
-orjson encodes about 15 times and decodes about 3 times faster than the standard library, and a
-year's backfill encodes over a million events and rows. Where orjson cannot be exact, the
+orjson encodes and decodes several times faster than the standard library (bench/RESULTS.md), and
+a year's backfill encodes over a million events and rows. Where orjson cannot be exact, the
 standard library takes over:
 
 - a string with a lone surrogate (TikTok may send half an emoji) or an int beyond 64 bits cannot
@@ -24,9 +24,9 @@ import orjson
 def dump_json(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON (no spaces); pure ASCII with escapes if orjson cannot."""
     try:
-        # orjson hands back its whole output buffer (about 8 KB held for a 900-byte event, measured
-        # with tracemalloc on orjson 3.13); an exact-size copy costs ~0.1 us and lets a request's
-        # 20,000 encoded events take 18 MB instead of ~160 MB.
+        # orjson hands back its whole output buffer, several times the size of a small event; an
+        # exact-size copy costs next to nothing and keeps a request's encoded events to their own
+        # size (bench/RESULTS.md, "Figures behind the code's choices").
         return memoryview(orjson.dumps(value)).tobytes()
     except TypeError:
         return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")

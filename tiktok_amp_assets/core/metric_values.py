@@ -223,7 +223,7 @@ class MetricTotals:
 
     def __reduce__(self) -> tuple[type[MetricTotals], tuple[Decimal, int, int, int]]:
         # Pickled by value (a planning process sends a day's totals to the uploader): dataclasses'
-        # own state functions for slotted classes call fields() per object, ten times slower.
+        # own state functions for slotted classes call fields() per object, far slower.
         return (MetricTotals, (self.cost, self.impressions, self.clicks, self.conversions))
 
     @classmethod

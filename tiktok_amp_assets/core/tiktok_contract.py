@@ -70,9 +70,9 @@ MISSING_METRIC_VALUES = frozenset({"", "-", "--", "N/A", "null", "None"})
 STAT_TIME_DAY_FORMAT = "%Y-%m-%d %H:%M:%S"
 DATE_FORMAT = "%Y-%m-%d"
 
-# page_size 1..1000, default 10: SDK yml report_integrated_get.yml (minimum, maximum, default).
+# page_size 1..1000 (default 10, so always sent): SDK yml report_integrated_get.yml (minimum,
+# maximum, default).
 MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 10
 # With stat_time_day as a dimension, end_date - start_date may be at most 30 days (Spec; Airbyte
 # slices daily reports with step P30D).
 MAX_REPORT_SPAN_DAYS = 30

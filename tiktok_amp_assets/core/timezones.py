@@ -54,7 +54,7 @@ def timezone_mismatches(zones: dict[str, str | None], partitions_timezone: str, 
             f"ad account {advertiser_id} reports days in {zone_label(zone)}, whose days end after those of the "
             f"partitions' time zone {zone_label(partitions_timezone)}. Each partition still holds the account's "
             "own calendar day (nothing is shifted), but the schedule may read a day before it is over there. Set "
-            f"TIKTOK_AMP_TIMEZONE to the accounts' westernmost time zone (this account's is {zone}); see the "
-            "README's 'Time zones' section."
+            f"TIKTOK_AMP_TIMEZONE to the accounts' westernmost time zone (this account's is {zone}); see "
+            "docs/time-zones.md in the project."
         )
     return mismatched

@@ -65,14 +65,12 @@ class CountedAdDay:
     totals: MetricTotals
     next_revision: int
     # The last counted event as the ledger stores it (JSON texts), parsed only for the rare removal
-    # correction: its own part, and its ad's description (None: the own part is the whole event, as
-    # older ledgers stored it).
+    # correction: its own part, and its ad's description.
     last_event_json: str
-    last_description_json: str | None = None
+    last_description_json: str
 
     def last_payload(self) -> dict[str, Any]:
-        description = None if self.last_description_json is None else load_json(self.last_description_json)
-        return joined_event(description, load_json(self.last_event_json))
+        return joined_event(load_json(self.last_description_json), load_json(self.last_event_json))
 
 
 EventKind = Literal["new", "correction", "removal"]

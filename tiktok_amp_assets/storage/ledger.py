@@ -26,8 +26,7 @@ planning of the next day.
 text per event: an ad's description (ids, names, UTMs, device: two thirds of an event) is stored once
 in ``amplitude_event_descriptions``, keyed by its digest, and each event row holds only its own part
 (day, time, figures, revision) and that digest (``core/events.py``: ``split_event``). A year of
-2,000 ads takes about a third of the space it took with whole payloads, and recording is faster.
-Rows recorded by earlier versions hold the whole event and no digest; both are read alike.
+2,000 ads takes a fraction of the space whole payloads would (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -75,7 +74,6 @@ ACKNOWLEDGED = "acknowledged"
 REJECTED = "rejected"
 STATUSES = (PENDING, ACKNOWLEDGED, REJECTED)
 
-# The same table as the SQLite-only ledger had, so existing ledger files are used as they are.
 METADATA = MetaData()
 EVENTS = Table(
     "amplitude_events",
@@ -92,12 +90,12 @@ EVENTS = Table(
     Column("conversions", BigInteger, nullable=False),
     Column("status", Text, nullable=False),
     Column("reason", Text),
-    # The event's own part (JSON); with no description, the whole event (rows of earlier versions).
+    # The event's own part (JSON): core.events.split_event's second part.
     Column("payload", Text, nullable=False),
     Column("recorded_at", Text, nullable=False),
     Column("acknowledged_at", Text),
-    # The digest of its ad's description in DESCRIPTIONS (added to older ledgers when opened).
-    Column("description", Text),
+    # The digest of its ad's description in DESCRIPTIONS.
+    Column("description", Text, nullable=False),
     CheckConstraint(f"status IN {STATUSES!r}", name="amplitude_events_status"),
     Index("amplitude_events_by_day", "stat_date", "status"),
 )
@@ -164,11 +162,6 @@ class AmplitudeLedger:
                     _require_utf8(connection, url)
                     # Two runs starting at once would both find no table, and one CREATE would fail.
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                schema = inspect(connection)
-                if schema.has_table(EVENTS.name) and EVENTS.c.description.name not in {
-                    column["name"] for column in schema.get_columns(EVENTS.name)
-                }:  # a ledger of an earlier version
-                    connection.execute(text(f"ALTER TABLE {EVENTS.name} ADD COLUMN description TEXT"))
                 METADATA.create_all(connection)
         except BaseException:
             self._engine.dispose()  # a refused ledger keeps no connection open
@@ -352,16 +345,16 @@ def _recorded(connection: Connection, stat_date: date) -> dict[AdDayKey, Counted
         .order_by(EVENTS.c.revision)
     )
     # Per ad-day: the sum so far, the next revision, and the last event's own part and description.
-    ad_days: dict[AdDayKey, tuple[MetricTotals, int, str, str | None]] = {}
+    ad_days: dict[AdDayKey, tuple[MetricTotals, int, str, str]] = {}
     for row in connection.execute(query):
         advertiser_id, ad_id, _, revision, cost, impressions, clicks, conversions, payload, digest = row
         key = (advertiser_id, ad_id, stat_date)
         totals = MetricTotals(Decimal(cost), impressions, clicks, conversions)
         before = ad_days.get(key)
         ad_days[key] = (totals if before is None else before[0] + totals, revision + 1, payload, digest)
-    texts = _descriptions(connection, {digest for *_, digest in ad_days.values() if digest})
+    texts = _descriptions(connection, {digest for *_, digest in ad_days.values()})
     return {
-        key: CountedAdDay(totals, next_revision, payload, texts[digest] if digest else None)
+        key: CountedAdDay(totals, next_revision, payload, texts[digest])
         for key, (totals, next_revision, payload, digest) in ad_days.items()
     }
 
@@ -376,11 +369,9 @@ def _pending(connection: Connection, stat_date: date | None = None) -> list[AdDa
     rows = connection.execute(query.order_by(EVENTS.c.recorded_at, EVENTS.c.insert_id)).all()
     texts = {
         digest: load_json(text)
-        for digest, text in _descriptions(
-            connection, {row.description for row in rows if row.description}
-        ).items()
+        for digest, text in _descriptions(connection, {row.description for row in rows}).items()
     }
-    return [_ad_day_event(row, texts.get(row.description)) for row in rows]
+    return [_ad_day_event(row, texts[row.description]) for row in rows]
 
 
 def _descriptions(connection: Connection, digests: set[str]) -> dict[str, str]:
@@ -429,8 +420,8 @@ def _engine(url: URL) -> Engine:
 
     PostgreSQL: a backfill's process makes a few transactions a second (a day's reading and
     recording, a request's acknowledgement), and a new connection costs a password exchange and a
-    server process each time (a year's backfill opened ~1,300; the planning process's share took 3 s
-    of its CPU, measured with py-spy). A few connections stay open while the upload runs;
+    server process each time, and across a network round trips too. A few connections stay open
+    while the upload runs;
     each is checked with a round trip before use, so a connection the server or a proxy dropped
     meanwhile is replaced, not failed on. SQLite: closing the last connection checkpoints the WAL
     into the database (a file write and an fsync per transaction otherwise); an idle connection
@@ -438,7 +429,7 @@ def _engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(
             url,
-            pool_size=2,  # a run's process uses two at once: the sender's and the answers thread's
+            pool_size=2,  # a run's process uses two at once: the step's and a planning thread's
             max_overflow=2,
             pool_pre_ping=True,
             pool_recycle=300,  # under the idle time-outs proxies and managed databases commonly set
@@ -474,7 +465,7 @@ def _engine(url: URL) -> Engine:
     return engine
 
 
-def _ad_day_event(row: Any, description: dict[str, Any] | None) -> AdDayEvent:
+def _ad_day_event(row: Any, description: dict[str, Any]) -> AdDayEvent:
     insert_id, advertiser_id, ad_id, stat_date, revision, cost, impressions, clicks, conversions = row[:9]
     return AdDayEvent(
         insert_id=insert_id,
