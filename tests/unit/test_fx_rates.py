@@ -441,9 +441,12 @@ def test_each_amount_is_rounded_once_and_the_sum_is_exact(
     assert sum(converted, Decimal(0)) == sum((Fraction(e) for e in expected), Fraction(0))
 
 
-def test_a_non_finite_amount_is_refused() -> None:
+def test_an_amount_that_cannot_be_converted_exactly_is_refused() -> None:
     with pytest.raises(ValueError, match="not a finite amount"):
         convert(Decimal("NaN"), used(Decimal(1), "USD"))
+    # 60 digits times 28: past the exact product's 80 digits, refused rather than rounded twice.
+    with pytest.raises(ValueError, match="the product has over 80 digits"):
+        convert(Decimal("1" * 60), used(Decimal("0.006614255123891098195166717651"), "USD"))
 
 
 # ------------------------------------------------------------------------------- the record of a rate

@@ -45,7 +45,7 @@ from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
 from functools import cached_property
 from types import MappingProxyType
 from typing import Annotated, BinaryIO, Self
@@ -68,6 +68,11 @@ EURO = "EUR"
 # Decimal's global one, which any library may change.
 CROSS_RATE_DIGITS = 28
 _CROSS = Context(prec=CROSS_RATE_DIGITS, rounding=ROUND_HALF_EVEN)
+# A product of an amount and a rate is computed exactly (a rate has at most 28 digits and an amount
+# far fewer than the rest), then rounded once: a product that would need more digits raises
+# (Inexact is trapped) rather than be rounded twice.
+_EXACT = Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Inexact, Overflow])
+_ROUND = Context(prec=80, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
 
 # Written where a currency has no rate that day (the ECB's CSV writes N/A).
 _NOT_PUBLISHED = frozenset({"", "N/A", "NA", "-"})
@@ -219,6 +224,7 @@ class _Reader:
         self._day_rates: dict[str, Decimal] | None = None
         self._day: date | None = None
         self._saw_cube = False
+        self._codes: dict[str, str] = {}  # as written -> the code
         self._parser = expat.ParserCreate()
         self._parser.buffer_text = True
         self._parser.StartElementHandler = self._start
@@ -241,13 +247,17 @@ class _Reader:
         )
 
     def _where(self) -> str:
-        return f"line {self._parser.CurrentLineNumber}"
+        day = f"{self._day.isoformat()}, " if self._day is not None else ""
+        return f"{day}line {self._parser.CurrentLineNumber}"
 
     def _doctype(self, name: str, *_: object) -> None:
         raise self.format_error(f"it declares a DOCTYPE ({name}), which the format never has")
 
+    # The handlers run once per element (200,000 in the hist file): the common path is kept short,
+    # and the text of an error is only made when one is raised.
+
     def _start(self, name: str, attributes: dict[str, str]) -> None:
-        if name.rpartition(":")[2] != "Cube":
+        if name != "Cube" and not name.endswith(":Cube"):
             return
         self._saw_cube = True
         time = attributes.get("time")
@@ -262,10 +272,12 @@ class _Reader:
             raise self.format_error(
                 f"a rate of {currency.strip()!r} outside any <Cube time=...> ({self._where()})"
             )
-        self._add_rate(currency, attributes.get("rate"))
+        self._add_rate(
+            self._day_rates, self._codes.get(currency) or self._code(currency), attributes.get("rate")
+        )
 
     def _end(self, name: str) -> None:
-        if name.rpartition(":")[2] == "Cube" and self._cubes.pop():
+        if (name == "Cube" or name.endswith(":Cube")) and self._cubes.pop():
             self._day_rates, self._day = None, None
 
     def _open_day(self, text: str) -> None:
@@ -276,31 +288,35 @@ class _Reader:
         # A day written twice (two files joined) gets the rates of both.
         self._day_rates = self.by_day.setdefault(self._day, {})
 
-    def _add_rate(self, currency_text: str, rate_text: str | None) -> None:
-        assert self._day_rates is not None and self._day is not None
-        currency = currency_text.strip().upper()
-        where = f"{self._day.isoformat()}, {self._where()}"
-        if not _CURRENCY.fullmatch(currency):
-            raise self.format_error(f"currency={currency_text!r} is not an ISO 4217 code ({where})")
-        if rate_text is None:
-            raise self.format_error(f"the {currency} rate has no rate attribute ({where})")
-        if rate_text.strip().upper() in _NOT_PUBLISHED:
-            return
+    def _code(self, text: str) -> str:
+        """The code written ``text``, checked once; every rate of it then shares one string."""
+        code = text.strip().upper()
+        if not _CURRENCY.fullmatch(code):
+            raise self.format_error(f"currency={text!r} is not an ISO 4217 code ({self._where()})")
+        self._codes[text] = self._codes.setdefault(code, code)
+        return self._codes[text]
+
+    def _add_rate(self, day_rates: dict[str, Decimal], code: str, text: str | None) -> None:
         try:
-            rate = Decimal(rate_text.strip())
-        except InvalidOperation:
-            rate = Decimal("NaN")
-        if not rate.is_finite() or rate <= 0:
+            rate = Decimal(text)  # type: ignore[arg-type]  # None: caught below
+            usable = rate.is_finite() and rate > 0
+        except (InvalidOperation, TypeError):
+            usable = False
+        if not usable:
+            if text is None:
+                raise self.format_error(f"the {code} rate has no rate attribute ({self._where()})")
+            if text.strip().upper() in _NOT_PUBLISHED:
+                return
             raise self.format_error(
-                f"the {currency} rate {rate_text!r} is not a positive decimal number ({where})"
+                f"the {code} rate {text!r} is not a positive decimal number ({self._where()})"
             )
-        if currency == EURO:
+        if code == EURO:
             if rate != 1:
-                raise self.format_error(f"the rate of the euro itself is {rate_text!r}, not 1 ({where})")
+                raise self.format_error(f"the rate of the euro itself is {text!r}, not 1 ({self._where()})")
             return
-        known = self._day_rates.setdefault(currency, rate)
-        if known != rate:
-            raise self.format_error(f"{currency} has two rates, {known} and {rate} ({where})")
+        known = day_rates.setdefault(code, rate)
+        if known is not rate and known != rate:
+            raise self.format_error(f"{code} has two rates, {known} and {rate} ({self._where()})")
 
     def result(self) -> FxRates:
         if not self._saw_cube:
@@ -419,11 +435,11 @@ def convert(amount: Decimal, used: UsedRate) -> Decimal:
     exactly and rounded once, half-even, to the reporting currency's minor unit (ISO 4217)."""
     if not amount.is_finite():
         raise ValueError(f"cannot convert {amount}: not a finite amount")
-    rate = used.rate
-    # Enough digits for the exact product, and for it quantized to the minor unit.
-    places = minor_units(used.to_currency)
-    exact = Context(prec=len(amount.as_tuple().digits) + len(rate.as_tuple().digits) + places + 2)
-    converted = exact.multiply(amount, rate).quantize(
-        Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN, context=exact
-    )
+    try:
+        product = _EXACT.multiply(amount, used.rate)
+    except Inexact:
+        raise ValueError(
+            f"cannot convert {amount} at {used.rate}: the product has over {_EXACT.prec} digits"
+        ) from None
+    converted = product.quantize(Decimal(1).scaleb(-minor_units(used.to_currency)), context=_ROUND)
     return converted.copy_abs() if converted.is_zero() else converted  # no "-0.00"
