@@ -26,8 +26,11 @@ of the product: it imports nothing from ``tiktok_amp_assets``. What it reproduce
   example on the page above, which reads ``currency='...'``.
 - The currencies: the 30 of the daily file of 28 June 2024 (that copy), each written with the
   decimals it had there and around the level it had; no VND, TWD or AED. BGN stays at 1.9558 (its
-  currency board). A currency can be withdrawn from a day on (``withdrawn``: RUB's rates stopped
-  after 1 March 2022).
+  currency board) and stops on 1 January 2026, when Bulgaria adopted the euro and the ECB removed
+  the lev from its list (novinite.com, 16 December 2025, "ECB Removes Bulgarian Lev from Exchange
+  Rate List Ahead of Euro Adoption"). Other currencies can be withdrawn from a day on
+  (``withdrawn``), as the ECB "last published a EUR/RUB reference rate on 1 March 2022" (its notice,
+  as quoted by Národná banka Slovenska, https://nbs.sk/en/statistics/exchange-rates/ecb-foreign-exchange-reference-rates/).
 
 Failure knobs: a :class:`FaultInjector` (``SERVER_ERROR`` is an HTTP 500 page, ``RATE_LIMIT`` a
 429; a 503 page, a dropped connection, a slow or truncated body come from the HTTP base), and
@@ -86,6 +89,8 @@ ECB_CURRENCIES: dict[str, str] = {
     "ZAR": "19.4970",
 }
 _FIXED = {"BGN"}  # pegged to the euro: the same rate every day
+# Currency -> the first day without its rate.
+ECB_WITHDRAWN: dict[str, date] = {"BGN": date(2026, 1, 1)}
 
 _GESMES = "http://www.gesmes.org/xml/2002-08-01"
 _EUROFXREF = "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"
@@ -164,8 +169,9 @@ def eurofxref_hist(
     seed: int = 0,
     withdrawn: Mapping[str, date] | None = None,
 ) -> bytes:
-    """``eurofxref-hist.xml`` for ``days`` (any order: written newest first)."""
-    withdrawn = withdrawn or {}
+    """``eurofxref-hist.xml`` for ``days`` (any order: written newest first). ``withdrawn``: the
+    currencies that stop, and from which day (default: the ECB's, :data:`ECB_WITHDRAWN`)."""
+    withdrawn = ECB_WITHDRAWN if withdrawn is None else withdrawn
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<gesmes:Envelope xmlns:gesmes="{_GESMES}" xmlns="{_EUROFXREF}">',
@@ -190,7 +196,7 @@ def eurofxref_daily(
     day: date, currencies: Sequence[str], *, seed: int = 0, withdrawn: Mapping[str, date] | None = None
 ) -> bytes:
     """``eurofxref-daily.xml`` of ``day``: single quotes, tabs, trailing zeros kept."""
-    withdrawn = withdrawn or {}
+    withdrawn = ECB_WITHDRAWN if withdrawn is None else withdrawn
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<gesmes:Envelope xmlns:gesmes="{_GESMES}" xmlns="{_EUROFXREF}">',
@@ -231,7 +237,7 @@ class EcbEmulator(EmulatorServer):
             raise ValueError(f"the ECB publishes no rates for {sorted(unknown)}")
         self.first_day = first_day
         self.currencies = tuple(currencies)
-        self.withdrawn = dict(withdrawn or {})
+        self.withdrawn = {**ECB_WITHDRAWN, **(withdrawn or {})}
         self.seed = seed
         self._newest_day = newest_day
         self._instead: Response | None = None

@@ -121,3 +121,11 @@ def test_failure_knobs_and_other_documents() -> None:
         assert len(days_and_rates(get(ecb, HIST_PATH).content)) == 5
         # The 503 page is the HTTP base's: it never reached the emulator.
         assert (ecb.served[HIST_PATH], faults.injected[Fault.HTTP_503]) == (6, 1)
+
+
+def test_the_lev_stops_when_bulgaria_adopts_the_euro() -> None:
+    with EcbEmulator(first_day=date(2025, 12, 29), newest_day=date(2026, 1, 6)) as ecb:
+        rates = days_and_rates(get(ecb, HIST_PATH).content)
+    assert sorted(rates) == [date(2025, 12, 29), date(2025, 12, 30), date(2025, 12, 31), date(2026, 1, 2), date(2026, 1, 5), date(2026, 1, 6)]  # fmt: skip
+    assert [len(rates[day]) for day in sorted(rates)] == [30, 30, 30, 29, 29, 29]
+    assert "BGN" not in rates[date(2026, 1, 2)]

@@ -20,8 +20,8 @@ dialogplay/tool-directory, ``integrations/ecb_exchange_rate/README.md``)::
 
 A rate is units of the currency for one euro (the ECB's own PHP example prints ``1€=<rate>
 <currency>``). The hist file lists the newest day first and writes ``rate="1.225"`` where the daily
-file writes ``rate='1.2250'``; a currency may stop being published (ISK from December 2008 to 2018,
-RUB from March 2022).
+file writes ``rate='1.2250'``; a currency may stop being published (the rouble after 1 March 2022,
+the lev when Bulgaria adopted the euro on 1 January 2026).
 
 Read tolerantly: single or double quotes, any whitespace and layout, days and currencies in any
 order, with or without the namespaces (or other prefixes), elements and attributes the format does
