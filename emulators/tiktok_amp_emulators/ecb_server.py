@@ -94,6 +94,15 @@ ECB_WITHDRAWN: dict[str, date] = {"BGN": date(2026, 1, 1)}
 
 _GESMES = "http://www.gesmes.org/xml/2002-08-01"
 _EUROFXREF = "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"
+_ENVELOPE_START = (
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    f'<gesmes:Envelope xmlns:gesmes="{_GESMES}" xmlns="{_EUROFXREF}">',
+    "\t<gesmes:subject>Reference rates</gesmes:subject>",
+    "\t<gesmes:Sender>",
+    "\t\t<gesmes:name>European Central Bank</gesmes:name>",
+    "\t</gesmes:Sender>",
+    "\t<Cube>",
+)
 
 
 def easter_sunday(year: int) -> date:
@@ -172,15 +181,7 @@ def eurofxref_hist(
     """``eurofxref-hist.xml`` for ``days`` (any order: written newest first). ``withdrawn``: the
     currencies that stop, and from which day (default: the ECB's, :data:`ECB_WITHDRAWN`)."""
     withdrawn = ECB_WITHDRAWN if withdrawn is None else withdrawn
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<gesmes:Envelope xmlns:gesmes="{_GESMES}" xmlns="{_EUROFXREF}">',
-        "\t<gesmes:subject>Reference rates</gesmes:subject>",
-        "\t<gesmes:Sender>",
-        "\t\t<gesmes:name>European Central Bank</gesmes:name>",
-        "\t</gesmes:Sender>",
-        "\t<Cube>",
-    ]
+    lines = [*_ENVELOPE_START]
     for day in sorted(days, reverse=True):
         rates = "".join(
             f'<Cube currency="{currency}" rate="{_hist_rate_text(ecb_rate(currency, day, seed=seed))}"/>'
@@ -197,16 +198,7 @@ def eurofxref_daily(
 ) -> bytes:
     """``eurofxref-daily.xml`` of ``day``: single quotes, tabs, trailing zeros kept."""
     withdrawn = ECB_WITHDRAWN if withdrawn is None else withdrawn
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<gesmes:Envelope xmlns:gesmes="{_GESMES}" xmlns="{_EUROFXREF}">',
-        "\t<gesmes:subject>Reference rates</gesmes:subject>",
-        "\t<gesmes:Sender>",
-        "\t\t<gesmes:name>European Central Bank</gesmes:name>",
-        "\t</gesmes:Sender>",
-        "\t<Cube>",
-        f"\t\t<Cube time='{day.isoformat()}'>",
-    ]
+    lines = [*_ENVELOPE_START, f"\t\t<Cube time='{day.isoformat()}'>"]
     for currency in currencies:
         if currency not in withdrawn or day < withdrawn[currency]:
             rate = format(ecb_rate(currency, day, seed=seed), "f")

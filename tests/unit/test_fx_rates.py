@@ -4,6 +4,7 @@ rates through the euro, and amounts rounded once, half-even, to the reporting cu
 from __future__ import annotations
 
 import io
+import pickle
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -225,6 +226,15 @@ def test_a_feed_without_rates_is_empty(document: bytes) -> None:
         FxFeedEmptyError, match=r"FX feed https://mirror\.example/eurofxref-hist\.xml .*What to do"
     ):
         parse_eurofxref(document, feed=FEED)
+
+
+def test_the_rates_pickle_and_are_checked_when_made_by_hand() -> None:
+    rates = parse_eurofxref(HIST.encode(), feed=FEED)
+    assert pickle.loads(pickle.dumps(rates)) == rates  # across processes (Dagster steps)
+    with pytest.raises(ValueError, match="ascending"):
+        FxRates(feed=FEED, days=tuple(reversed(rates.days)), rates=rates.rates)
+    with pytest.raises(ValueError, match="ascending"):
+        FxRates(feed=FEED, days=(), rates={})
 
 
 # ------------------------------------------------------------------------------------------- lookups

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation, Overflow
 from functools import cached_property
-from types import MappingProxyType
 from typing import Annotated, BinaryIO, Self
 from xml.parsers import expat
 
@@ -149,12 +148,17 @@ class DayBeforeFeedError(FxRateError):
 class FxRates:
     """A feed's rates: for each day it published, units of each currency per euro, exact as written.
 
-    ``days`` is ascending. ``rates`` maps each of those days to its rates (read-only).
+    ``days`` is ascending and names the days of ``rates``, each with at least one rate; neither is to
+    be changed. Plain dicts (not read-only proxies), so that it pickles across processes.
     """
 
     feed: str  # the URL or file name it was read from
     days: tuple[date, ...]
     rates: Mapping[date, Mapping[str, Decimal]] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.days or list(self.days) != sorted(self.rates) or not all(self.rates.values()):
+            raise ValueError("FxRates needs days in ascending order, each with its rates, and no other")
 
     @property
     def oldest(self) -> date:
@@ -321,13 +325,13 @@ class _Reader:
     def result(self) -> FxRates:
         if not self._saw_cube:
             raise self.format_error("it has no <Cube> element")
-        by_day = {day: MappingProxyType(rates) for day, rates in self.by_day.items() if rates}
+        by_day = {day: rates for day, rates in self.by_day.items() if rates}
         if not by_day:
             raise FxFeedEmptyError(
                 f"the FX feed {self.feed} holds no rates: it has the ECB's format but no "
                 f"<Cube time=...> with a rate in it. {_WHAT_TO_DO}"
             )
-        return FxRates(feed=self.feed, days=tuple(sorted(by_day)), rates=MappingProxyType(by_day))
+        return FxRates(feed=self.feed, days=tuple(sorted(by_day)), rates=by_day)
 
 
 # ------------------------------------------------------------------------------------- lookups
