@@ -13,9 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
+
+T = TypeVar("T")
 
 
 class InsecureUrlError(ValueError):
@@ -100,6 +103,36 @@ class RetryPolicy:
         rng = rng or random.Random()
         for failures in range(1, self.max_attempts):
             yield self.delay(failures, rng)
+
+    def call(
+        self,
+        attempt: Callable[[], T],
+        *,
+        retry_on: tuple[type[Exception], ...],
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[Exception, int, float], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> T:
+        """``attempt()``'s result, trying it up to ``max_attempts`` times while it raises one of
+        ``retry_on``, with :meth:`delays` in between; the last such failure propagates.
+
+        For a request that is simply made again (the FX feed). ``on_retry(failure, failures, delay)``
+        is told of each wait, to log it. The TikTok and Amplitude clients keep loops of their own: a
+        retry budget in time shared by a run, and throttled events set aside while others go on.
+        """
+        waits = self.delays(rng)
+        failures = 0
+        while True:
+            try:
+                return attempt()
+            except retry_on as failure:
+                delay = next(waits, None)
+                if delay is None:
+                    raise
+                failures += 1
+                if on_retry is not None:
+                    on_retry(failure, failures, delay)
+                sleep(delay)
 
 
 class OutageBudget:
