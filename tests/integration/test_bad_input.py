@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -577,8 +578,8 @@ def test_a_dash_for_spend_that_the_account_total_counts_is_delivered_as_missing_
     gaps = check.metadata["gaps"].value
     dashed = project.catalogue.daily_metrics(touched[0], DAY)
     assert dashed is not None
-    assert [(gap["advertiser_id"], gap["stat_date"], gap["unattributed_spend"]) for gap in gaps] == [
-        (ACME, DAY.isoformat(), dashed["spend"])
+    assert [(gap["advertiser_id"], gap["stat_date"], Decimal(gap["unattributed_spend"])) for gap in gaps] == [
+        (ACME, DAY.isoformat(), Decimal(dashed["spend"]))
     ]
     (sent,) = [
         e for e in project.amplitude.counted_events(API_KEY) if e["event_properties"]["ad_id"] == touched[0]

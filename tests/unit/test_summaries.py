@@ -95,3 +95,17 @@ def test_unattributed_spend_is_summed_per_currency() -> None:
         ]
     )
     assert figures == {"unattributed_spend_JPY": 500.0, "unattributed_spend_USD": 12.84}
+
+
+def test_a_gap_shows_its_spend_as_tiktok_writes_amounts() -> None:
+    # Ad rows summed from the money column carry its six decimals; the record (and the check's
+    # message built from the same amount) shows TikTok's form, not 12.340000 or 12.340.
+    gap = TotalsGap(
+        "1",
+        date(2025, 3, 1),
+        MetricTotals(Decimal("112.34"), 10, 1, 0),
+        MetricTotals(Decimal("100.000000"), 10, 1, 0),
+        "unattributed",
+        "USD",
+    )
+    assert gap.as_record()["unattributed_spend"] == "12.34"

@@ -21,7 +21,7 @@ from tiktok_amp_assets.assets.wiring import configured, require_variables
 from tiktok_amp_assets.clients.tiktok_extraction import SETTLING, UNATTRIBUTED
 from tiktok_amp_assets.core.account_failures import AccountDayFailure
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
-from tiktok_amp_assets.core.metric_values import MetricTotals
+from tiktok_amp_assets.core.metric_values import MetricTotals, money_as_written
 from tiktok_amp_assets.core.reconciliation import TotalsGap
 from tiktok_amp_assets.core.summaries import (
     ad_metrics_figures,
@@ -207,7 +207,7 @@ def _gap_text(gap: TotalsGap) -> str:
 
 
 def _amount(missing: MetricTotals, currency: str | None) -> str:
-    spend = f"{missing.cost} {currency or ''}".strip() + " spend"
+    spend = f"{money_as_written(missing.cost)} {currency or ''}".strip() + " spend"
     others = [
         f"{value} {name}"
         for name, value in (("impressions", missing.impressions), ("clicks", missing.clicks),

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from tiktok_amp_assets.core import tiktok_contract as api
 from tiktok_amp_assets.core.ad_metrics import table_totals
-from tiktok_amp_assets.core.metric_values import MetricTotals, parse_count, parse_money
+from tiktok_amp_assets.core.metric_values import MetricTotals, money_as_written, parse_count, parse_money
 from tiktok_amp_assets.core.upload_plan import AdDayKey
 
 
@@ -80,7 +80,7 @@ class TotalsGap:
             "stat_date": self.stat_date.isoformat(),
             "kind": self.kind,
             "currency": self.currency,
-            "unattributed_spend": str(gap.cost),
+            "unattributed_spend": str(money_as_written(gap.cost)),
             "unattributed_impressions": gap.impressions,
             "unattributed_clicks": gap.clicks,
             "unattributed_conversions": gap.conversions,
