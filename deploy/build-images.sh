@@ -58,6 +58,11 @@ for tool in docker debootstrap; do
     command -v "$tool" >/dev/null || fail "$tool is missing: apt-get install -y docker.io debootstrap"
 done
 docker info >/dev/null 2>&1 || fail "the Docker engine does not answer: start it (dockerd &, or systemctl start docker)"
+# One build at a time in $BUILD_DIR: two checkouts building at once (two test sessions on one machine)
+# would delete each other's wheels and build context. The second waits for the first, then reuses.
+mkdir -p "$BUILD_DIR"
+exec 9>"$BUILD_DIR/.lock"
+flock 9
 
 recipe_hash() {  # a short hash of the arguments and of this script's recipe for root file systems
     { printf '%s\n' "$@"; sed -n '/^minbase_rootfs()/,/^}/p;/^derived_rootfs()/,/^}/p' "$0"; } \

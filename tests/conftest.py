@@ -25,12 +25,27 @@ from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
 from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG
 from tiktok_amp_assets.settings import ProjectSettings
 
+from .deploy.docker_deployment import TIER_LOG
+
 # A PostgreSQL server per test module that asks for it (tests/postgres_server.py).
 from .postgres_server import postgres  # noqa: F401
 
 TOKEN = "test-token-3f9a1c7e5b2d4a6c8e0f1a3b5c7d9e1f"
 API_KEY = "test-api-key-0a2b4c6d8e1f3a5b7c9d1e3f5a7b9c1d"
 START_DATE = date(2025, 1, 1)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The Docker tier's phase timings and how its interrupted runs failed, after the session's
+    results (whatever pytest captured), so CI's log shows where the tier's minutes went. Here, not in
+    tests/deploy/: under pytest-xdist the printing process collects no test and loads no conftest but
+    this one, and the tier's lines come from whichever worker ran it, through a file."""
+    if hasattr(terminalreporter.config, "workerinput") or not TIER_LOG.exists():
+        return
+    terminalreporter.section("Docker deployment tier: phase timings")
+    for line in TIER_LOG.read_text(encoding="utf-8").splitlines():
+        terminalreporter.write_line(line)
+    TIER_LOG.unlink()
 
 
 @dataclass

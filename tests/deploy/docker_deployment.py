@@ -40,10 +40,17 @@ RUN_ID_LABEL = "dagster/run_id"
 
 # ------------------------------------------------------------------------------ phase timings
 
-# (phase, seconds) in the order they ended, and what the tier saw happen (how an interrupted run
-# failed); tests/deploy/conftest.py prints both after the test session.
-PHASES: list[tuple[str, float]] = []
-NOTES: list[str] = []
+# The phases in the order they ended, and what the tier saw happen (how an interrupted run failed),
+# one line each; tests/conftest.py prints them after the test session. A file, not a list:
+# under pytest-xdist the tier runs in a worker process, and the session's summary in the controller.
+TIER_LOG = PROJECT_ROOT / "test-artifacts" / "docker-tier.txt"
+
+
+def note(line: str) -> None:
+    """A line for the summary of the tier printed after the test session."""
+    TIER_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with TIER_LOG.open("a", encoding="utf-8") as log:
+        log.write(line + "\n")
 
 
 @contextmanager
@@ -54,7 +61,7 @@ def phase(name: str) -> Iterator[None]:
         yield
     finally:
         seconds = time.monotonic() - start
-        PHASES.append((name, seconds))
+        note(f"{seconds:7.1f} s  {name}")
         print(f"phase {name}: {seconds:.1f} s", flush=True)
 
 
@@ -130,7 +137,7 @@ def build_images(work: Path) -> Images:
         )  # fmt: skip
     for line in done.stderr.splitlines():
         if match := re.fullmatch(r"build-images: phase (\S+): (\d+) s", line):
-            PHASES.append((f"  build-images {match.group(1)}", float(match.group(2))))
+            note(f"{float(match.group(2)):7.1f} s    build-images {match.group(1)}")
     if done.returncode != 0:
         pytest.fail(f"deploy/build-images.sh failed:\n{done.stderr[-4000:]}", pytrace=False)
     printed = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)

@@ -44,13 +44,13 @@ from ..e2e.test_upload_exactly_once import amplitude_config
 from ..processes import code_location_loaded, dagster_graphql, free_ports, wait_for
 from ..s3_server import S3Server, started_s3_server
 from .docker_deployment import (
-    NOTES,
     RUN_ID_LABEL,
     Compose,
     build_images,
     docker,
     host_address_for_containers,
     image_trusting,
+    note,
     phase,
     run_containers,
     skip_or_fail_without_docker,
@@ -341,7 +341,7 @@ def _interrupted_then_retried(
             300,
             deployment.diagnostics,
         )
-    NOTES.append(
+    note(
         f"{phase_name}: the run {run['runId'][:8]} failed: "
         + " | ".join(deployment.how_it_failed(run["runId"]))
     )
