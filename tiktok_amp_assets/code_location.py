@@ -45,15 +45,7 @@ def connection_definitions(
 ) -> dg.Definitions:
     """One connection's assets, checks, job, schedule, freshness sensor and resources, every name
     its own (connection.py)."""
-    deployment = deployment or DeploymentSettings.from_env()
     assets = build_assets(connection)
-    import_store = ImportStoreResource(
-        base_dir=deployment.data_dir,
-        connection=connection.name,
-        amplitude_project=connection.amplitude_project,
-        # A secret, like the API keys: the UI and the run's config show the variable's name.
-        ledger_url=dg.EnvVar(LEDGER_URL_VAR) if environment_value(LEDGER_URL_VAR) else None,
-    )
     job = dg.define_asset_job(connection.job_name, selection=dg.AssetSelection.groups(connection.group))
     # Yesterday's upload must exist by the deadline. These checks are "superseded" by FreshnessPolicy,
     # but FreshnessPolicy is judged per asset, not per partition: a backfill of an old day would pass it.
@@ -71,28 +63,46 @@ def connection_definitions(
             name=f"{connection.name}_freshness_checks_sensor",
         )
     return dg.Definitions(
-        assets=assets,
+        # Bound to the connection's own assets, not given to Definitions: Dagster gives every job the
+        # code location's top-level resources, so each connection's job would carry every other
+        # connection's too, and the load would grow with the square of the connections
+        # (bench/RESULTS.md, "Connections: load time").
+        assets=dg.with_resources(assets, connection_resources(connection, deployment)),
         asset_checks=freshness_checks,
         sensors=[freshness_sensor],
         jobs=[job],
         schedules=[build_daily_schedule(job, connection)],
-        resources={
-            connection.resource_key("tiktok"): TikTokResource(
-                access_token=connection.tiktok_access_token.for_resource(),
-                advertiser_ids=connection.advertiser_ids.for_resource(),
-                api_url=connection.tiktok_api_url.for_resource(),
-                requests_per_second=connection.tiktok_requests_per_second,
-                retry_budget_minutes=connection.tiktok_retry_budget_minutes,
-                names=connection.names("tiktok_access_token", "advertiser_ids", "tiktok_api_url"),
-            ),
-            connection.resource_key("amplitude"): AmplitudeResource(
-                api_key=connection.amplitude_api_key.for_resource(),
-                api_url=connection.amplitude_api_url.for_resource(),
-                endpoint=connection.amplitude_endpoint,
-                restatement_policy=connection.restatement_policy,
-                names=connection.names("amplitude_api_key", "amplitude_api_url"),
-            ),
-            connection.resource_key("import_store"): import_store,
-            connection.resource_key(METRICS_IO_MANAGER): AdMetricsIOManager(import_store=import_store),
-        },
     )
+
+
+def connection_resources(
+    connection: Connection, deployment: DeploymentSettings | None = None
+) -> dict[str, dg.ConfigurableResource]:
+    """The connection's resources, keyed by its name (``Definitions`` refuses two of one key)."""
+    deployment = deployment or DeploymentSettings.from_env()
+    import_store = ImportStoreResource(
+        base_dir=deployment.data_dir,
+        connection=connection.name,
+        amplitude_project=connection.amplitude_project,
+        # A secret, like the API keys: the UI and the run's config show the variable's name.
+        ledger_url=dg.EnvVar(LEDGER_URL_VAR) if environment_value(LEDGER_URL_VAR) else None,
+    )
+    return {
+        connection.resource_key("tiktok"): TikTokResource(
+            access_token=connection.tiktok_access_token.for_resource(),
+            advertiser_ids=connection.advertiser_ids.for_resource(),
+            api_url=connection.tiktok_api_url.for_resource(),
+            requests_per_second=connection.tiktok_requests_per_second,
+            retry_budget_minutes=connection.tiktok_retry_budget_minutes,
+            names=connection.names("tiktok_access_token", "advertiser_ids", "tiktok_api_url"),
+        ),
+        connection.resource_key("amplitude"): AmplitudeResource(
+            api_key=connection.amplitude_api_key.for_resource(),
+            api_url=connection.amplitude_api_url.for_resource(),
+            endpoint=connection.amplitude_endpoint,
+            restatement_policy=connection.restatement_policy,
+            names=connection.names("amplitude_api_key", "amplitude_api_url"),
+        ),
+        connection.resource_key("import_store"): import_store,
+        connection.resource_key(METRICS_IO_MANAGER): AdMetricsIOManager(import_store=import_store),
+    }

@@ -26,6 +26,7 @@ import dagster as dg
 import yaml
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError
 
+from tiktok_amp_assets.clients.tiktok import DEFAULT_RETRY_BUDGET_SECONDS
 from tiktok_amp_assets.connection import (
     ADVERTISER_ID_PATTERN,
     DEFAULT_LOAD_VARIABLES,
@@ -101,8 +102,14 @@ class TikTokAdsToAmplitude(dg.Component, dg.Model, dg.Resolvable):
         description="The ad account ids, or the variable holding them comma-separated."
     )
     tiktok_api_url: str | FromEnv = tiktok_contract.DEFAULT_API_URL
-    tiktok_requests_per_second: float = Field(default=10.0, gt=0)
-    tiktok_retry_budget_minutes: float = Field(default=30.0, ge=0)
+    tiktok_requests_per_second: float = Field(
+        default=10.0, gt=0, description="Request rate shared by a run's calls."
+    )
+    tiktok_retry_budget_minutes: float = Field(
+        default=DEFAULT_RETRY_BUDGET_SECONDS / 60,
+        ge=0,
+        description="How long a run waits out TikTok's restrictions and outages (docs/retry_budget.md).",
+    )
     amplitude_api_key: FromEnv = Field(description="The variable holding the Amplitude project's API key.")
     amplitude_api_url: str | FromEnv = Field(
         default=amplitude_contract.DEFAULT_API_URL,

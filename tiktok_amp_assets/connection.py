@@ -92,7 +92,7 @@ class Connection:
     advertiser_ids: RunValue = field(default_factory=RunValue)
     tiktok_api_url: RunValue = field(default_factory=RunValue)
     tiktok_requests_per_second: float = 10.0
-    tiktok_retry_budget_minutes: float = 30.0
+    tiktok_retry_budget_minutes: float = 15.0  # component.py's default (DEFAULT_RETRY_BUDGET_SECONDS)
     amplitude_api_key: RunValue = field(default_factory=RunValue)
     amplitude_api_url: RunValue = field(default_factory=RunValue)
     amplitude_endpoint: Literal["auto", "http_v2", "batch"] = "auto"

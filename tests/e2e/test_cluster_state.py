@@ -27,6 +27,7 @@ import pytest
 
 from tiktok_amp_assets import ledger_command, upload
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
+from tiktok_amp_assets.code_location import connection_resources
 from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.pipeline import stage
@@ -231,7 +232,7 @@ def test_a_wrong_ledger_password_fails_the_run_without_showing_the_password(
     url = f"postgresql://{postgres.user}:{wrong}@{postgres.host}:{postgres.port}/postgres"
     monkeypatch.setenv("TIKTOK_AMP_LEDGER_URL", url)
     project.rebuild()
-    resource = project.defs.resources["tiktok_ads_import_store"]
+    resource = connection_resources(project.connection)["tiktok_ads_import_store"]
     assert wrong not in repr(resource)
     result = project.materialize(FIRST, raise_on_error=False)
     assert not result.success
@@ -343,7 +344,7 @@ def test_a_malformed_ledger_url_is_refused_without_quoting_it(url: str, says: st
 
 
 def test_the_ledger_url_reaches_the_runs_as_an_environment_variable(cluster: Cluster) -> None:
-    resource = cluster.project.defs.resources["tiktok_ads_import_store"]
+    resource = connection_resources(cluster.project.connection)["tiktok_ads_import_store"]
     # The UI and the run's config show the variable's name, not the URL with its password.
     assert isinstance(resource.ledger_url, dg.EnvVar)
     assert cluster.ledger_url not in repr(resource)

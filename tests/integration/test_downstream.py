@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from tiktok_amp_assets.code_location import connection_resources
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.core.tiktok_contract import CONVERSIONS, SPEND
 
@@ -89,7 +90,7 @@ def test_the_documented_example_computes_cost_per_conversion_by_campaign(
 def test_a_range_of_days_loads_as_one_frame_with_exact_types(project: Project) -> None:
     first, last = DAY, DAY + timedelta(days=2)
     assert project.materialize(first, last).success
-    io_manager = project.defs.resources["tiktok_ads_tiktok_ad_metrics_io_manager"]
+    io_manager = connection_resources(project.connection)["tiktok_ads_tiktok_ad_metrics_io_manager"]
     context = dg.build_input_context(
         asset_key=dg.AssetKey(["tiktok_ads", "tiktok_ad_metrics"]),
         asset_partitions_def=dg.DailyPartitionsDefinition(
@@ -109,7 +110,7 @@ def test_a_range_of_days_loads_as_one_frame_with_exact_types(project: Project) -
 
 
 def test_loading_days_never_materialized_names_them(project: Project) -> None:
-    io_manager = project.defs.resources["tiktok_ads_tiktok_ad_metrics_io_manager"]
+    io_manager = connection_resources(project.connection)["tiktok_ads_tiktok_ad_metrics_io_manager"]
     context = dg.build_input_context(
         asset_key=dg.AssetKey(["tiktok_ads", "tiktok_ad_metrics"]),
         asset_partitions_def=dg.DailyPartitionsDefinition(
