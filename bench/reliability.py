@@ -69,7 +69,7 @@ RESTRICTION_SECONDS = 150
 # Fast back-off: the faults are many and the emulators answer at once.
 RUN_CONFIG = """
 resources:
-  tiktok:
+  tiktok_ads_tiktok:
     config:
       access_token: {env: TIKTOK_ACCESS_TOKEN}
       advertiser_ids: {env: TIKTOK_ADVERTISER_IDS}
@@ -79,7 +79,7 @@ resources:
       backoff_base_seconds: 0.02
       backoff_max_seconds: 2
       timeout_seconds: 1
-  amplitude:
+  tiktok_ads_amplitude:
     config:
       api_key: {env: AMPLITUDE_API_KEY}
       api_url: {env: AMPLITUDE_API_URL}

@@ -196,6 +196,7 @@ def test_a_run_without_credentials_fails_in_one_line_naming_them(project: Projec
     )  # fmt: skip
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert "TIKTOK_ACCESS_TOKEN, AMPLITUDE_API_KEY are not set: set them in the environment" in output
+    assert "TIKTOK_ACCESS_TOKEN, AMPLITUDE_API_KEY are not set (connection tiktok_ads, " in output
+    assert "defs/tiktok_ads/defs.yaml): set them in the environment" in output
     assert "PostProcessingError" not in output and "You have attempted to fetch" not in output
     assert project.tiktok.request_log == []

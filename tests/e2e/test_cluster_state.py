@@ -173,8 +173,10 @@ def test_nothing_is_written_to_local_disk_when_the_data_folder_is_an_object_stor
 
     keys = cluster.s3.keys(cluster.bucket)
     day = FIRST.isoformat()
-    assert f"state/metrics/{day}.parquet" in keys and f"state/uploads/{day}.json" in keys
-    assert any(key.startswith(f"state/raw/{day}/") for key in keys)
+    assert (
+        f"state/tiktok_ads/metrics/{day}.parquet" in keys and f"state/tiktok_ads/uploads/{day}.json" in keys
+    )
+    assert any(key.startswith(f"state/tiktok_ads/raw/{day}/") for key in keys)
     assert cluster.project.amplitude_sums(FIRST) == cluster.project.tiktok_truth(FIRST)
     assert cluster.store().ledger().counted([FIRST])
     # Outside Dagster's own files (its home, its telemetry id in ~/.dagster), the run left nothing:

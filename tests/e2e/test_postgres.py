@@ -337,7 +337,7 @@ def test_a_run_whose_process_is_killed_is_marked_failed_and_retried_sending_only
                 "--run-id", run_id,
                 "--tags", json.dumps({"dagster/partition": day.isoformat(), "dagster/max_runtime": "20"}),
                 "--config-json", json.dumps(
-                    {"resources": {"amplitude": {"config": {**amplitude, "max_events_per_request": batch}}}}
+                    {"resources": {"tiktok_ads_amplitude": {"config": {**amplitude, "max_events_per_request": batch}}}}
                 ),
             ],
             check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,

@@ -29,7 +29,7 @@ def materialize(project: Project, tmp_path: Path, **tiktok_config: float) -> sub
     config = tmp_path / "tiktok.yaml"
     lines = [
         "resources:",
-        "  tiktok:",
+        "  tiktok_ads_tiktok:",
         "    config:",
         "      access_token: {env: TIKTOK_ACCESS_TOKEN}",
         "      advertiser_ids: {env: TIKTOK_ADVERTISER_IDS}",

@@ -288,7 +288,7 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
             # (expect retries until the lists have loaded: the headings come first.)
             expect(page.locator("body")).to_contain_text(
                 re.compile(
-                    r"Upstream assets\s+(tiktok_ads/)?tiktok_raw_reports\s.*?Downstream assets\s+(tiktok_ads/)?amplitude_upload_results\s",
+                    r"Upstream assets\s+(tiktok_ads / )?tiktok_raw_reports\s.*?Downstream assets\s+(tiktok_ads / )?amplitude_upload_results\s",
                     re.DOTALL,
                 ),
                 use_inner_text=True,
@@ -360,7 +360,7 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
             expect(page.get_by_text("100% completed")).to_have_count(len(ASSETS))
             shot("06-backfill-succeeded")
             for asset in ASSETS:
-                page.goto(f"{demo.url}/assets/{asset}?view=partitions")
+                page.goto(f"{demo.url}/assets/{CONNECTION}/{asset}?view=partitions")
                 expect(page.get_by_text(f"Materialized ({filled + 3})")).to_be_visible()
                 expect(page.get_by_text(f"Missing ({len(partition_keys) - filled - 3})")).to_be_visible()
             shot("07-partitions-after")

@@ -49,7 +49,7 @@ WRONG_KEY = "wrong-amplitude-key-5e7a9c1b3d"
 def amplitude_config(**fields: Any) -> dict[str, Any]:
     """Run config for the amplitude resource: key and URL from the environment, as in definitions.py."""
     config = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}, **fields}
-    return {"resources": {"amplitude": {"config": config}}}
+    return {"resources": {"tiktok_ads_amplitude": {"config": config}}}
 
 
 def materialize(project: Project, day: date, **fields: Any) -> dg.ExecuteInProcessResult:
@@ -239,7 +239,7 @@ def test_the_delivery_check_alone_asks_for_the_upload_and_sends_nothing(project:
     )
     assert not result.success
     failure = next(event for event in result.all_events if event.is_step_failure)
-    assert f"materialize {UPLOAD_ASSET}" in failure.step_failure_data.error.message
+    assert f"materialize tiktok_ads/{UPLOAD_ASSET}" in failure.step_failure_data.error.message
     assert project.amplitude.requests_count() == requests_before
 
 
