@@ -381,12 +381,17 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
 
     # The same facts from GraphQL and from the instance itself.
     for asset in ASSETS:
-        stats = demo.graphql(PARTITIONS_QUERY, {"path": [asset]})["assetNodeOrError"]["partitionStats"]
+        stats = demo.graphql(PARTITIONS_QUERY, {"path": [CONNECTION, asset]})["assetNodeOrError"][
+            "partitionStats"
+        ]
         assert stats["numMaterialized"] == filled + 3, (asset, stats)
     instance = dg.DagsterInstance.from_config(str(demo.home / "dagster_home"))
     try:
         for asset in ASSETS:
-            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {*backfill_days, *recent_days}
+            assert instance.get_materialized_partitions(dg.AssetKey([CONNECTION, asset])) == {
+                *backfill_days,
+                *recent_days,
+            }
     finally:
         instance.dispose()
     selector = {
