@@ -37,7 +37,7 @@ from tiktok_amp_emulators.http_server import Request, Response
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, AmplitudeClient
 from tiktok_amp_assets.clients.http import InsecureUrlError, RetryPolicy, checked_base_url
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
-from tiktok_amp_assets.code_location import connection_resources, load_definitions
+from tiktok_amp_assets.code_location import connection_definitions, connection_resources
 from tiktok_amp_assets.component import DEFAULT_DEFS_YAML, load_connection
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE, HTTP_V2_PATH
 from tiktok_amp_assets.core.tiktok_contract import ACCESS_TOKEN_HEADER, ADVERTISER_INFO_PATH
@@ -169,13 +169,7 @@ def test_resources_never_show_their_secrets(monkeypatch: pytest.MonkeyPatch) -> 
     connection = load_connection(DEFAULT_DEFS_YAML)
     resources = connection_resources(connection)
     # The connection's assets carry these (bound to them, not to the whole code location).
-    defs = load_definitions()
-    bound = set().union(
-        *(
-            defs.resolve_assets_def(connection.asset_key(asset)).resource_defs
-            for asset in ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
-        )
-    )
+    bound = set().union(*(assets.resource_defs for assets in connection_definitions(connection).assets or []))
     assert set(resources) <= bound
     assert isinstance(resources["tiktok_ads_tiktok"].access_token, dg.EnvVar)
     assert isinstance(resources["tiktok_ads_amplitude"].api_key, dg.EnvVar)
