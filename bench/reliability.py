@@ -69,7 +69,7 @@ RESTRICTION_SECONDS = 150
 # Fast back-off: the faults are many and the emulators answer at once.
 RUN_CONFIG = """
 resources:
-  tiktok:
+  tiktok_ads_tiktok:
     config:
       access_token: {env: TIKTOK_ACCESS_TOKEN}
       advertiser_ids: {env: TIKTOK_ADVERTISER_IDS}
@@ -79,7 +79,7 @@ resources:
       backoff_base_seconds: 0.02
       backoff_max_seconds: 2
       timeout_seconds: 1
-  amplitude:
+  tiktok_ads_amplitude:
     config:
       api_key: {env: AMPLITUDE_API_KEY}
       api_url: {env: AMPLITUDE_API_URL}
@@ -206,9 +206,7 @@ RETRY_LINE = re.compile(
 
 
 # How a run ends when all it could not import is the unreadable account's days (dagster's log).
-ACCOUNTS_CHECK_FAILED = (
-    "blocking asset check failed with ERROR severity:\namplitude_upload_results: every_account_day_imported"
-)
+ACCOUNTS_CHECK_FAILED = "blocking asset check failed with ERROR severity:\ntiktok_ads/amplitude_upload_results: every_account_day_imported"
 STEP_FAILURE = re.compile(r" - (\w+) - STEP_FAILURE - ")
 
 
@@ -224,7 +222,7 @@ def run_backfill(
     delivering every readable account (raises on any other failure)."""
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
-        "--select", "*", "--partition-range", f"{first.isoformat()}...{last.isoformat()}", "--config", str(config),
+        "--select", "group:tiktok_ads", "--partition-range", f"{first.isoformat()}...{last.isoformat()}", "--config", str(config),
     ]  # fmt: skip
     # To a file, not a pipe: a full pipe would stall the run while this loop polls.
     with log.open("wb") as output:
@@ -245,7 +243,7 @@ def run_backfill(
     if process.returncode != 0:
         text = log.read_text(errors="replace")
         if ACCOUNTS_CHECK_FAILED not in text or set(STEP_FAILURE.findall(text)) != {
-            "amplitude_upload_results"
+            "tiktok_ads__amplitude_upload_results"
         }:
             raise RuntimeError(f"the backfill failed (exit {process.returncode}), see {log}:\n{text[-4000:]}")
     return False

@@ -21,9 +21,10 @@ from tiktok_amp_emulators.catalogue import (
 )
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
-from tiktok_amp_assets.code_location import JOB_NAME, build_definitions
+from tiktok_amp_assets.code_location import load_definitions
+from tiktok_amp_assets.component import DEFAULT_DEFS_YAML, load_connection
+from tiktok_amp_assets.connection import Connection
 from tiktok_amp_assets.schedules import RANGE_END_TAG, RANGE_START_TAG
-from tiktok_amp_assets.settings import ProjectSettings
 
 from .deploy.docker_deployment import TIER_LOG
 
@@ -55,7 +56,7 @@ class Project:
     catalogue: Catalogue
     tiktok: TikTokEmulator
     amplitude: AmplitudeEmulator
-    settings: ProjectSettings
+    connection: Connection  # the default one, tiktok_ads (tiktok_amp_assets/defs/tiktok_ads/defs.yaml)
     defs: dg.Definitions
     instance: dg.DagsterInstance
     env: dict[str, str]
@@ -67,8 +68,8 @@ class Project:
 
     def rebuild(self) -> None:
         """Reload the definitions after the environment changed (as a code location reload does)."""
-        self.settings = ProjectSettings.from_env()
-        self.defs = build_definitions(self.settings)
+        self.connection = load_connection(DEFAULT_DEFS_YAML)
+        self.defs = load_definitions()
 
     def materialize(
         self,
@@ -81,16 +82,16 @@ class Project:
     ) -> dg.ExecuteInProcessResult:
         """Run the job for one day or a range, as a user runs it. ``tiktok_config`` and
         ``amplitude_config`` add fields to those resources (secrets stay environment variables)."""
-        job = self.defs.resolve_job_def(JOB_NAME)
+        job = self.defs.resolve_job_def(self.connection.job_name)
         resources: dict[str, object] = {}
         if tiktok_config:
             tiktok_env = {"access_token": "TIKTOK_ACCESS_TOKEN", "advertiser_ids": "TIKTOK_ADVERTISER_IDS",
                           "api_url": "TIKTOK_API_URL"}  # fmt: skip
             config = {field: {"env": variable} for field, variable in tiktok_env.items()}
-            resources["tiktok"] = {"config": {**config, **tiktok_config}}
+            resources[self.connection.resource_key("tiktok")] = {"config": {**config, **tiktok_config}}
         if amplitude_config:
             config = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}}
-            resources["amplitude"] = {"config": {**config, **amplitude_config}}
+            resources[self.connection.resource_key("amplitude")] = {"config": {**config, **amplitude_config}}
         run_config = {"resources": resources} if resources else None
         if last is None or last == first:
             return job.execute_in_process(
@@ -133,10 +134,13 @@ def tiktok_truth(catalogue: Catalogue, day: date) -> dict[tuple[str, str], dict[
     return truth
 
 
-def amplitude_sums(amplitude: AmplitudeEmulator, day: date) -> dict[tuple[str, str], dict[str, Decimal]]:
-    """What Amplitude counted for ``day``, summed per (account, ad) as its charts would."""
+def amplitude_sums(
+    amplitude: AmplitudeEmulator, day: date, api_key: str = API_KEY
+) -> dict[tuple[str, str], dict[str, Decimal]]:
+    """What Amplitude counted for ``day`` in the project of ``api_key``, summed per (account, ad) as
+    its charts would."""
     sums: dict[tuple[str, str], dict[str, Decimal]] = {}
-    for event in amplitude.counted_events(API_KEY):
+    for event in amplitude.counted_events(api_key):
         properties = event["event_properties"]
         if properties["stat_date"] != day.isoformat():
             continue
@@ -171,13 +175,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
         }
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        settings = ProjectSettings.from_env()
         yield Project(
             catalogue=catalogue,
             tiktok=tiktok,
             amplitude=amplitude,
-            settings=settings,
-            defs=build_definitions(settings),
+            connection=load_connection(DEFAULT_DEFS_YAML),
+            defs=load_definitions(),
             instance=instance,
             env=env,
             data_dir=tmp_path / "data",
@@ -198,7 +201,7 @@ def ended_failed_after_delivering(result: dg.ExecuteInProcessResult) -> dg.Asset
     were delivered; the check's evaluation."""
     assert not result.success
     failed_steps = [str(event.step_key) for event in result.all_events if event.is_step_failure]
-    assert failed_steps == ["amplitude_upload_results"], failed_steps
+    assert failed_steps == ["tiktok_ads__amplitude_upload_results"], failed_steps
     check = accounts_check(result)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
     return check

@@ -1,6 +1,6 @@
-"""The Dagster code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+"""The Dagster code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here: every
+connection under ``tiktok_amp_assets/defs/`` (code_location.load_definitions)."""
 
-from tiktok_amp_assets.code_location import build_definitions
-from tiktok_amp_assets.settings import ProjectSettings
+from tiktok_amp_assets.code_location import load_definitions
 
-defs = build_definitions(ProjectSettings.from_env())
+defs = load_definitions()

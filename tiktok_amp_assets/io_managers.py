@@ -50,12 +50,13 @@ class AdMetricsIOManager(dg.ConfigurableIOManager):
             except MissingPartitionError:
                 missing.append(day)
         if missing:
+            asset = context.asset_key.to_user_string()
             listed = ", ".join(day.isoformat() for day in missing[:_LISTED_DAYS])
             more = f" and {len(missing) - _LISTED_DAYS} more" if len(missing) > _LISTED_DAYS else ""
             raise dg.Failure(
                 description=(
-                    f"tiktok_ad_metrics has no data for {len(missing)} of the {len(days)} days asked for ({listed}{more}): "
-                    "materialize tiktok_ad_metrics for those partitions first"
+                    f"{asset} has no data for {len(missing)} of the {len(days)} days asked for ({listed}{more}): "
+                    f"materialize {asset} for those partitions first"
                 )
             )
         return metrics_frame(pa.concat_tables(tables) if tables else METRICS_SCHEMA.empty_table())

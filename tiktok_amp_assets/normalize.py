@@ -57,7 +57,7 @@ class NormalizedDay:
 
 
 def normalize_day(
-    base_dir: str,
+    location: tuple[str, str],
     advertiser_ids: Sequence[str],
     day: date,
     failed: Mapping[date, frozenset[str]] | None = None,
@@ -65,9 +65,9 @@ def normalize_day(
     """Read and normalize one day of every account but those ``failed`` holds for ``day`` (recorded
     as failed upstream). An account whose rows cannot be normalized is left out and named in
     ``failures``: the others go on. Raises :class:`NormalizationError` when a raw report is
-    missing. ``base_dir``: the data folder as text (a local path or an object-store URL), which
-    crosses to a worker process."""
-    store = ImportStore(base_dir)
+    missing. ``location``: the data folder as text (a local path or an object-store URL) and the
+    connection (``ImportStore.location``), which cross to a worker process."""
+    store = ImportStore(location[0], connection=location[1])
     withheld = (failed or {}).get(day, frozenset())
     tables: list[pa.Table] = []
     gaps: list[TotalsGap] = []
@@ -123,7 +123,7 @@ def _currency(raw: Mapping[str, Any]) -> str | None:
 
 
 def normalize_days(
-    base_dir: str,
+    location: tuple[str, str],
     advertiser_ids: Sequence[str],
     days: Sequence[date],
     failed: Mapping[date, frozenset[str]] | None = None,
@@ -131,7 +131,7 @@ def normalize_days(
     """:func:`normalize_day` of each day, yielded in order (module docstring)."""
     long_range = len(days) * len(advertiser_ids) >= PARALLEL_FROM_ACCOUNT_DAYS
     processes = WORKERS if long_range and (os.cpu_count() or 1) >= WORKERS else 0
-    work = functools.partial(_normalize_each, base_dir, list(advertiser_ids), dict(failed or {}))
+    work = functools.partial(_normalize_each, location, list(advertiser_ids), dict(failed or {}))
     return stage(work, days, depth=_DAYS_AHEAD, processes=processes)
 
 
@@ -141,13 +141,13 @@ def store_days(store: ImportStore, normalized: Iterator[NormalizedDay]) -> Itera
 
 
 def _normalize_each(
-    base_dir: str,
+    location: tuple[str, str],
     advertiser_ids: list[str],
     failed: dict[date, frozenset[str]],
     days: Iterable[date],
 ) -> Iterator[NormalizedDay]:
     for day in days:
-        yield normalize_day(base_dir, advertiser_ids, day, failed)
+        yield normalize_day(location, advertiser_ids, day, failed)
 
 
 def _write_each(store: ImportStore, normalized: Iterable[NormalizedDay]) -> Iterator[NormalizedDay]:

@@ -6,10 +6,10 @@ from datetime import date
 
 import dagster as dg
 
-from tiktok_amp_assets.settings import ProjectSettings
+from tiktok_amp_assets.connection import Connection
 
 
-def daily_partitions(settings: ProjectSettings) -> dg.DailyPartitionsDefinition:
+def daily_partitions(connection: Connection) -> dg.DailyPartitionsDefinition:
     """Days from the configured start date, closing in the configured time zone.
 
     A partition key is the ad accounts' report date (TikTok reports each account's days in the
@@ -17,7 +17,7 @@ def daily_partitions(settings: ProjectSettings) -> dg.DailyPartitionsDefinition:
     so set it to the (westernmost) accounts' zone: then "yesterday" is complete for every account.
     """
     return dg.DailyPartitionsDefinition(
-        start_date=settings.start_date.isoformat(), timezone=settings.timezone
+        start_date=connection.start_date.isoformat(), timezone=connection.timezone
     )
 
 

@@ -6,7 +6,6 @@ kept out of ``repr``. Each resource builds the plain client the assets use.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import dagster as dg
@@ -21,42 +20,24 @@ from tiktok_amp_assets.clients.http import (
     checked_base_url,
 )
 from tiktok_amp_assets.clients.tiktok import DEFAULT_RETRY_BUDGET_SECONDS, TikTokClient
+from tiktok_amp_assets.connection import DEFAULT_CONNECTION, DEFAULT_VARIABLES, advertiser_id_list
 from tiktok_amp_assets.core import amplitude_contract as amp
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
-from tiktok_amp_assets.settings import ConfigurationError, environment_value
+from tiktok_amp_assets.settings import ConfigurationError
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.locations import StorageConfigurationError
-
-ADVERTISER_IDS_VAR = "TIKTOK_ADVERTISER_IDS"
-_ADVERTISER_ID = re.compile(r"^[0-9]{5,25}$")
-# The variables a run cannot do without; the others have defaults.
-REQUIRED_VARIABLES = ("TIKTOK_ACCESS_TOKEN", ADVERTISER_IDS_VAR, "AMPLITUDE_API_KEY")
-
-
-def check_required_variables() -> None:
-    """Stop a run whose environment lacks a required variable, naming all of them in one line.
-
-    The definitions read an unset required variable as an empty value (not ``EnvVar``): Dagster
-    would otherwise fail the run while resolving its config, with a traceback per variable.
-    """
-    missing = [name for name in REQUIRED_VARIABLES if environment_value(name) is None]
-    if missing:
-        raise ConfigurationError(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set "
-            f"{'it' if len(missing) == 1 else 'them'} in the environment of the code location and its runs "
-            "(for dagster dev, a .env file in the project folder; in production, your secret store or "
-            "deployment environment), as the README's 'Configure it for real accounts' lists, then run again"
-        )
 
 
 class TikTokResource(dg.ConfigurableResource):
     """The TikTok API for Business: which ad accounts to read and how hard to push the API."""
 
-    access_token: str = Field(repr=False, description="Long-term access token (TIKTOK_ACCESS_TOKEN).")
-    advertiser_ids: str = Field(
-        description="Ad account ids to import, comma-separated (TIKTOK_ADVERTISER_IDS)."
+    access_token: str = Field(repr=False, description="Long-term access token.")
+    advertiser_ids: str = Field(description="Ad account ids to import, comma-separated.")
+    api_url: str = Field(default=tiktok_api.DEFAULT_API_URL, description="Base URL.")
+    names: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_VARIABLES),
+        description="Where each value comes from (its variable), as messages name it.",
     )
-    api_url: str = Field(default=tiktok_api.DEFAULT_API_URL, description="Base URL (TIKTOK_API_URL).")
     requests_per_second: float = Field(
         default=10.0, gt=0, description="Request rate shared by a run's calls."
     )
@@ -77,26 +58,20 @@ class TikTokResource(dg.ConfigurableResource):
     allow_insecure_http: bool = Field(default=False, description="Allow http:// to a non-loopback host.")
 
     def advertiser_id_list(self) -> list[str]:
-        ids = [part.strip() for part in self.advertiser_ids.split(",") if part.strip()]
-        bad = [advertiser_id for advertiser_id in ids if not _ADVERTISER_ID.match(advertiser_id)]
-        if not ids or bad:
-            raise ConfigurationError(
-                f"{ADVERTISER_IDS_VAR} must list TikTok ad account ids (digits) separated by commas, "
-                f"such as 7000000000000000001,7000000000000000002; "
-                + (f"these are not ids: {', '.join(repr(b) for b in bad)}" if bad else "it is empty")
-            )
-        return list(dict.fromkeys(ids))
+        return advertiser_id_list(self.advertiser_ids, self.names["advertiser_ids"])
 
     def client(self, logger: Any = None) -> TikTokClient:
         """A client for one run: its pacer and its retry budget are shared by every request the run makes."""
         if not self.access_token.strip():
             raise ConfigurationError(
-                "TIKTOK_ACCESS_TOKEN is empty: set it to the app's long-term access token"
+                f"{self.names['tiktok_access_token']} is empty: set it to the app's long-term access token"
             )
         try:
             return TikTokClient(
                 checked_base_url(
-                    self.api_url, variable="TIKTOK_API_URL", allow_insecure_http=self.allow_insecure_http
+                    self.api_url,
+                    variable=self.names["tiktok_api_url"],
+                    allow_insecure_http=self.allow_insecure_http,
                 ),
                 self.access_token.strip(),
                 retry=RetryPolicy(
@@ -114,8 +89,12 @@ class TikTokResource(dg.ConfigurableResource):
 class AmplitudeResource(dg.ConfigurableResource):
     """Amplitude's ingestion API: where events go and how corrections are handled."""
 
-    api_key: str = Field(repr=False, description="The Amplitude project's API key (AMPLITUDE_API_KEY).")
-    api_url: str = Field(default=amp.DEFAULT_API_URL, description="Base URL (AMPLITUDE_API_URL).")
+    api_key: str = Field(repr=False, description="The Amplitude project's API key.")
+    api_url: str = Field(default=amp.DEFAULT_API_URL, description="Base URL (US or EU).")
+    names: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_VARIABLES),
+        description="Where each value comes from (its variable), as messages name it.",
+    )
     endpoint: Literal["auto", "http_v2", "batch"] = Field(
         default="auto",
         description="auto: Batch Event Upload for runs over several days (backfills), HTTP V2 for one day.",
@@ -161,19 +140,23 @@ class AmplitudeResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # With the in-process executor, resources start with the run, before any step: a bad URL or
         # an empty key stops the run before anything is fetched from TikTok, not at the upload.
-        # (An unset key is named by check_required_variables with the others, at the first step.)
+        # (An unset key is named with the other missing variables at the first step: assets/wiring.py.)
         if not self.dry_run and self.api_key.strip():
             self._checked_base_url()
 
     def _checked_base_url(self) -> str:
         try:
             base_url = checked_base_url(
-                self.api_url, variable="AMPLITUDE_API_URL", allow_insecure_http=self.allow_insecure_http
+                self.api_url,
+                variable=self.names["amplitude_api_url"],
+                allow_insecure_http=self.allow_insecure_http,
             )
         except InsecureUrlError as error:
             raise ConfigurationError(str(error)) from None
         if not self.api_key.strip():
-            raise ConfigurationError("AMPLITUDE_API_KEY is empty: set it to the Amplitude project's API key")
+            raise ConfigurationError(
+                f"{self.names['amplitude_api_key']} is empty: set it to the Amplitude project's API key"
+            )
         return base_url
 
     def client(self, *, days: int, logger: Any = None) -> AmplitudeClient:
@@ -200,6 +183,14 @@ class ImportStoreResource(dg.ConfigurableResource):
     base_dir: str = Field(
         description="Data folder (TIKTOK_AMP_DATA_DIR): a local folder or an object-store URL (s3://, gs://, az://)."
     )
+    connection: str = Field(
+        default=DEFAULT_CONNECTION,
+        description="The connection whose files these are: a folder of the data folder.",
+    )
+    amplitude_project: str = Field(
+        default=DEFAULT_CONNECTION,
+        description="The Amplitude project the ledger keys this connection's events by.",
+    )
     ledger_url: str | None = Field(
         default=None,
         repr=False,
@@ -217,6 +208,11 @@ class ImportStoreResource(dg.ConfigurableResource):
 
     def store(self) -> ImportStore:
         try:
-            return ImportStore(self.base_dir, ledger_url=self.ledger_url)
+            return ImportStore(
+                self.base_dir,
+                ledger_url=self.ledger_url,
+                connection=self.connection,
+                amplitude_project=self.amplitude_project,
+            )
         except StorageConfigurationError as error:  # a package missing in the run's image, say
             raise ConfigurationError(str(error)) from None

@@ -60,6 +60,8 @@ from .docker_deployment import (
 # Building the images on a fresh machine is most of the first test's time.
 pytestmark = pytest.mark.timeout(900)
 
+# The default connection's assets (keys prefixed with the connection: tiktok_ads/...).
+CONNECTION = "tiktok_ads"
 ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
 TIMEZONE = "America/Los_Angeles"
 FIRST = date(2025, 3, 1)
@@ -108,7 +110,7 @@ class Deployment:
         Amplitude requests, and retries that re-run every step (the real-account setting)."""
         params = {
             "partitionNames": [day.isoformat() for day in days],
-            "assetSelection": [{"path": [asset]} for asset in ASSETS],
+            "assetSelection": [{"path": [CONNECTION, asset]} for asset in ASSETS],
             "title": title,
             "tags": [{"key": RETRY_STRATEGY_TAG, "value": "ALL_STEPS"}],
             "runConfigData": amplitude_config(max_events_per_request=BATCH),
@@ -266,7 +268,9 @@ def assert_each_ad_day_counted_once(deployed: Deployment, days: list[date]) -> N
 def assert_every_step_succeeded(run: dict[str, Any]) -> None:
     """The three assets' steps ran in this run and succeeded, and so did every other (the checks')."""
     steps = {step["stepKey"]: step["status"] for step in run["stepStats"]}
-    assert set(ASSETS) <= set(steps) and set(steps.values()) == {"SUCCESS"}, steps
+    assert {f"{CONNECTION}__{asset}" for asset in ASSETS} <= set(steps) and set(steps.values()) == {
+        "SUCCESS"
+    }, steps
 
 
 def assert_containers_removed(deployed: Deployment, run_ids: list[str]) -> None:

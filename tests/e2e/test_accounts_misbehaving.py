@@ -21,7 +21,7 @@ SAKURA = "7000000000000000002"  # JPY
 FIRST = date(2025, 3, 1)
 DAYS = [FIRST + timedelta(days=offset) for offset in range(4)]
 RANGE = f"{DAYS[0]}...{DAYS[-1]}"
-MATERIALIZE = ("asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*")
+MATERIALIZE = ("asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "group:tiktok_ads")
 
 
 def of_account(sums: dict[tuple[str, str], Any], advertiser_id: str) -> dict[tuple[str, str], Any]:
@@ -54,7 +54,8 @@ def partition_metadata(instance: dg.DagsterInstance, run_id: str, asset: str, da
     (materialization,) = [
         record.get_dagster_event().event_specific_data.materialization
         for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-        if record.get_dagster_event().event_specific_data.materialization.asset_key == dg.AssetKey(asset)
+        if record.get_dagster_event().event_specific_data.materialization.asset_key
+        == dg.AssetKey(["tiktok_ads", asset])
         and record.get_dagster_event().event_specific_data.materialization.partition == day.isoformat()
     ]
     return {name: value.value for name, value in materialization.metadata.items()}

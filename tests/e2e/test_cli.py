@@ -42,7 +42,7 @@ def test_materialize_one_partition_and_a_range_from_the_cli(project: Project) ->
         "-m",
         "tiktok_amp_assets.definitions",
         "--select",
-        "*",
+        "group:tiktok_ads",
         "--partition",
         day.isoformat(),
     )
@@ -52,14 +52,14 @@ def test_materialize_one_partition_and_a_range_from_the_cli(project: Project) ->
     first, last = day + timedelta(days=1), day + timedelta(days=3)
     ranged = dagster_cli(
         project,
-        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*",
+        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "group:tiktok_ads",
         "--partition-range", f"{first.isoformat()}...{last.isoformat()}",
     )  # fmt: skip
     assert ranged.returncode == 0, ranged.stderr[-3000:]
     instance = dg.DagsterInstance.from_config(project.instance.root_directory)
     expected = {(day + timedelta(days=offset)).isoformat() for offset in range(4)}
     for asset in ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results"):
-        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == expected
+        assert instance.get_materialized_partitions(dg.AssetKey(["tiktok_ads", asset])) == expected
     for offset in range(1, 4):
         assert project.amplitude_sums(day + timedelta(days=offset)) == project.tiktok_truth(
             day + timedelta(days=offset)
@@ -119,8 +119,10 @@ def test_the_readme_cli_commands_work_as_written(project: Project, tmp_path: Pat
             "the README's commands run from .venv in the project folder: set it up as the README says"
         )
     readme = (PROJECT_ROOT / "README.md").read_text()
-    config = readme.split("```yaml\nresources:\n  amplitude:", 1)[1].split("```", 1)[0]
-    (folder / "dry-run.yaml").write_text("resources:\n  amplitude:" + config)  # "save it as dry-run.yaml"
+    config = readme.split("```yaml\nresources:\n  tiktok_ads_amplitude:", 1)[1].split("```", 1)[0]
+    (folder / "dry-run.yaml").write_text(
+        "resources:\n  tiktok_ads_amplitude:" + config
+    )  # "save it as dry-run.yaml"
     env = {**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory}
     env.pop("VIRTUAL_ENV", None)
     env["PATH"] = "/usr/local/bin:/usr/bin:/bin"  # a fresh shell: no virtualenv activated
@@ -135,7 +137,9 @@ def test_the_readme_cli_commands_work_as_written(project: Project, tmp_path: Pat
 
     instance = dg.DagsterInstance.from_config(project.instance.root_directory)
     try:
-        uploaded = instance.get_materialized_partitions(dg.AssetKey("amplitude_upload_results"))
+        uploaded = instance.get_materialized_partitions(
+            dg.AssetKey(["tiktok_ads", "amplitude_upload_results"])
+        )
     finally:
         instance.dispose()
     # The one day, then the week; the dry run's day stays missing, and nothing of it was sent.
@@ -184,7 +188,7 @@ def test_a_run_without_credentials_fails_in_one_line_naming_them(project: Projec
     }
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
-         "--select", "*", "--partition", "2025-03-01"],
+         "--select", "group:tiktok_ads", "--partition", "2025-03-01"],
         cwd=PROJECT_ROOT,
         env={**{k: v for k, v in os.environ.items() if k not in project.env}, **env,
              "DAGSTER_HOME": project.instance.root_directory},
@@ -192,6 +196,7 @@ def test_a_run_without_credentials_fails_in_one_line_naming_them(project: Projec
     )  # fmt: skip
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert "TIKTOK_ACCESS_TOKEN, AMPLITUDE_API_KEY are not set: set them in the environment" in output
+    assert "TIKTOK_ACCESS_TOKEN, AMPLITUDE_API_KEY are not set (connection tiktok_ads, " in output
+    assert "defs/tiktok_ads/defs.yaml): set them in the environment" in output
     assert "PostProcessingError" not in output and "You have attempted to fetch" not in output
     assert project.tiktok.request_log == []

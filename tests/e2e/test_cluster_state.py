@@ -27,10 +27,11 @@ import pytest
 
 from tiktok_amp_assets import ledger_command, upload
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
+from tiktok_amp_assets.code_location import connection_resources
 from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.upload_plan import plan_events
 from tiktok_amp_assets.pipeline import stage
-from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
+from tiktok_amp_assets.settings import ConfigurationError, DeploymentSettings
 from tiktok_amp_assets.storage.import_store import ImportStore
 from tiktok_amp_assets.storage.ledger import ACKNOWLEDGED, ConcurrentPlanError
 from tiktok_amp_assets.storage.locations import StorageConfigurationError
@@ -84,7 +85,7 @@ def cluster(
 def materialize_command(first: date, last: date, **amplitude_fields: Any) -> list[str]:
     return [
         sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
-        "--select", "*", "--partition-range", f"{first.isoformat()}...{last.isoformat()}",
+        "--select", "group:tiktok_ads", "--partition-range", f"{first.isoformat()}...{last.isoformat()}",
         "--config-json", json.dumps(amplitude_config(**amplitude_fields)),
     ]  # fmt: skip
 
@@ -172,8 +173,10 @@ def test_nothing_is_written_to_local_disk_when_the_data_folder_is_an_object_stor
 
     keys = cluster.s3.keys(cluster.bucket)
     day = FIRST.isoformat()
-    assert f"state/metrics/{day}.parquet" in keys and f"state/uploads/{day}.json" in keys
-    assert any(key.startswith(f"state/raw/{day}/") for key in keys)
+    assert (
+        f"state/tiktok_ads/metrics/{day}.parquet" in keys and f"state/tiktok_ads/uploads/{day}.json" in keys
+    )
+    assert any(key.startswith(f"state/tiktok_ads/raw/{day}/") for key in keys)
     assert cluster.project.amplitude_sums(FIRST) == cluster.project.tiktok_truth(FIRST)
     assert cluster.store().ledger().counted([FIRST])
     # Outside Dagster's own files (its home, its telemetry id in ~/.dagster), the run left nothing:
@@ -231,7 +234,7 @@ def test_a_wrong_ledger_password_fails_the_run_without_showing_the_password(
     url = f"postgresql://{postgres.user}:{wrong}@{postgres.host}:{postgres.port}/postgres"
     monkeypatch.setenv("TIKTOK_AMP_LEDGER_URL", url)
     project.rebuild()
-    resource = project.defs.resources["import_store"]
+    resource = connection_resources(project.connection)["tiktok_ads_import_store"]
     assert wrong not in repr(resource)
     result = project.materialize(FIRST, raise_on_error=False)
     assert not result.success
@@ -290,7 +293,7 @@ def test_a_ledger_database_not_encoded_in_utf8_is_refused_with_how_to_create_one
 
 def settings_error(env: dict[str, str]) -> str:
     with pytest.raises(ConfigurationError) as caught:
-        ProjectSettings.from_env(env)
+        DeploymentSettings.from_env(env)
     return str(caught.value)
 
 
@@ -320,9 +323,9 @@ def test_a_value_with_a_scheme_is_never_a_local_folder(value: str, tmp_path: Pat
 
 
 def test_the_local_default_is_unchanged(tmp_path: Path) -> None:
-    settings = ProjectSettings.from_env({"DAGSTER_HOME": str(tmp_path)})
+    settings = DeploymentSettings.from_env({"DAGSTER_HOME": str(tmp_path)})
     assert settings.data_dir == str(tmp_path.resolve() / "tiktok_amp_data")
-    relative = ProjectSettings.from_env({"TIKTOK_AMP_DATA_DIR": "some/folder"})
+    relative = DeploymentSettings.from_env({"TIKTOK_AMP_DATA_DIR": "some/folder"})
     assert relative.data_dir == str(Path("some/folder").resolve())
 
 
@@ -343,7 +346,7 @@ def test_a_malformed_ledger_url_is_refused_without_quoting_it(url: str, says: st
 
 
 def test_the_ledger_url_reaches_the_runs_as_an_environment_variable(cluster: Cluster) -> None:
-    resource = cluster.project.defs.resources["import_store"]
+    resource = connection_resources(cluster.project.connection)["tiktok_ads_import_store"]
     # The UI and the run's config show the variable's name, not the URL with its password.
     assert isinstance(resource.ledger_url, dg.EnvVar)
     assert cluster.ledger_url not in repr(resource)
@@ -405,9 +408,10 @@ def test_a_recording_waits_for_another_runs_uncommitted_one_then_is_refused(
                 "VALUES ('d', '{\"event_properties\": {}}')"
             )
             cursor.execute(
-                "INSERT INTO amplitude_events (insert_id, advertiser_id, ad_id, stat_date, revision, cost, "
-                "impressions, clicks, conversions, status, payload, recorded_at, description) "
-                "VALUES (%s, 'a', 'b', %s, 0, '0', 0, 0, 0, 'pending', '{\"event_properties\": {}}', 'now', 'd')",
+                "INSERT INTO ledger_events (amplitude_project, insert_id, advertiser_id, ad_id, stat_date, "
+                "revision, cost, impressions, clicks, conversions, status, payload, recorded_at, description) "
+                "VALUES ('tiktok_ads', %s, 'a', 'b', %s, 0, '0', 0, 0, 0, 'pending', "
+                "'{\"event_properties\": {}}', 'now', 'd')",
                 (events[0].insert_id, day.isoformat()),
             )
 

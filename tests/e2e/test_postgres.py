@@ -32,7 +32,12 @@ from ..processes import dagster_graphql, process_tree, start_process_group, stop
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_YAML = PROJECT_ROOT / "deploy" / "dagster.production.yaml"
 DEPLOYMENT_PAGE = PROJECT_ROOT / "docs" / "deployment.md"
-ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
+# The default connection's assets, as the UI names them (keys prefixed with the connection).
+ASSETS = (
+    "tiktok_ads/tiktok_raw_reports",
+    "tiktok_ads/tiktok_ad_metrics",
+    "tiktok_ads/amplitude_upload_results",
+)
 
 
 def _materializations_in_postgres(server: PostgresServer, db_name: str) -> dict[tuple[str, str], int]:
@@ -85,7 +90,7 @@ def test_the_daily_job_and_a_backfill_store_their_materializations_in_postgres(
 
         days = {(day + timedelta(days=offset)).isoformat() for offset in range(4)}
         for asset in ASSETS:
-            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == days
+            assert instance.get_materialized_partitions(dg.AssetKey.from_user_string(asset)) == days
         # The same facts, read from PostgreSQL itself: one materialization per asset and day.
         assert _materializations_in_postgres(postgres, db_name) == {
             (asset, d): 1 for asset in ASSETS for d in days
@@ -126,7 +131,7 @@ def test_the_production_instance_config_runs_the_job_with_its_pools(
         # docs/deployment.md's commands, as an operator runs them (the CLI reads $DAGSTER_HOME/dagster.yaml).
         cli_env = {**os.environ, "DAGSTER_HOME": str(home)}
         page = DEPLOYMENT_PAGE.read_text(encoding="utf-8")
-        for pool in ("tiktok_api", "amplitude_api"):
+        for pool in ("tiktok_api", "amplitude_api_tiktok_ads"):
             command = f".venv/bin/dagster instance concurrency set {pool} 1"
             assert f"\n{command}\n" in page, f"docs/deployment.md no longer sets the pool: {command}"
             done = subprocess.run(
@@ -141,10 +146,12 @@ def test_the_production_instance_config_runs_the_job_with_its_pools(
         day = date(2025, 4, 1)
         assert project.materialize(day).success
         for asset in ASSETS:
-            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {day.isoformat()}
+            assert instance.get_materialized_partitions(dg.AssetKey.from_user_string(asset)) == {
+                day.isoformat()
+            }
         assert project.amplitude_sums(day) == project.tiktok_truth(day)
         # Every slot the run's steps claimed was given back.
-        for pool in ("tiktok_api", "amplitude_api"):
+        for pool in ("tiktok_api", "amplitude_api_tiktok_ads"):
             assert instance.event_log_storage.get_concurrency_info(pool).claimed_slots == []
     finally:
         instance.dispose()
@@ -228,7 +235,7 @@ def test_the_documented_production_commands_run_the_schedule_and_a_backfill_on_p
         selector = {
             "repositoryLocationName": "tiktok_amp_assets",
             "repositoryName": "__repository__",
-            "scheduleName": "tiktok_amp_daily",
+            "scheduleName": "tiktok_ads_daily",
         }
         schedule = _graphql(port, SCHEDULE_QUERY, {"selector": selector})["scheduleOrError"]
         assert schedule["scheduleState"]["status"] == "RUNNING", schedule
@@ -248,7 +255,7 @@ def test_the_documented_production_commands_run_the_schedule_and_a_backfill_on_p
             {
                 "params": {
                     "partitionNames": days,
-                    "assetSelection": [{"path": [asset]} for asset in ASSETS],
+                    "assetSelection": [{"path": asset.split("/")} for asset in ASSETS],
                     "title": "test",
                 }
             },
@@ -326,11 +333,11 @@ def test_a_run_whose_process_is_killed_is_marked_failed_and_retried_sending_only
         amplitude = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}}
         launched = subprocess.run(
             [
-                str(bin_dir / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "tiktok_amp_job",
+                str(bin_dir / "dagster"), "job", "launch", "-w", "workspace.yaml", "-j", "tiktok_ads_job",
                 "--run-id", run_id,
                 "--tags", json.dumps({"dagster/partition": day.isoformat(), "dagster/max_runtime": "20"}),
                 "--config-json", json.dumps(
-                    {"resources": {"amplitude": {"config": {**amplitude, "max_events_per_request": batch}}}}
+                    {"resources": {"tiktok_ads_amplitude": {"config": {**amplitude, "max_events_per_request": batch}}}}
                 ),
             ],
             check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120,

@@ -24,8 +24,6 @@ from tiktok_amp_emulators.amplitude_server import AmplitudeEmulator
 from tiktok_amp_emulators.catalogue import AdvertiserSpec, generate_catalogue
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
-from tiktok_amp_assets.schedules import SCHEDULE_NAME
-
 from ..conftest import API_KEY, START_DATE, TOKEN, Project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +60,7 @@ def test_a_tick_imports_yesterday_and_the_lookback_window(project: Project, monk
         assert len(runs) == 1
         run = runs[0]
         assert run.status == dg.DagsterRunStatus.SUCCESS
-        assert run.tags["dagster/schedule_name"] == SCHEDULE_NAME
+        assert run.tags["dagster/schedule_name"] == "tiktok_ads_daily"
         assert (
             run.tags["dagster/asset_partition_range_start"],
             run.tags["dagster/asset_partition_range_end"],
@@ -70,7 +68,7 @@ def test_a_tick_imports_yesterday_and_the_lookback_window(project: Project, monk
             "2025-03-06",
             "2025-03-09",
         )
-        assert instance.get_materialized_partitions(dg.AssetKey("amplitude_upload_results")) == {
+        assert instance.get_materialized_partitions(dg.AssetKey(["tiktok_ads", "amplitude_upload_results"])) == {
             "2025-03-06", "2025-03-07", "2025-03-08", "2025-03-09",
         }  # fmt: skip
     for day in range(6, 10):
@@ -183,6 +181,6 @@ def test_one_account_out_for_a_day_costs_the_other_29_nothing_and_the_retry_impo
             assert counted() == Counter(dict.fromkeys(truth, 1))
             sent = sum(request["events"] for request in amplitude.request_log[sent_before:])
             assert sent == sum(1 for key in truth if key[0] == out)
-            assert instance.get_materialized_partitions(dg.AssetKey("amplitude_upload_results")) == {
-                day.isoformat() for day in days
-            }
+            assert instance.get_materialized_partitions(
+                dg.AssetKey(["tiktok_ads", "amplitude_upload_results"])
+            ) == {day.isoformat() for day in days}

@@ -29,7 +29,7 @@ def materialize(project: Project, tmp_path: Path, **tiktok_config: float) -> sub
     config = tmp_path / "tiktok.yaml"
     lines = [
         "resources:",
-        "  tiktok:",
+        "  tiktok_ads_tiktok:",
         "    config:",
         "      access_token: {env: TIKTOK_ACCESS_TOKEN}",
         "      advertiser_ids: {env: TIKTOK_ADVERTISER_IDS}",
@@ -39,7 +39,7 @@ def materialize(project: Project, tmp_path: Path, **tiktok_config: float) -> sub
     config.write_text("\n".join(lines) + "\n")
     return dagster_cli(
         project,
-        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "*",
+        "asset", "materialize", "-m", "tiktok_amp_assets.definitions", "--select", "group:tiktok_ads",
         "--partition-range", f"{FIRST.isoformat()}...{LAST.isoformat()}", "--config", str(config),
     )  # fmt: skip
 

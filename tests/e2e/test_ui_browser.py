@@ -46,8 +46,10 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 LOCATION = "tiktok_amp_assets"
+# The demo's one connection, tiktok_ads: its asset keys are prefixed with its name.
+CONNECTION = "tiktok_ads"
 ASSETS = ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results")
-SCHEDULE = "tiktok_amp_daily"
+SCHEDULE = "tiktok_ads_daily"
 # Days back-filled by clicking: the three before the last FIRST_BACKFILL_DAYS days (which the demo
 # fills by itself when it starts). Not the demo's first days: its start date is fixed, and on
 # 2026-12-03, with 93 partitions, the launch dialog no longer knew its oldest ones (Dagster 1.13's UI
@@ -185,7 +187,7 @@ def _wait_until_full_and_green(demo: Demo, timeout: float = 180) -> dict[str, di
         state = demo.graphql(STATE_QUERY)
         backfills = state["partitionBackfillsOrError"]["results"]
         checks = {
-            node["assetKey"]["path"][0]: {
+            node["assetKey"]["path"][-1]: {
                 check["name"]: (check["executionForLatestMaterialization"] or {}).get("status")
                 for check in node["assetChecksOrError"]["checks"]
             }
@@ -215,16 +217,16 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
 
     # Lineage as Dagster reports it: raw reports -> ad metrics -> upload results, one group.
     nodes = {tuple(node["assetKey"]["path"]): node for node in demo.graphql(LINEAGE_QUERY)["assetNodes"]}
-    assert set(nodes) == {(asset,) for asset in ASSETS}
-    edges = {(dep["path"][0], key[0]) for key, node in nodes.items() for dep in node["dependencyKeys"]}
+    assert set(nodes) == {(CONNECTION, asset) for asset in ASSETS}
+    edges = {(dep["path"][-1], key[-1]) for key, node in nodes.items() for dep in node["dependencyKeys"]}
     assert edges == {
         ("tiktok_raw_reports", "tiktok_ad_metrics"),
         ("tiktok_ad_metrics", "amplitude_upload_results"),
     }
     assert {node["groupName"] for node in nodes.values()} == {"tiktok_ads"}
-    partition_keys = demo.graphql(PARTITIONS_QUERY, {"path": ["tiktok_raw_reports"]})["assetNodeOrError"][
-        "partitionKeys"
-    ]
+    partition_keys = demo.graphql(PARTITIONS_QUERY, {"path": [CONNECTION, "tiktok_raw_reports"]})[
+        "assetNodeOrError"
+    ]["partitionKeys"]
     assert partition_keys[0] == DEMO_START_DATE
     backfill_days = partition_keys[-FIRST_BACKFILL_DAYS - UI_BACKFILL_DAY_COUNT : -FIRST_BACKFILL_DAYS]
     assert len(backfill_days) == UI_BACKFILL_DAY_COUNT, partition_keys
@@ -242,7 +244,7 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
     }
     recent_days = partition_keys[-FIRST_BACKFILL_DAYS:]
     # The top campaigns, one table per currency (the demo has a USD and a JPY account).
-    latest = demo.graphql(METADATA_QUERY, {"path": ["tiktok_ad_metrics"]})["assetNodeOrError"][
+    latest = demo.graphql(METADATA_QUERY, {"path": [CONNECTION, "tiktok_ad_metrics"]})["assetNodeOrError"][
         "assetMaterializations"
     ][0]
     top = next(entry["mdStr"] for entry in latest["metadataEntries"] if entry["label"] == "top_campaigns")
@@ -282,11 +284,11 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
             shot("01-asset-lineage")
 
             # ... and their edges, on the middle asset's page: one upstream, one downstream.
-            page.goto(f"{demo.url}/assets/tiktok_ad_metrics")
+            page.goto(f"{demo.url}/assets/{CONNECTION}/tiktok_ad_metrics")
             # (expect retries until the lists have loaded: the headings come first.)
             expect(page.locator("body")).to_contain_text(
                 re.compile(
-                    r"Upstream assets\s+tiktok_raw_reports\s.*?Downstream assets\s+amplitude_upload_results\s",
+                    r"Upstream assets\s+(tiktok_ads / )?tiktok_raw_reports\s.*?Downstream assets\s+(tiktok_ads / )?amplitude_upload_results\s",
                     re.DOTALL,
                 ),
                 use_inner_text=True,
@@ -295,14 +297,14 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
 
             # 2. The partitions view: the last two weeks materialized, the rest missing; each asset's
             # checks passed.
-            page.goto(f"{demo.url}/assets/tiktok_raw_reports?view=partitions")
+            page.goto(f"{demo.url}/assets/{CONNECTION}/tiktok_raw_reports?view=partitions")
             expect(page.get_by_text(f"{len(partition_keys)} Partitions Selected")).to_be_visible()
             expect(page.get_by_text(f"Materialized ({filled})")).to_be_visible()
             expect(page.get_by_text(f"Missing ({len(partition_keys) - filled})")).to_be_visible()
             expect(page.get_by_text(partition_keys[-1], exact=True).first).to_be_visible()
             shot("03-partitions-as-the-demo-opens")
             for asset, statuses in checks.items():
-                page.goto(f"{demo.url}/assets/{asset}?view=checks")
+                page.goto(f"{demo.url}/assets/{CONNECTION}/{asset}?view=checks")
                 # The list of checks: each name, each with its latest execution "Succeeded".
                 expect(page.get_by_text(f"Checks ({len(statuses)})", exact=True)).to_be_visible()
                 for name in statuses:  # (the list also renders each name hidden, to measure it)
@@ -358,7 +360,7 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
             expect(page.get_by_text("100% completed")).to_have_count(len(ASSETS))
             shot("06-backfill-succeeded")
             for asset in ASSETS:
-                page.goto(f"{demo.url}/assets/{asset}?view=partitions")
+                page.goto(f"{demo.url}/assets/{CONNECTION}/{asset}?view=partitions")
                 expect(page.get_by_text(f"Materialized ({filled + 3})")).to_be_visible()
                 expect(page.get_by_text(f"Missing ({len(partition_keys) - filled - 3})")).to_be_visible()
             shot("07-partitions-after")
@@ -379,12 +381,17 @@ def test_the_demo_opens_full_and_green_and_a_backfill_launched_from_the_ui(demo:
 
     # The same facts from GraphQL and from the instance itself.
     for asset in ASSETS:
-        stats = demo.graphql(PARTITIONS_QUERY, {"path": [asset]})["assetNodeOrError"]["partitionStats"]
+        stats = demo.graphql(PARTITIONS_QUERY, {"path": [CONNECTION, asset]})["assetNodeOrError"][
+            "partitionStats"
+        ]
         assert stats["numMaterialized"] == filled + 3, (asset, stats)
     instance = dg.DagsterInstance.from_config(str(demo.home / "dagster_home"))
     try:
         for asset in ASSETS:
-            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {*backfill_days, *recent_days}
+            assert instance.get_materialized_partitions(dg.AssetKey([CONNECTION, asset])) == {
+                *backfill_days,
+                *recent_days,
+            }
     finally:
         instance.dispose()
     selector = {

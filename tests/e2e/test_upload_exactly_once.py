@@ -31,7 +31,6 @@ from tiktok_amp_emulators.faults import Fault
 from tiktok_amp_assets import upload
 from tiktok_amp_assets.assets import DELIVERY_CHECK, UPLOAD_ASSET
 from tiktok_amp_assets.clients.amplitude import AmplitudeClient
-from tiktok_amp_assets.code_location import JOB_NAME
 from tiktok_amp_assets.core.ad_metrics import table_rows
 from tiktok_amp_assets.core.amplitude_contract import HTTP_V2_PATH
 from tiktok_amp_assets.core.upload_plan import plan_events
@@ -50,7 +49,7 @@ WRONG_KEY = "wrong-amplitude-key-5e7a9c1b3d"
 def amplitude_config(**fields: Any) -> dict[str, Any]:
     """Run config for the amplitude resource: key and URL from the environment, as in definitions.py."""
     config = {"api_key": {"env": "AMPLITUDE_API_KEY"}, "api_url": {"env": "AMPLITUDE_API_URL"}, **fields}
-    return {"resources": {"amplitude": {"config": config}}}
+    return {"resources": {"tiktok_ads_amplitude": {"config": config}}}
 
 
 def materialize(project: Project, day: date, **fields: Any) -> dg.ExecuteInProcessResult:
@@ -94,7 +93,7 @@ def crash_between_two_batches_then_rerun(project: Project, store: ImportStore, t
     assert len(truth) >= 3 * BATCH
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize", "-m", "tiktok_amp_assets.definitions",
-        "--select", "*", "--partition", DAY.isoformat(),
+        "--select", "group:tiktok_ads", "--partition", DAY.isoformat(),
         "--config-json", json.dumps(amplitude_config(max_events_per_request=BATCH)),
     ]  # fmt: skip
     env = {**os.environ, **project.env, "DAGSTER_HOME": project.instance.root_directory}
@@ -205,7 +204,7 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
     assert results["events_planned"] == results["events_new"] == len(truth)
     assert {event["status"] for event in results["events"]} == {"dry_run"}
     # Nothing reached Amplitude, so the day stays missing: an observation records the dry run.
-    upload_asset = dg.AssetKey(UPLOAD_ASSET)
+    upload_asset = project.connection.asset_key(UPLOAD_ASSET)
     assert DAY.isoformat() not in project.instance.get_materialized_partitions(upload_asset)
     observation = project.instance.fetch_observations(upload_asset, limit=1).records[0].asset_observation
     assert observation is not None and observation.partition == DAY.isoformat()
@@ -231,16 +230,16 @@ def test_a_dry_run_records_the_events_sends_nothing_and_leaves_the_ledger_alone(
 def test_the_delivery_check_alone_asks_for_the_upload_and_sends_nothing(project: Project) -> None:
     assert materialize(project, DAY - timedelta(days=1)).success
     requests_before = project.amplitude.requests_count()
-    check_only = project.defs.resolve_job_def(JOB_NAME).get_subset(
+    check_only = project.defs.resolve_job_def(project.connection.job_name).get_subset(
         asset_selection=set(),
-        asset_check_selection={dg.AssetCheckKey(dg.AssetKey(UPLOAD_ASSET), DELIVERY_CHECK)},
+        asset_check_selection={dg.AssetCheckKey(project.connection.asset_key(UPLOAD_ASSET), DELIVERY_CHECK)},
     )
     result = check_only.execute_in_process(
         partition_key=DAY.isoformat(), instance=project.instance, raise_on_error=False
     )
     assert not result.success
     failure = next(event for event in result.all_events if event.is_step_failure)
-    assert f"materialize {UPLOAD_ASSET}" in failure.step_failure_data.error.message
+    assert f"materialize tiktok_ads/{UPLOAD_ASSET}" in failure.step_failure_data.error.message
     assert project.amplitude.requests_count() == requests_before
 
 

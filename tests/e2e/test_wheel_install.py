@@ -61,6 +61,8 @@ def _requirements(wheel: Path) -> list[str]:
 def test_the_product_wheel_ships_no_emulator_and_needs_no_numpy(wheels: dict[str, Path]) -> None:
     product = _wheel_files(wheels["tiktok_amp_assets"])
     assert any(name.startswith("tiktok_amp_assets/assets") for name in product)
+    # The default connection, found by the installed package without a checkout (code_location.py).
+    assert "tiktok_amp_assets/defs/tiktok_ads/defs.yaml" in product
     assert not [name for name in product if "emulator" in name or name.endswith("demo.py")]
     requirements = [requirement.lower() for requirement in _requirements(wheels["tiktok_amp_assets"])]
     assert requirements and not [r for r in requirements if r.startswith("numpy")], requirements

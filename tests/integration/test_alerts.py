@@ -107,6 +107,6 @@ def test_a_failed_run_is_posted_with_the_accounts_not_imported_once_retries_ran_
     )
     (message,) = webhook
     text = message["text"]
-    assert text.startswith(f"Dagster run {run.run_id} (tiktok_amp_job) failed")
+    assert text.startswith(f"Dagster run {run.run_id} (tiktok_ads_job) failed")
     assert "every_account_day_imported: 1 of 2 ad accounts could not be imported" in text
     assert f"ad account {refused}: {DAY}" in text and "TIKTOK_ADVERTISER_IDS" in text

@@ -294,7 +294,8 @@ def failure(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
     assert not result.success
     for record in result.all_events:
         if record.is_step_failure:
-            return str(record.step_key), record.step_failure_data.error.message
+            # The step's asset, without the connection's prefix (tiktok_ads__tiktok_raw_reports).
+            return str(record.step_key).removeprefix("tiktok_ads__"), record.step_failure_data.error.message
         if record.event_type_value == "RESOURCE_INIT_FAILURE":
             return "resources", record.event_specific_data.error.message
     raise AssertionError("the run failed without a step or resource failure")
@@ -639,7 +640,7 @@ def test_a_revoked_token_stops_at_the_first_call(project: Project) -> None:
     assert "40105" in message and "re-authorize" in message and "TIKTOK_ACCESS_TOKEN" in message
     assert ACME in message and SAKURA in message
     assert [entry["path"] for entry in project.tiktok.request_log] == [ADVERTISER_INFO_PATH]
-    assert not (project.data_dir / "raw").exists()
+    assert not (project.data_dir / "tiktok_ads" / "raw").exists()
     assert project.amplitude.requests_count() == 0
 
 

@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from tiktok_amp_assets.code_location import connection_resources
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.core.tiktok_contract import CONVERSIONS, SPEND
 
@@ -89,10 +90,12 @@ def test_the_documented_example_computes_cost_per_conversion_by_campaign(
 def test_a_range_of_days_loads_as_one_frame_with_exact_types(project: Project) -> None:
     first, last = DAY, DAY + timedelta(days=2)
     assert project.materialize(first, last).success
-    io_manager = project.defs.resources["tiktok_ad_metrics_io_manager"]
+    io_manager = connection_resources(project.connection)["tiktok_ads_tiktok_ad_metrics_io_manager"]
     context = dg.build_input_context(
-        asset_key=dg.AssetKey("tiktok_ad_metrics"),
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date=project.settings.start_date.isoformat()),
+        asset_key=dg.AssetKey(["tiktok_ads", "tiktok_ad_metrics"]),
+        asset_partitions_def=dg.DailyPartitionsDefinition(
+            start_date=project.connection.start_date.isoformat()
+        ),
         asset_partition_key_range=dg.PartitionKeyRange(first.isoformat(), last.isoformat()),
     )
     frame = io_manager.load_input(context)
@@ -107,20 +110,22 @@ def test_a_range_of_days_loads_as_one_frame_with_exact_types(project: Project) -
 
 
 def test_loading_days_never_materialized_names_them(project: Project) -> None:
-    io_manager = project.defs.resources["tiktok_ad_metrics_io_manager"]
+    io_manager = connection_resources(project.connection)["tiktok_ads_tiktok_ad_metrics_io_manager"]
     context = dg.build_input_context(
-        asset_key=dg.AssetKey("tiktok_ad_metrics"),
-        asset_partitions_def=dg.DailyPartitionsDefinition(start_date=project.settings.start_date.isoformat()),
+        asset_key=dg.AssetKey(["tiktok_ads", "tiktok_ad_metrics"]),
+        asset_partitions_def=dg.DailyPartitionsDefinition(
+            start_date=project.connection.start_date.isoformat()
+        ),
         asset_partition_key_range=dg.PartitionKeyRange("2025-02-01", "2025-02-02"),
     )
     with pytest.raises(dg.Failure) as caught:
         io_manager.load_input(context)
     message = str(caught.value.description)
-    assert "2025-02-01, 2025-02-02" in message and "materialize tiktok_ad_metrics" in message
+    assert "2025-02-01, 2025-02-02" in message and "materialize tiktok_ads/tiktok_ad_metrics" in message
 
 
 def test_the_metrics_asset_shows_its_columns_in_the_ui(project: Project) -> None:
-    metrics = project.defs.resolve_assets_def("tiktok_ad_metrics")
+    metrics = project.defs.resolve_assets_def(dg.AssetKey(["tiktok_ads", "tiktok_ad_metrics"]))
     schema = metrics.metadata_by_key[metrics.key]["dagster/column_schema"]
     columns = {column.name: column for column in schema.columns}
     assert list(columns) == METRICS_SCHEMA.names

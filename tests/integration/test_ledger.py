@@ -44,7 +44,7 @@ def test_events_come_back_exactly_from_lean_rows_with_one_description_per_ad(tmp
     }
     with sqlite3.connect(tmp_path / "amplitude_ledger.sqlite") as database:
         descriptions = database.execute("SELECT count(*) FROM amplitude_event_descriptions").fetchone()[0]
-        own_parts = [text for (text,) in database.execute("SELECT payload FROM amplitude_events")]
+        own_parts = [text for (text,) in database.execute("SELECT payload FROM ledger_events")]
     assert descriptions == ADS  # each ad's description once, however many days
     whole = sum(len(dump_json(event.payload)) for event in events)
     assert sum(map(len, own_parts)) < whole * 0.35  # the rest is in the ad descriptions

@@ -29,7 +29,7 @@ USER_PROPERTIES = {"utm_source", "utm_medium", "utm_campaign", "utm_content"}
 def day_with_deleted_spend(project: Project) -> date:
     """A day on which at least one since-deleted ad spent money."""
     deleted = [ad for ad in project.catalogue.ads.values() if ad.status == DELETE]
-    day = project.settings.start_date
+    day = project.connection.start_date
     while day < date(2026, 11, 1):
         if any(project.catalogue.daily_metrics(ad.ad_id, day) for ad in deleted):
             return day
@@ -98,14 +98,18 @@ def test_partition_metadata_and_results_are_recorded(project: Project) -> None:
     day = day_with_deleted_spend(project)
     truth = project.tiktok_truth(day)
     project.materialize(day)
-    metrics = project.instance.get_latest_materialization_event(dg.AssetKey("tiktok_ad_metrics"))
+    metrics = project.instance.get_latest_materialization_event(
+        dg.AssetKey(["tiktok_ads", "tiktok_ad_metrics"])
+    )
     assert metrics is not None
     metadata = metrics.asset_materialization.metadata
     assert metrics.asset_materialization.partition == day.isoformat()
     assert metadata["rows"].value == len(truth)
     assert metadata["accounts"].value == 2
     assert metadata["impressions"].value == sum(int(v["impressions"]) for v in truth.values())
-    upload = project.instance.get_latest_materialization_event(dg.AssetKey("amplitude_upload_results"))
+    upload = project.instance.get_latest_materialization_event(
+        dg.AssetKey(["tiktok_ads", "amplitude_upload_results"])
+    )
     assert upload.asset_materialization.metadata["events_accepted"].value == len(truth)
     results = ImportStore(project.data_dir).read_upload_results(day)
     assert results["events_accepted"] == len(truth)
@@ -125,7 +129,7 @@ def test_a_range_run_materializes_every_day(
     last = first + timedelta(days=2)
     assert project.materialize(first, last).success
     for asset in ("tiktok_raw_reports", "tiktok_ad_metrics", "amplitude_upload_results"):
-        assert project.instance.get_materialized_partitions(dg.AssetKey(asset)) == {
+        assert project.instance.get_materialized_partitions(dg.AssetKey(["tiktok_ads", asset])) == {
             (first + timedelta(days=offset)).isoformat() for offset in range(3)
         }
     for offset in range(3):

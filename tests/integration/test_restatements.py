@@ -66,7 +66,7 @@ def test_the_next_scheduled_run_corrects_amplitude_to_the_new_figures(project: P
     day_event = next(
         record.asset_materialization
         for record in project.instance.fetch_materializations(
-            dg.AssetKey("amplitude_upload_results"), limit=20
+            dg.AssetKey(["tiktok_ads", "amplitude_upload_results"]), limit=20
         ).records
         if record.asset_materialization.partition == DAY.isoformat()
     )
@@ -97,9 +97,9 @@ def test_freeze_never_sends_changes_for_a_counted_day(
 def test_a_raw_day_whose_rows_were_not_examined_is_not_uploaded_and_the_other_account_is(
     project: Project,
 ) -> None:
-    job = project.defs.resolve_job_def("tiktok_amp_job")
+    job = project.defs.resolve_job_def("tiktok_ads_job")
     raw_only = project.defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey("tiktok_raw_reports")}
+        asset_selection={dg.AssetKey(["tiktok_ads", "tiktok_raw_reports"])}
     )
     assert raw_only.execute_in_process(partition_key=DAY.isoformat(), instance=project.instance).success
     # A partial import: one report row lost between TikTok and the store, after the extraction
@@ -111,7 +111,10 @@ def test_a_raw_day_whose_rows_were_not_examined_is_not_uploaded_and_the_other_ac
     atomic_write_json(store.raw_report_path(DAY, advertiser_id), raw)
 
     result = job.get_subset(
-        asset_selection={dg.AssetKey("tiktok_ad_metrics"), dg.AssetKey("amplitude_upload_results")}
+        asset_selection={
+            dg.AssetKey(["tiktok_ads", "tiktok_ad_metrics"]),
+            dg.AssetKey(["tiktok_ads", "amplitude_upload_results"]),
+        }
     ).execute_in_process(partition_key=DAY.isoformat(), instance=project.instance, raise_on_error=False)
     check = ended_failed_after_delivering(result)
     assert f"ad account {advertiser_id}: {DAY}" in str(check.description)

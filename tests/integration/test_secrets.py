@@ -37,11 +37,12 @@ from tiktok_amp_emulators.http_server import Request, Response
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError, AmplitudeClient
 from tiktok_amp_assets.clients.http import InsecureUrlError, RetryPolicy, checked_base_url
 from tiktok_amp_assets.clients.tiktok import TikTokApiError, TikTokClient
-from tiktok_amp_assets.code_location import build_definitions
+from tiktok_amp_assets.code_location import connection_definitions, connection_resources
+from tiktok_amp_assets.component import DEFAULT_DEFS_YAML, load_connection
 from tiktok_amp_assets.core.amplitude_contract import EVENT_TYPE, HTTP_V2_PATH
 from tiktok_amp_assets.core.tiktok_contract import ACCESS_TOKEN_HEADER, ADVERTISER_INFO_PATH
 from tiktok_amp_assets.resources import AmplitudeResource, TikTokResource
-from tiktok_amp_assets.settings import ConfigurationError, ProjectSettings
+from tiktok_amp_assets.settings import ConfigurationError
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 from ..conftest import API_KEY, TOKEN, Project
@@ -164,9 +165,14 @@ def test_resources_never_show_their_secrets(monkeypatch: pytest.MonkeyPatch) -> 
     # The definitions read them through EnvVar: the UI shows the variable's name, not its value.
     monkeypatch.setenv("TIKTOK_ACCESS_TOKEN", TOKEN)
     monkeypatch.setenv("AMPLITUDE_API_KEY", API_KEY)
-    resources = build_definitions(ProjectSettings(data_dir=Path("/nonexistent"))).resources
-    assert isinstance(resources["tiktok"].access_token, dg.EnvVar)
-    assert isinstance(resources["amplitude"].api_key, dg.EnvVar)
+    monkeypatch.setenv("TIKTOK_AMP_DATA_DIR", "/nonexistent")
+    connection = load_connection(DEFAULT_DEFS_YAML)
+    resources = connection_resources(connection)
+    # The connection's assets carry these (bound to them, not to the whole code location).
+    bound = set().union(*(assets.resource_defs for assets in connection_definitions(connection).assets or []))
+    assert set(resources) <= bound
+    assert isinstance(resources["tiktok_ads_tiktok"].access_token, dg.EnvVar)
+    assert isinstance(resources["tiktok_ads_amplitude"].api_key, dg.EnvVar)
 
 
 # ----- plain HTTP and redirects

@@ -25,7 +25,9 @@ WINTER, SUMMER = date(2025, 1, 15), date(2025, 7, 15)
 
 
 def run_figure(project: Project, name: str) -> int:
-    event = project.instance.get_latest_materialization_event(dg.AssetKey("tiktok_raw_reports"))
+    event = project.instance.get_latest_materialization_event(
+        dg.AssetKey(["tiktok_ads", "tiktok_raw_reports"])
+    )
     assert event is not None and event.asset_materialization is not None
     return int(event.asset_materialization.metadata[name].value)
 
@@ -127,10 +129,10 @@ def test_utms_are_read_from_landing_page_urls(project: Project) -> None:
     ]
     assert listed, "the catalogue has no ad whose UTMs come as a list"
     day, ad = next(
-        (project.settings.start_date + timedelta(days=n), ad)
+        (project.connection.start_date + timedelta(days=n), ad)
         for n in range(200)
         for ad in listed
-        if catalogue.daily_metrics(ad.ad_id, project.settings.start_date + timedelta(days=n))
+        if catalogue.daily_metrics(ad.ad_id, project.connection.start_date + timedelta(days=n))
     )
     assert project.materialize(day).success
     (event,) = [

@@ -36,8 +36,8 @@ def test_days_are_said_as_ranges() -> None:
 
 
 def test_the_command_covers_every_failed_day() -> None:
-    assert reimport_command([DAY]).endswith("--select '*' --partition 2025-03-01")
-    assert reimport_command([DAY + timedelta(days=3), DAY]).endswith(
+    assert reimport_command([DAY], "acme").endswith("--select 'group:acme' --partition 2025-03-01")
+    assert reimport_command([DAY + timedelta(days=3), DAY], "acme").endswith(
         "--partition-range 2025-03-01...2025-03-04"
     )
 
@@ -49,7 +49,7 @@ def test_one_cause_of_several_accounts_and_days_is_said_once() -> None:
         for account in ("7000000000000000002", "7000000000000000003")
         for offset in range(4)
     ] + [failure("7000000000000000004", 0, "Invalid advertiser_ids: ['7000000000000000004']", code=40002)]
-    summary = failures_summary(failures, accounts=30)
+    summary = failures_summary(failures, accounts=30, group="tiktok_ads")
     assert summary.startswith("3 of 30 ad accounts could not be imported")
     assert summary.count("no permission") == 1 and "request_id" not in summary
     assert (

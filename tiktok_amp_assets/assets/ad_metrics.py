@@ -15,10 +15,11 @@ from datetime import date
 import dagster as dg
 import pyarrow as pa
 
-from tiktok_amp_assets.assets.names import GROUP, METRICS_ASSET, METRICS_IO_MANAGER, RECONCILIATION_CHECK
+from tiktok_amp_assets.assets.names import METRICS_ASSET, METRICS_IO_MANAGER, RECONCILIATION_CHECK
 from tiktok_amp_assets.assets.reruns import retry_all_steps_if_the_run_fails
-from tiktok_amp_assets.assets.wiring import configured, require_variables
+from tiktok_amp_assets.assets.wiring import configured, require_variables, resource, resource_keys
 from tiktok_amp_assets.clients.tiktok_extraction import SETTLING, UNATTRIBUTED
+from tiktok_amp_assets.connection import Connection
 from tiktok_amp_assets.core.account_failures import AccountDayFailure
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.core.metric_values import MetricTotals, money_as_written
@@ -30,7 +31,7 @@ from tiktok_amp_assets.core.summaries import (
 )
 from tiktok_amp_assets.normalize import NormalizationError, NormalizedDay, normalize_days, store_days
 from tiktok_amp_assets.partitions import partition_days
-from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
+from tiktok_amp_assets.resources import TikTokResource
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 
@@ -38,15 +39,17 @@ def build_ad_metrics(
     partitions_def: dg.PartitionsDefinition,
     backfill_policy: dg.BackfillPolicy,
     raw_reports: dg.AssetsDefinition,
+    connection: Connection,
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        name=METRICS_ASSET,
-        group_name=GROUP,
+        key=connection.asset_key(METRICS_ASSET),
+        group_name=connection.group,
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         deps=[raw_reports],
         kinds={"parquet", "pandas"},
-        io_manager_key=METRICS_IO_MANAGER,
+        io_manager_key=connection.resource_key(METRICS_IO_MANAGER),
+        required_resource_keys=resource_keys(connection, "tiktok", "import_store"),
         metadata={"dagster/column_schema": column_schema(METRICS_SCHEMA)},
         description=(
             "One validated row per ad account, ad and day: ids, names, cost (exact decimal), counts, "
@@ -56,7 +59,7 @@ def build_ad_metrics(
         check_specs=[
             dg.AssetCheckSpec(
                 RECONCILIATION_CHECK,
-                asset=METRICS_ASSET,
+                asset=connection.asset_key(METRICS_ASSET),
                 description=(
                     "Per ad account and day, the ad rows add up to TikTok's account-level totals. A gap (spend "
                     "in the totals that no ad row holds, such as GMV Max campaigns; a day still settling) is "
@@ -65,10 +68,10 @@ def build_ad_metrics(
             )
         ],
     )
-    def tiktok_ad_metrics(
-        context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
-    ) -> dg.MaterializeResult:
-        return materialize_ad_metrics(context, tiktok, import_store.store())
+    def tiktok_ad_metrics(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        require_variables(connection)
+        store = resource(context, connection, "import_store").store()
+        return materialize_ad_metrics(context, resource(context, connection, "tiktok"), store)
 
     return tiktok_ad_metrics
 
@@ -76,7 +79,6 @@ def build_ad_metrics(
 def materialize_ad_metrics(
     context: dg.AssetExecutionContext, tiktok: TikTokResource, store: ImportStore
 ) -> dg.MaterializeResult:
-    require_variables()
     advertiser_ids = configured(tiktok.advertiser_id_list)
     days = partition_days(context)
     failed: dict[date, set[str]] = defaultdict(set)
@@ -89,7 +91,7 @@ def materialize_ad_metrics(
     written = store_days(
         store,
         normalize_days(
-            str(store.base_dir),
+            store.location(),
             advertiser_ids,
             days,
             {day: frozenset(accounts) for day, accounts in failed.items()},

@@ -18,56 +18,56 @@ from typing import Any
 
 import dagster as dg
 
-from tiktok_amp_assets.assets.names import GROUP, RAW_ASSET, TIKTOK_POOL, TIMEZONE_CHECK
+from tiktok_amp_assets.assets.names import RAW_ASSET, TIMEZONE_CHECK
 from tiktok_amp_assets.assets.reruns import parent_fetched_every_account, retry_all_steps_if_the_run_fails
-from tiktok_amp_assets.assets.wiring import configured, require_variables
+from tiktok_amp_assets.assets.wiring import configured, require_variables, resource, resource_keys
 from tiktok_amp_assets.clients.tiktok import TikTokApiError
 from tiktok_amp_assets.clients.tiktok_extraction import TikTokExtraction
+from tiktok_amp_assets.connection import Connection
 from tiktok_amp_assets.core import tiktok_contract as api
 from tiktok_amp_assets.core.account_failures import AccountDayFailure, days_label
 from tiktok_amp_assets.core.ad_metrics import account_timezone
 from tiktok_amp_assets.core.timezones import timezone_mismatches
 from tiktok_amp_assets.partitions import partition_days
-from tiktok_amp_assets.resources import ImportStoreResource, TikTokResource
-from tiktok_amp_assets.settings import ProjectSettings
+from tiktok_amp_assets.resources import TikTokResource
 from tiktok_amp_assets.storage.import_store import ImportStore
 
 
 def build_raw_reports(
-    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy, settings: ProjectSettings
+    partitions_def: dg.PartitionsDefinition, backfill_policy: dg.BackfillPolicy, connection: Connection
 ) -> dg.AssetsDefinition:
     @dg.asset(
-        name=RAW_ASSET,
-        group_name=GROUP,
+        key=connection.asset_key(RAW_ASSET),
+        group_name=connection.group,
         partitions_def=partitions_def,
         backfill_policy=backfill_policy,
         kinds={"tiktok", "json"},
-        pool=TIKTOK_POOL,
+        pool=connection.tiktok_pool,
+        required_resource_keys=resource_keys(connection, "tiktok", "import_store"),
         description="TikTok's report rows, ad metadata and account facts per ad account and day, as received.",
         check_specs=[
             dg.AssetCheckSpec(
                 TIMEZONE_CHECK,
-                asset=RAW_ASSET,
-                description="No ad account's days end after the partitions' days (TIKTOK_AMP_TIMEZONE).",
+                asset=connection.asset_key(RAW_ASSET),
+                description=f"No ad account's days end after the partitions' days (timezone in {connection.source}).",
             )
         ],
     )
-    def tiktok_raw_reports(
-        context: dg.AssetExecutionContext, tiktok: TikTokResource, import_store: ImportStoreResource
-    ) -> dg.MaterializeResult:
-        return materialize_raw_reports(context, tiktok, import_store.store(), settings.timezone)
+    def tiktok_raw_reports(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        require_variables(connection)
+        store = resource(context, connection, "import_store").store()
+        return materialize_raw_reports(context, resource(context, connection, "tiktok"), store, connection)
 
     return tiktok_raw_reports
 
 
 def materialize_raw_reports(
-    context: dg.AssetExecutionContext, tiktok: TikTokResource, store: ImportStore, partitions_timezone: str
+    context: dg.AssetExecutionContext, tiktok: TikTokResource, store: ImportStore, connection: Connection
 ) -> dg.MaterializeResult:
-    require_variables()
     days = partition_days(context)
     advertiser_ids = configured(tiktok.advertiser_id_list)
     recorded = store.account_day_failures(days)
-    wanted = _account_days_to_fetch(context, advertiser_ids, days, recorded)
+    wanted = _account_days_to_fetch(context, connection, advertiser_ids, days, recorded)
     rows_per_day: dict[date, int] = defaultdict(int)
     stored_per_day: dict[date, int] = defaultdict(int)
     failures: list[AccountDayFailure] = []
@@ -76,7 +76,7 @@ def materialize_raw_reports(
         try:
             infos, refused = extraction.account_facts(sorted(wanted))
             for advertiser_id, error in refused.items():
-                failures += _failed(context, error, advertiser_id, wanted[advertiser_id])
+                failures += _failed(context, connection, error, advertiser_id, wanted[advertiser_id])
             for advertiser_id, info in infos.items():
                 account_days = wanted[advertiser_id]
                 done: set[date] = set()
@@ -84,7 +84,7 @@ def materialize_raw_reports(
                     for day, result in extraction.account_days(advertiser_id, info, account_days):
                         done.add(day)
                         if isinstance(result, TikTokApiError):
-                            failures += _failed(context, result, advertiser_id, [day])
+                            failures += _failed(context, connection, result, advertiser_id, [day])
                             continue
                         store.write_raw_report(day, advertiser_id, result)
                         if (day, advertiser_id) in recorded:
@@ -97,7 +97,7 @@ def materialize_raw_reports(
                     # Other accounts go on: their days are stored, and this one is recorded as failed
                     # for the days left without its report (days are stored in order).
                     failures += _failed(
-                        context, error, advertiser_id, [d for d in account_days if d not in done]
+                        context, connection, error, advertiser_id, [d for d in account_days if d not in done]
                     )
         except TikTokApiError as error:
             # No account can be read (the app or its token refused, or advertiser/info failing for
@@ -105,7 +105,7 @@ def materialize_raw_reports(
             # unavailable past the retry budget) is worth retrying.
             if error.code is None or api.error_kind(error.code)[0].waits:
                 retry_all_steps_if_the_run_fails(context)
-            raise dg.Failure(description=str(error)) from None
+            raise dg.Failure(description=connection.in_its_words(str(error))) from None
         run_figures = extraction.figures()
     for failure in failures:
         store.record_account_day_failure(failure.stat_date, failure.advertiser_id, failure.as_record())
@@ -128,19 +128,21 @@ def materialize_raw_reports(
         )
     # Per run, so the same figures stand on every partition of a range run.
     return dg.MaterializeResult(
-        metadata=run_figures, check_results=[_timezone_check(context, zones, partitions_timezone, days[0])]
+        metadata=run_figures,
+        check_results=[_timezone_check(context, connection, zones, days[0])],
     )
 
 
 def _account_days_to_fetch(
     context: dg.AssetExecutionContext,
+    connection: Connection,
     advertiser_ids: list[str],
     days: list[date],
     recorded: dict[tuple[date, str], dict[str, Any]],
 ) -> dict[str, list[date]]:
     """The days to fetch per account: all of them, except in a re-execution of a run whose raw step
     finished (a retry): then only the account-days recorded as failed (``assets/reruns.py``)."""
-    parent_run_id = parent_fetched_every_account(context)
+    parent_run_id = parent_fetched_every_account(context, connection.step_key(RAW_ASSET))
     if parent_run_id is None:
         return {advertiser_id: list(days) for advertiser_id in advertiser_ids}
     wanted: dict[str, list[date]] = {}
@@ -159,12 +161,17 @@ def _account_days_to_fetch(
 
 
 def _failed(
-    context: dg.AssetExecutionContext, error: TikTokApiError, advertiser_id: str, days: Sequence[date]
+    context: dg.AssetExecutionContext,
+    connection: Connection,
+    error: TikTokApiError,
+    advertiser_id: str,
+    days: Sequence[date],
 ) -> list[AccountDayFailure]:
     """The account-days ``error`` leaves unimported, logged once for the account."""
     if not days:
         return []
-    context.log.error(f"ad account {advertiser_id}, {days_label(days)} not imported: {error}")
+    said = connection.in_its_words(str(error))
+    context.log.error(f"ad account {advertiser_id}, {days_label(days)} not imported: {said}")
     return [
         AccountDayFailure(
             advertiser_id=advertiser_id,
@@ -173,7 +180,7 @@ def _failed(
             endpoint=error.endpoint,
             code=error.code,
             message=error.detail,
-            what_to_do=error.hint,
+            what_to_do=connection.in_its_words(error.hint) if error.hint else error.hint,
             run_id=context.run.run_id,
         )
         for day in days
@@ -181,13 +188,18 @@ def _failed(
 
 
 def _timezone_check(
-    context: dg.AssetExecutionContext, zones: dict[str, Any], partitions_timezone: str, day: date
+    context: dg.AssetExecutionContext, connection: Connection, zones: dict[str, Any], day: date
 ) -> dg.AssetCheckResult:
-    mismatched = timezone_mismatches(zones, partitions_timezone, day)
+    partitions_timezone = connection.timezone
+    mismatched = {
+        account: connection.in_its_words(message)
+        for account, message in timezone_mismatches(zones, partitions_timezone, day).items()
+    }
     for message in mismatched.values():
         context.log.warning(message)
     return dg.AssetCheckResult(
         check_name=TIMEZONE_CHECK,
+        asset_key=connection.asset_key(RAW_ASSET),
         passed=not mismatched,
         severity=dg.AssetCheckSeverity.WARN,
         description=" ".join(mismatched.values()) or None,

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from tiktok_amp_assets.assets.names import RAW_ASSET
-
 RETRY_ON_STEP_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
 RETRY_STRATEGY_TAG = "dagster/retry_strategy"
 ALL_STEPS = "ALL_STEPS"
@@ -35,14 +33,14 @@ def retry_all_steps_if_the_run_fails(context: dg.AssetExecutionContext) -> None:
         context.instance.add_run_tags(context.run.run_id, missing)
 
 
-def parent_fetched_every_account(context: dg.AssetExecutionContext) -> str | None:
+def parent_fetched_every_account(context: dg.AssetExecutionContext, raw_step: str) -> str | None:
     """The id of the run this one re-executes (a retry, or a re-execution from the UI), when that
-    run's raw step finished: then every account-day it could not fetch is recorded as failed, and
+    run's raw step (``raw_step``, the connection's) finished: then every account-day it could not fetch is recorded as failed, and
     the others are stored. None for a first run, or when the parent's raw step did not finish (a
     process that died, a token refused): then everything is fetched again."""
     parent_run_id = context.run.tags.get(PARENT_RUN_ID_TAG)
     if parent_run_id is None:
         return None
-    stats = context.instance.get_run_step_stats(parent_run_id, step_keys=[RAW_ASSET])
+    stats = context.instance.get_run_step_stats(parent_run_id, step_keys=[raw_step])
     finished = any(stat.status is not None and stat.status.value == "SUCCESS" for stat in stats)
     return parent_run_id if finished else None

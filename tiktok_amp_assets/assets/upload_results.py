@@ -11,10 +11,11 @@ from typing import Any
 
 import dagster as dg
 
-from tiktok_amp_assets.assets.names import ACCOUNTS_CHECK, AMPLITUDE_POOL, DELIVERY_CHECK, GROUP, UPLOAD_ASSET
+from tiktok_amp_assets.assets.names import ACCOUNTS_CHECK, DELIVERY_CHECK, UPLOAD_ASSET
 from tiktok_amp_assets.assets.reruns import retry_all_steps_if_the_run_fails
-from tiktok_amp_assets.assets.wiring import configured, require_variables
+from tiktok_amp_assets.assets.wiring import configured, require_variables, resource, resource_keys
 from tiktok_amp_assets.clients.amplitude import AmplitudeApiError
+from tiktok_amp_assets.connection import Connection
 from tiktok_amp_assets.core.account_failures import (
     AccountDayFailure,
     failures_by_account,
@@ -32,14 +33,16 @@ def build_upload_results(
     partitions_def: dg.PartitionsDefinition,
     backfill_policy: dg.BackfillPolicy,
     ad_metrics: dg.AssetsDefinition,
+    connection: Connection,
 ) -> dg.AssetsDefinition:
     # A multi_asset only to be skippable (can_subset makes the check's output optional too): a dry run
     # sends nothing, so it must not mark the day as in Amplitude; it records an observation instead.
     @dg.multi_asset(
+        name=connection.step_key(UPLOAD_ASSET),  # op names are code-location-wide, like asset keys
         specs=[
             dg.AssetSpec(
-                UPLOAD_ASSET,
-                group_name=GROUP,
+                connection.asset_key(UPLOAD_ASSET),
+                group_name=connection.group,
                 partitions_def=partitions_def,
                 deps=[ad_metrics],
                 kinds={"amplitude"},
@@ -48,12 +51,13 @@ def build_upload_results(
             )
         ],
         backfill_policy=backfill_policy,
-        pool=AMPLITUDE_POOL,
+        pool=connection.amplitude_pool,
         can_subset=True,
+        required_resource_keys=resource_keys(connection, "amplitude", "tiktok", "import_store"),
         check_specs=[
             dg.AssetCheckSpec(
                 DELIVERY_CHECK,
-                asset=UPLOAD_ASSET,
+                asset=connection.asset_key(UPLOAD_ASSET),
                 description=(
                     "Per ad-day, what Amplitude acknowledged adds up to TikTok's current figures: nothing lost, "
                     "nothing counted twice (with restatement_policy freeze: every ad-day counted once)."
@@ -61,7 +65,7 @@ def build_upload_results(
             ),
             dg.AssetCheckSpec(
                 ACCOUNTS_CHECK,
-                asset=UPLOAD_ASSET,
+                asset=connection.asset_key(UPLOAD_ASSET),
                 # Blocking: the run ends failed once the other accounts are delivered, so that run
                 # retries (all steps: assets/reruns.py) fetch the missing account-days again.
                 blocking=True,
@@ -74,30 +78,33 @@ def build_upload_results(
             ),
         ],
     )
-    def amplitude_upload_results(
-        context: dg.AssetExecutionContext,
-        amplitude: AmplitudeResource,
-        tiktok: TikTokResource,
-        import_store: ImportStoreResource,
-    ) -> Iterator[dg.MaterializeResult]:
-        yield from upload_to_amplitude(context, amplitude, tiktok, import_store)
+    def amplitude_upload_results(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        yield from upload_to_amplitude(
+            context,
+            connection,
+            resource(context, connection, "amplitude"),
+            resource(context, connection, "tiktok"),
+            resource(context, connection, "import_store"),
+        )
 
     return amplitude_upload_results
 
 
 def upload_to_amplitude(
     context: dg.AssetExecutionContext,
+    connection: Connection,
     amplitude: AmplitudeResource,
     tiktok: TikTokResource,
     import_store: ImportStoreResource,
 ) -> Iterator[dg.MaterializeResult]:
-    if dg.AssetKey(UPLOAD_ASSET) not in context.selected_asset_keys:
+    upload_asset = connection.asset_key(UPLOAD_ASSET)
+    if upload_asset not in context.selected_asset_keys:
         # (Subsetting is on only so that a dry run can skip the materialization.)
         raise dg.Failure(
-            description=f"{DELIVERY_CHECK} is evaluated by the upload itself: materialize {UPLOAD_ASSET} "
-            "(the check runs with it) rather than the check alone"
+            description=f"{DELIVERY_CHECK} is evaluated by the upload itself: materialize "
+            f"{upload_asset.to_user_string()} (the check runs with it) rather than the check alone"
         )
-    require_variables()
+    require_variables(connection)
     days = partition_days(context)
     advertiser_ids = configured(tiktok.advertiser_id_list)
     failures = [
@@ -123,9 +130,9 @@ def upload_to_amplitude(
             rejected_total += finished.results["events_rejected"]
             parked_total += finished.results["events_parked"]
             undelivered.extend(finished.undelivered)
-            _record_day(context, finished, not_imported, dry_run=client is None)
+            _record_day(context, upload_asset, finished, not_imported, dry_run=client is None)
     except (AmplitudeApiError, MissingPartitionError) as error:
-        raise dg.Failure(description=str(error)) from None
+        raise dg.Failure(description=connection.in_its_words(str(error))) from None
     finally:
         if client is not None:
             client.close()
@@ -144,13 +151,14 @@ def upload_to_amplitude(
     yield dg.MaterializeResult(
         check_results=[
             _delivery_check(undelivered, parked_total),
-            _accounts_check(failures, len(advertiser_ids)),
+            _accounts_check(failures, len(advertiser_ids), connection.group),
         ]
     )
 
 
 def _record_day(
     context: dg.AssetExecutionContext,
+    upload_asset: dg.AssetKey,
     finished: FinishedDay,
     not_imported: dict[str, list[str]],
     *,
@@ -167,7 +175,7 @@ def _record_day(
     if dry_run:
         context.log_event(
             dg.AssetObservation(
-                asset_key=UPLOAD_ASSET, partition=partition, metadata={"dry_run": True, **metadata}
+                asset_key=upload_asset, partition=partition, metadata={"dry_run": True, **metadata}
             )
         )
     else:
@@ -195,18 +203,22 @@ def _delivery_check(undelivered: list[Mismatch], parked: int) -> dg.AssetCheckRe
     )
 
 
-def _accounts_check(failures: list[AccountDayFailure], accounts: int) -> dg.AssetCheckResult:
+def _accounts_check(failures: list[AccountDayFailure], accounts: int, group: str) -> dg.AssetCheckResult:
     """One result for the run (a check result carries no partition in Dagster 1.13): every failed
     account-day, grouped by cause; each day's own list is in its metadata (accounts_not_imported)."""
     return dg.AssetCheckResult(
         check_name=ACCOUNTS_CHECK,
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=failures_summary(failures, accounts) if failures else None,
+        description=failures_summary(failures, accounts, group) if failures else None,
         metadata={
             "failed_account_days": dg.MetadataValue.json(failures_by_account(failures)),
             **(
-                {"reimport_command": dg.MetadataValue.text(reimport_command(f.stat_date for f in failures))}
+                {
+                    "reimport_command": dg.MetadataValue.text(
+                        reimport_command((f.stat_date for f in failures), group)
+                    )
+                }
                 if failures
                 else {}
             ),

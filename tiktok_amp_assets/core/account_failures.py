@@ -17,7 +17,9 @@ from datetime import date, timedelta
 from typing import Any
 
 # The command that imports days again, as the README runs the CLI from the project folder.
-REIMPORT_COMMAND = ".venv/bin/dagster asset materialize -m tiktok_amp_assets.definitions --select '*'"
+REIMPORT_COMMAND = (
+    ".venv/bin/dagster asset materialize -m tiktok_amp_assets.definitions --select 'group:{group}'"
+)
 
 
 @dataclass(frozen=True)
@@ -85,16 +87,17 @@ def days_label(days: Iterable[date]) -> str:
     )
 
 
-def reimport_command(days: Iterable[date]) -> str:
-    """The CLI command that imports ``days`` again (one range covering them all: the days between
-    send nothing Amplitude already counted)."""
+def reimport_command(days: Iterable[date], group: str) -> str:
+    """The CLI command that imports ``days`` of the connection ``group`` again (one range covering
+    them all: the days between send nothing Amplitude already counted)."""
     ordered = sorted(set(days))
+    command = REIMPORT_COMMAND.format(group=group)
     if len(ordered) == 1:
-        return f"{REIMPORT_COMMAND} --partition {ordered[0]}"
-    return f"{REIMPORT_COMMAND} --partition-range {ordered[0]}...{ordered[-1]}"
+        return f"{command} --partition {ordered[0]}"
+    return f"{command} --partition-range {ordered[0]}...{ordered[-1]}"
 
 
-def failures_summary(failures: Sequence[AccountDayFailure], accounts: int) -> str:
+def failures_summary(failures: Sequence[AccountDayFailure], accounts: int, group: str) -> str:
     """One message for all of a run's failed account-days: each cause once, with the accounts and
     days it hit, then how they come back."""
     by_cause: dict[str, dict[str, set[date]]] = {}
@@ -118,7 +121,7 @@ def failures_summary(failures: Sequence[AccountDayFailure], accounts: int) -> st
         "When the instance retries runs (run_retries), the run is retried with all its steps and the retry "
         "fetches only these account-days. If the retries run out, import them again once the cause is fixed "
         f"(from the project folder; or select the three assets in the UI, Materialize, these days): "
-        f"{reimport_command(all_days)}. Nothing Amplitude already counted is sent again; the schedule's next "
+        f"{reimport_command(all_days, group)}. Nothing Amplitude already counted is sent again; the schedule's next "
         "ticks also import them again while they are within the lookback window."
     )
     return "\n".join(lines)

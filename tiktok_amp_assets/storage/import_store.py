@@ -1,6 +1,8 @@
 """Where each asset keeps its partitions, one file per day (and per account for raw reports).
 
-The data folder is local or an object store (``storage/locations.py``). Layout under it::
+The data folder is local or an object store (``storage/locations.py``), shared by every connection;
+each connection keeps its files in a folder of its name, so that two connections (even of one ad
+account) never overwrite each other's. Layout under ``<data folder>/<connection>/``::
 
     raw/<YYYY-MM-DD>/<advertiser_id>.json   tiktok_raw_reports: TikTok's answers, as received
     metrics/<YYYY-MM-DD>.parquet            tiktok_ad_metrics: the day's typed metrics table (Parquet)
@@ -9,8 +11,12 @@ The data folder is local or an object store (``storage/locations.py``). Layout u
                                             dry run never hides what a real run sent
     failed/<YYYY-MM-DD>/<advertiser_id>.json  an account-day that could not be imported (what TikTok said,
                                             what to do); removed once a run imports that account-day
-    amplitude_ledger.sqlite                 what Amplitude has counted, per event (see ledger.py), when
-                                            the folder is local and TIKTOK_AMP_LEDGER_URL is unset
+
+and in the data folder itself, shared by all connections::
+
+    amplitude_ledger.sqlite                 what Amplitude has counted, per Amplitude project and event
+                                            (see ledger.py), when the folder is local and
+                                            TIKTOK_AMP_LEDGER_URL is unset
 
 Every file is written whole (``files.py``): Parquet and JSON alike are bytes given to
 ``atomic_write_bytes`` and read back with ``read_bytes_whole``. Assets write their partitions
@@ -30,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from upath import UPath
 
+from tiktok_amp_assets.connection import DEFAULT_CONNECTION
 from tiktok_amp_assets.core.ad_metrics import METRICS_SCHEMA
 from tiktok_amp_assets.storage.files import (
     atomic_write_bytes,
@@ -55,15 +62,31 @@ ABANDONED_AFTER_SECONDS = 3600.0
 
 
 class ImportStore:
-    def __init__(self, base_dir: str | os.PathLike[str], ledger_url: str | None = None) -> None:
-        """``base_dir``: a local folder or an object-store URL; ``ledger_url``: the PostgreSQL ledger's
-        URL (a secret), or None for the SQLite file in a local ``base_dir``."""
-        self.base_dir: UPath = open_data_folder(base_dir)
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        ledger_url: str | None = None,
+        *,
+        connection: str = DEFAULT_CONNECTION,
+        amplitude_project: str | None = None,
+    ) -> None:
+        """``data_dir``: a local folder or an object-store URL; ``ledger_url``: the PostgreSQL ledger's
+        URL (a secret), or None for the SQLite file in a local ``data_dir``; ``connection``: whose
+        files (its folder of the data folder); ``amplitude_project``: the project whose events the
+        ledger holds (default: the connection's name, as in component.py)."""
+        self.data_dir: UPath = open_data_folder(data_dir)
+        self.connection = connection
+        self.amplitude_project = amplitude_project or connection
+        self.base_dir: UPath = self.data_dir / connection
         self._ledger_url = ledger_url
+
+    def location(self) -> tuple[str, str]:
+        """The data folder (as text) and the connection: what a worker process opens the store from."""
+        return str(self.data_dir), self.connection
 
     def remove_abandoned_temp_files(self) -> list[Path]:
         """Temporary files of writes killed mid-way (the finished files are never torn)."""
-        return remove_abandoned_temp_files(self.base_dir, ABANDONED_AFTER_SECONDS)
+        return remove_abandoned_temp_files(self.data_dir, ABANDONED_AFTER_SECONDS)
 
     # tiktok_raw_reports
 
@@ -159,7 +182,10 @@ class ImportStore:
         return read_json(self.upload_results_path(day, dry_run=dry_run))
 
     def ledger(self) -> AmplitudeLedger:
-        return AmplitudeLedger(ledger_database_url(self.base_dir, self._ledger_url))
+        """The ledger, as this store's Amplitude project reads and writes it."""
+        return AmplitudeLedger(
+            ledger_database_url(self.data_dir, self._ledger_url), amplitude_project=self.amplitude_project
+        )
 
 
 def _schema_difference(schema: pa.Schema) -> str:

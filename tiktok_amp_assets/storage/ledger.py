@@ -22,6 +22,14 @@ the first transaction, then refuses it; SQLite's writers take turns.) The loser 
 while a day is planned or while events are sent: a run's acknowledgements never wait for its
 planning of the next day.
 
+**Per Amplitude project.** Amplitude keeps data per project, and two connections may import the same
+ad account into two projects (or, sharing a project's name, into one): every row belongs to an
+``amplitude_project`` (a stable name, not the API key, so a new key resends nothing), and an event's
+key is (project, insert_id). An instance of :class:`AmplitudeLedger` reads and writes one project's
+rows. The schema carries a version (``ledger_schema``); a ledger from before projects (version 1:
+``amplitude_events`` keyed by insert_id alone) is migrated when first opened, its rows given to the
+project ``tiktok_ads`` (the default connection's), in the transaction that holds the schema lock.
+
 **Lean rows.** An event is kept whole, to be resent exactly or corrected later, but not as one JSON
 text per event: an ad's description (ids, names, UTMs, device: two thirds of an event) is stored once
 in ``amplitude_event_descriptions``, keyed by its digest, and each event row holds only its own part
@@ -63,6 +71,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 
+from tiktok_amp_assets.connection import DEFAULT_CONNECTION
 from tiktok_amp_assets.core.events import joined_event, split_event
 from tiktok_amp_assets.core.json_codec import dump_json, load_json
 from tiktok_amp_assets.core.metric_values import MetricTotals
@@ -74,10 +83,18 @@ ACKNOWLEDGED = "acknowledged"
 REJECTED = "rejected"
 STATUSES = (PENDING, ACKNOWLEDGED, REJECTED)
 
+# Version 1: amplitude_events keyed by insert_id (before connections); 2: ledger_events, by project.
+SCHEMA_VERSION = 2
+# The project of every row of a version-1 ledger: the one connection there was.
+LEGACY_PROJECT = DEFAULT_CONNECTION
+LEGACY_EVENTS = "amplitude_events"
+
 METADATA = MetaData()
+SCHEMA = Table("ledger_schema", METADATA, Column("version", Integer, nullable=False))
 EVENTS = Table(
-    "amplitude_events",
+    "ledger_events",
     METADATA,
+    Column("amplitude_project", Text, primary_key=True),
     Column("insert_id", Text, primary_key=True),
     Column("advertiser_id", Text, nullable=False),
     Column("ad_id", Text, nullable=False),
@@ -96,8 +113,8 @@ EVENTS = Table(
     Column("acknowledged_at", Text),
     # The digest of its ad's description in DESCRIPTIONS.
     Column("description", Text, nullable=False),
-    CheckConstraint(f"status IN {STATUSES!r}", name="amplitude_events_status"),
-    Index("amplitude_events_by_day", "stat_date", "status"),
+    CheckConstraint(f"status IN {STATUSES!r}", name="ledger_events_status"),
+    Index("ledger_events_by_day", "amplitude_project", "stat_date", "status"),
 )
 DESCRIPTIONS = Table(
     "amplitude_event_descriptions",
@@ -149,20 +166,23 @@ class DayRecord:
 
 
 class AmplitudeLedger:
-    def __init__(self, url: URL, *, create: bool = True) -> None:
-        """The ledger at ``url``, its table created if missing (``create=False``: a missing table is
-        an error, for a ledger that must exist already)."""
+    def __init__(self, url: URL, *, create: bool = True, amplitude_project: str = DEFAULT_CONNECTION) -> None:
+        """The ledger at ``url`` as seen by ``amplitude_project``, its tables created or migrated if
+        needed (``create=False``: a database without a ledger is an error, for one that must exist)."""
         self.url = url
+        self.amplitude_project = amplitude_project
         self._engine = _engine(url)
         try:
             with self._engine.begin() as connection:
-                if not create and not inspect(connection).has_table(EVENTS.name):
-                    raise FileNotFoundError(f"{url.database} holds no ledger (no {EVENTS.name} table)")
                 if connection.dialect.name == "postgresql":
                     _require_utf8(connection, url)
-                    # Two runs starting at once would both find no table, and one CREATE would fail.
+                    # Two runs starting at once would both find no table, and one CREATE would fail;
+                    # two would both migrate.
                     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                METADATA.create_all(connection)
+                tables = inspect(connection)
+                if not create and not (tables.has_table(EVENTS.name) or tables.has_table(LEGACY_EVENTS)):
+                    raise FileNotFoundError(f"{url.database} holds no ledger (no {EVENTS.name} table)")
+                _create_or_migrate(connection)
         except BaseException:
             self._engine.dispose()  # a refused ledger keeps no connection open
             raise
@@ -178,8 +198,8 @@ class AmplitudeLedger:
         """What is recorded for ``stat_date``, read at one moment: what to plan against."""
         with self._reading() as connection:
             return DayRecord(
-                _recorded(connection, stat_date),
-                _pending(connection, stat_date),
+                _recorded(connection, self.amplitude_project, stat_date),
+                _pending(connection, self.amplitude_project, stat_date),
             )
 
     def record_pending(self, events: Iterable[AdDayEvent]) -> None:
@@ -197,6 +217,7 @@ class AmplitudeLedger:
                 descriptions[digest] = description_json.decode("utf-8")
             rows.append(
                 {
+                    "amplitude_project": self.amplitude_project,
                     "insert_id": ad_day_event.insert_id,
                     "advertiser_id": ad_day_event.advertiser_id,
                     "ad_id": ad_day_event.ad_id,
@@ -215,7 +236,9 @@ class AmplitudeLedger:
         if not rows:
             return
         replace_rejected = EVENTS.delete().where(
-            EVENTS.c.insert_id.in_(bindparam("ids", expanding=True)), EVENTS.c.status == REJECTED
+            self._mine(),
+            EVENTS.c.insert_id.in_(bindparam("ids", expanding=True)),
+            EVENTS.c.status == REJECTED,
         )
         with self._engine.begin() as connection:
             if descriptions:
@@ -248,7 +271,11 @@ class AmplitudeLedger:
             return
         update = (
             EVENTS.update()
-            .where(EVENTS.c.insert_id.in_(bindparam("ids", expanding=True)), EVENTS.c.status != ACKNOWLEDGED)
+            .where(
+                self._mine(),
+                EVENTS.c.insert_id.in_(bindparam("ids", expanding=True)),
+                EVENTS.c.status != ACKNOWLEDGED,
+            )
             .values(status=ACKNOWLEDGED, acknowledged_at=now, reason=None)
         )
         with self._engine.begin() as connection:
@@ -262,7 +289,7 @@ class AmplitudeLedger:
         with self._engine.begin() as connection:
             connection.execute(
                 EVENTS.update()
-                .where(EVENTS.c.insert_id == bindparam("id"), EVENTS.c.status == PENDING)
+                .where(self._mine(), EVENTS.c.insert_id == bindparam("id"), EVENTS.c.status == PENDING)
                 .values(status=REJECTED, reason=bindparam("why")),
                 params,
             )
@@ -274,14 +301,16 @@ class AmplitudeLedger:
         event might be resent after Amplitude's 7-day memory of its insert_id has lapsed.
         """
         with self._reading() as connection:
-            return _pending(connection)
+            return _pending(connection, self.amplitude_project)
 
     def counted(self, stat_dates: Iterable[date]) -> dict[AdDayKey, MetricTotals]:
         """Per ad-day of these dates: the sum of what Amplitude counted (acknowledged events)."""
         days = sorted({day.isoformat() for day in stat_dates})
         counted: dict[AdDayKey, MetricTotals] = {}
         dates = {text: date.fromisoformat(text) for text in days}
-        query = select(*_AD_DAY_COLUMNS).where(EVENTS.c.status == ACKNOWLEDGED, EVENTS.c.stat_date.in_(days))
+        query = select(*_AD_DAY_COLUMNS).where(
+            self._mine(), EVENTS.c.status == ACKNOWLEDGED, EVENTS.c.stat_date.in_(days)
+        )
         # Lean on purpose: every finished day of a backfill reads all its ad-days back.
         with self._reading() as connection:
             for (
@@ -301,11 +330,13 @@ class AmplitudeLedger:
         return counted
 
     def rows(self) -> list[dict[str, Any]]:
-        """Every event row as stored, by insert_id."""
+        """Every event row as stored, of every project, by project and insert_id."""
         with self._reading() as connection:
-            return [
-                dict(row._mapping) for row in connection.execute(select(EVENTS).order_by(EVENTS.c.insert_id))
-            ]
+            query = select(EVENTS).order_by(EVENTS.c.amplitude_project, EVENTS.c.insert_id)
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+    def _mine(self) -> Any:
+        return EVENTS.c.amplitude_project == self.amplitude_project
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -323,12 +354,13 @@ class AmplitudeLedger:
             if present:
                 raise LedgerNotEmptyError(
                     f"the destination ledger already holds {present} events: refusing to copy over it. "
-                    "What to do: copy into a new, empty database (or drop its amplitude_events table "
+                    "What to do: copy into a new, empty database (or drop its ledger_events table "
                     "if you are sure it holds nothing worth keeping)"
                 )
             copied = 0
-            for table, order in ((DESCRIPTIONS, DESCRIPTIONS.c.digest), (EVENTS, EVENTS.c.insert_id)):
-                rows = source.execution_options(yield_per=_COPY_BATCH).execute(select(table).order_by(order))
+            events_order = (EVENTS.c.amplitude_project, EVENTS.c.insert_id)
+            for table, order in ((DESCRIPTIONS, (DESCRIPTIONS.c.digest,)), (EVENTS, events_order)):
+                rows = source.execution_options(yield_per=_COPY_BATCH).execute(select(table).order_by(*order))
                 for batch in rows.partitions():
                     # Descriptions a failed earlier copy left are the same texts: kept as they are.
                     target.execute(_insert_new(target, table), [dict(row._mapping) for row in batch])
@@ -336,12 +368,16 @@ class AmplitudeLedger:
             return copied
 
 
-def _recorded(connection: Connection, stat_date: date) -> dict[AdDayKey, CountedAdDay]:
+def _recorded(connection: Connection, project: str, stat_date: date) -> dict[AdDayKey, CountedAdDay]:
     """Per ad-day of ``stat_date``: the sum of its pending and acknowledged events, its next revision
     and its last event (for a removal correction)."""
     query = (
         select(*_AD_DAY_COLUMNS, EVENTS.c.payload, EVENTS.c.description)
-        .where(EVENTS.c.status.in_((PENDING, ACKNOWLEDGED)), EVENTS.c.stat_date == stat_date.isoformat())
+        .where(
+            EVENTS.c.amplitude_project == project,
+            EVENTS.c.status.in_((PENDING, ACKNOWLEDGED)),
+            EVENTS.c.stat_date == stat_date.isoformat(),
+        )
         .order_by(EVENTS.c.revision)
     )
     # Per ad-day: the sum so far, the next revision, and the last event's own part and description.
@@ -359,10 +395,10 @@ def _recorded(connection: Connection, stat_date: date) -> dict[AdDayKey, Counted
     }
 
 
-def _pending(connection: Connection, stat_date: date | None = None) -> list[AdDayEvent]:
-    """Pending events of ``stat_date`` (of every day if None), oldest first, whole."""
+def _pending(connection: Connection, project: str, stat_date: date | None = None) -> list[AdDayEvent]:
+    """Pending events of ``project`` on ``stat_date`` (of every day if None), oldest first, whole."""
     query = select(EVENTS.c.insert_id, *_AD_DAY_COLUMNS, EVENTS.c.payload, EVENTS.c.description).where(
-        EVENTS.c.status == PENDING
+        EVENTS.c.amplitude_project == project, EVENTS.c.status == PENDING
     )
     if stat_date is not None:
         query = query.where(EVENTS.c.stat_date == stat_date.isoformat())
@@ -383,6 +419,33 @@ def _descriptions(connection: Connection, digests: set[str]) -> dict[str, str]:
     for chunk in _chunks(sorted(digests)):
         texts.update((digest, text) for digest, text in connection.execute(query, {"digests": chunk}))
     return texts
+
+
+def _create_or_migrate(connection: Connection) -> None:
+    """Bring the ledger's tables to :data:`SCHEMA_VERSION`, in the caller's transaction (which holds
+    the schema lock): created when missing; a version-1 ledger's events copied into the new table,
+    all for :data:`LEGACY_PROJECT`, and the old table dropped, all or nothing."""
+    METADATA.create_all(connection)
+    version = connection.execute(select(func.max(SCHEMA.c.version))).scalar()
+    if version == SCHEMA_VERSION:
+        return
+    if version is not None and version > SCHEMA_VERSION:
+        raise StorageConfigurationError(
+            f"the ledger's schema is version {version}, newer than this tiktok-amp-assets knows "
+            f"({SCHEMA_VERSION}): upgrade tiktok-amp-assets everywhere runs execute before running it"
+        )
+    if inspect(connection).has_table(LEGACY_EVENTS):
+        columns = ", ".join(column.name for column in EVENTS.columns if column.name != "amplitude_project")
+        connection.execute(
+            text(
+                f"INSERT INTO {EVENTS.name} (amplitude_project, {columns}) "
+                f"SELECT :project, {columns} FROM {LEGACY_EVENTS}"
+            ),
+            {"project": LEGACY_PROJECT},
+        )
+        connection.execute(text(f"DROP TABLE {LEGACY_EVENTS}"))
+    connection.execute(SCHEMA.delete())
+    connection.execute(SCHEMA.insert().values(version=SCHEMA_VERSION))
 
 
 def _require_utf8(connection: Connection, url: URL) -> None:
