@@ -90,8 +90,10 @@ WORKLOADS = {
 
 def minimum_tiktok_calls(catalogue: Catalogue, advertiser_ids: list[str], first: date, last: date) -> int:
     """The fewest calls that can fetch the range: per account and 30-day window, ceil(rows / 1,000)
-    report pages (at least one) plus one account-totals call; ad metadata in chunks of 100 ads;
-    one advertiser/info call for up to 100 accounts."""
+    report pages (at least one) plus one account-totals call; ad metadata in chunks of 100 ads, and
+    the Smart+ ads among them once more from /smart_plus/ad/get/ in chunks of 100 (their landing
+    pages live there: clients/tiktok_extraction.py, point 8); one advertiser/info call for up to 100
+    accounts."""
     calls = math.ceil(len(advertiser_ids) / tiktok_api.MAX_FILTER_IDS)
     for advertiser_id in advertiser_ids:
         ads_seen: set[str] = set()
@@ -105,6 +107,8 @@ def minimum_tiktok_calls(catalogue: Catalogue, advertiser_ids: list[str], first:
                 day += timedelta(days=1)
             calls += max(1, math.ceil(rows / tiktok_api.MAX_PAGE_SIZE)) + 1
         calls += math.ceil(len(ads_seen) / tiktok_api.MAX_FILTER_IDS)
+        smart_plus = sum(1 for ad_id in ads_seen if catalogue.ads[ad_id].smart_plus_ad_id)
+        calls += math.ceil(smart_plus / tiktok_api.MAX_FILTER_IDS)
     return calls
 
 

@@ -49,6 +49,7 @@ from tiktok_amp_emulators.demo import demo_environment, prepare_home
 from tiktok_amp_emulators.faults import Fault, FaultInjector
 from tiktok_amp_emulators.tiktok_server import TikTokEmulator
 
+from tiktok_amp_assets.connection import DEFAULT_CONNECTION
 from tiktok_amp_assets.core import tiktok_contract as tiktok_api
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -140,7 +141,7 @@ class State:
 def local_state(data_dir: Path) -> State:
     def written_since(start: float) -> int:
         count = 0
-        folder = data_dir / "uploads"
+        folder = data_dir / DEFAULT_CONNECTION / "uploads"  # the connection's own folder
         for path in folder.glob("*.json") if folder.exists() else ():
             try:
                 count += path.stat().st_mtime >= start
@@ -158,9 +159,9 @@ def cluster_state() -> Iterator[State]:
         client = cluster.s3.client()
 
         def written_since(start: float) -> int:
-            listed = client.list_objects_v2(Bucket=cluster.bucket, Prefix="state/uploads/").get(
-                "Contents", []
-            )
+            listed = client.list_objects_v2(
+                Bucket=cluster.bucket, Prefix=f"state/{DEFAULT_CONNECTION}/uploads/"
+            ).get("Contents", [])
             # S3 keeps whole seconds: count from the second the run started.
             return sum(1 for item in listed if item["LastModified"].timestamp() >= int(start))
 

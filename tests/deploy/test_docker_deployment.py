@@ -302,8 +302,8 @@ def test_a_backfill_launched_through_the_webserver_runs_in_a_container_and_count
     assert_every_step_succeeded(run)
     assert_each_ad_day_counted_once(deployment, days)
     # The state went to the S3 store through AWS_ENDPOINT_URL, passed into the run's container.
-    keys = deployment.s3.keys(deployment.bucket, "state/uploads/")
-    assert {f"state/uploads/{day.isoformat()}.json" for day in days} <= set(keys), keys
+    keys = deployment.s3.keys(deployment.bucket, "state/tiktok_ads/uploads/")
+    assert {f"state/tiktok_ads/uploads/{day.isoformat()}.json" for day in days} <= set(keys), keys
     assert_containers_removed(deployment, [run["runId"]])
 
 
