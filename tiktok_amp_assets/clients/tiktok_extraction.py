@@ -584,18 +584,25 @@ def _short_days(rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[str,
     short = []
     for day, total in sorted(totals_by_day.items()):
         expected = _figures(total)
-        found: list[Decimal | None] = [_ZERO] * len(expected)
-        for row in rows_by_day.get(day, []):
-            found = [
-                None if have is None or add is None else have + add
-                for have, add in zip(found, _figures(row), strict=True)
-            ]
+        found = _summed_figures(rows_by_day.get(day, []), len(expected))
         if any(
             have is not None and want is not None and have < want
             for have, want in zip(found, expected, strict=True)
         ):
             short.append(day)
     return short
+
+
+def _summed_figures(rows: Rows, metrics: int) -> list[Decimal | None]:
+    """The rows' sums of each metric (as :func:`_figures` reads them); ``None`` for a metric some row
+    holds as no number, which is then not compared."""
+    found: list[Decimal | None] = [_ZERO] * metrics
+    for row in rows:
+        found = [
+            None if have is None or add is None else have + add
+            for have, add in zip(found, _figures(row), strict=True)
+        ]
+    return found
 
 
 def _differing_days(rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[str, Any]]) -> list[str]:
@@ -605,12 +612,7 @@ def _differing_days(rows_by_day: dict[str, Rows], totals_by_day: dict[str, dict[
     differing = []
     for day in sorted(totals_by_day.keys() | {day for day, rows in rows_by_day.items() if rows}):
         expected = _figures(totals_by_day.get(day))
-        found: list[Decimal | None] = [_ZERO] * len(expected)
-        for row in rows_by_day.get(day, []):
-            found = [
-                None if have is None or add is None else have + add
-                for have, add in zip(found, _figures(row), strict=True)
-            ]
+        found = _summed_figures(rows_by_day.get(day, []), len(expected))
         if any(
             have is not None and want is not None and have != want
             for have, want in zip(found, expected, strict=True)
